@@ -1,0 +1,112 @@
+//! Entering a node: join its network, UTS and mount namespaces, then `exec` the command, which
+//! keeps the PID (the supervisor's child *is* the daemon). Joining a mount namespace requires a
+//! single-threaded process, so this runs only in `tartanlab __nsexec` and `tartanlab exec`,
+//! before any runtime starts threads; everything else builds a [`command`] that goes through
+//! `__nsexec`.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use nix::sched::{CloneFlags, setns};
+
+use crate::error::{LabError, Result};
+use crate::state::{LabState, NodeState};
+
+/// The three namespace files of a node.
+#[derive(Debug, Clone)]
+pub struct NodeNamespaces {
+    pub net: PathBuf,
+    pub mnt: PathBuf,
+    pub uts: PathBuf,
+}
+
+impl NodeNamespaces {
+    pub fn of(state: &LabState, node: &NodeState) -> NodeNamespaces {
+        NodeNamespaces {
+            net: crate::netns::path(&node.netns),
+            mnt: state.pin(&node.name, "mnt"),
+            uts: state.pin(&node.name, "uts"),
+        }
+    }
+}
+
+/// Joins the node's namespaces. The caller must be single-threaded.
+pub fn enter(ns: &NodeNamespaces) -> Result<()> {
+    let open = |p: &Path| File::open(p).map_err(LabError::io(format!("opening {}", p.display())));
+    let (net, uts, mnt) = (open(&ns.net)?, open(&ns.uts)?, open(&ns.mnt)?);
+    setns(&net, CloneFlags::CLONE_NEWNET)
+        .map_err(LabError::sys("joining the node's network namespace"))?;
+    setns(&uts, CloneFlags::CLONE_NEWUTS)
+        .map_err(LabError::sys("joining the node's UTS namespace"))?;
+    setns(&mnt, CloneFlags::CLONE_NEWNS)
+        .map_err(LabError::sys("joining the node's mount namespace"))?;
+    nix::unistd::chdir("/").map_err(LabError::sys("changing to the node's /"))
+}
+
+/// Joins the node's namespaces and replaces this process with `argv`. Returns only on error.
+pub fn enter_and_exec(
+    ns: &NodeNamespaces,
+    argv: &[String],
+    env: Option<&BTreeMap<String, String>>,
+) -> LabError {
+    if let Err(e) = enter(ns) {
+        return e;
+    }
+    let Some((program, args)) = argv.split_first() else {
+        return LabError::Io {
+            what: "running a command in the node".into(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "no command given"),
+        };
+    };
+    let mut cmd = Command::new(program);
+    cmd.args(args);
+    if let Some(env) = env {
+        cmd.env_clear().envs(env);
+    }
+    let err = cmd.exec();
+    LabError::Io { what: format!("running `{program}` in the node"), source: err }
+}
+
+/// A command that runs `argv` inside `node` (through `tartanlab __nsexec`), with the node's
+/// environment.
+pub fn command(state: &LabState, node: &NodeState, argv: &[String]) -> Command {
+    let ns = NodeNamespaces::of(state, node);
+    let mut cmd = Command::new(&state.tartanlab);
+    cmd.arg("__nsexec")
+        .arg("--net")
+        .arg(&ns.net)
+        .arg("--mnt")
+        .arg(&ns.mnt)
+        .arg("--uts")
+        .arg(&ns.uts)
+        .arg("--")
+        .args(argv)
+        .env_clear()
+        .envs(&node.env);
+    cmd
+}
+
+/// The PATH of every node process: the project's own binaries first.
+pub fn node_path(bin_dir: &Path) -> String {
+    format!("{}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", bin_dir.display())
+}
+
+/// The directory holding the project's binaries (`tartan`, `tartanctl`, `tartanlab`):
+/// `TARTAN_BIN_DIR` if set, else the directory of the running `tartanlab`.
+pub fn bin_dir(tartanlab: &Path) -> PathBuf {
+    if let Some(dir) = std::env::var_os("TARTAN_BIN_DIR") {
+        return PathBuf::from(dir);
+    }
+    tartanlab.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/usr/local/bin"))
+}
+
+/// Finds `program` on a PATH-style list of directories.
+pub fn which(program: &str, path: &str) -> Option<PathBuf> {
+    if program.contains('/') {
+        return Path::new(program).is_file().then(|| PathBuf::from(program));
+    }
+    path.split(':').map(|d| Path::new(d).join(program)).find(|p| p.is_file())
+}

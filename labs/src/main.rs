@@ -1,0 +1,372 @@
+//! `tartanlab`: containerlab topology files on Linux network namespaces. The commands mirror
+//! containerlab's; three hidden ones are the helpers the runner starts itself.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use tartan_labs::error::{LabError, Result};
+use tartan_labs::state::LabState;
+use tartan_labs::topology::{self, LoadOptions};
+use tartan_labs::{deploy, destroy, enter, graph, inspect, node_init, procfs, supervisor};
+
+const ABOUT: &str = "Deploy containerlab topology files onto Linux network namespaces — no Docker.";
+
+const LONG_ABOUT: &str = "\
+Deploy containerlab topology files onto Linux network namespaces — no Docker.
+
+Every node becomes a network namespace named clab-<lab>-<node> (so `ip netns exec` works), with
+its own mount and UTS namespaces: it sees an overlay of this machine's files (what it writes stays
+in the node), private /run and /tmp, and its `binds` at their container paths. Links are veth
+pairs; the management network is a bridge in a private namespace, with eth0 in every node. The
+image picks what a node runs: *frr* → FRR daemons with /etc/frr/frr.conf, *bird* → BIRD 2 with
+/etc/bird/bird.conf, *gobgp* → gobgpd with /etc/gobgpd.conf, anything else → its `cmd`.
+Nothing is ever created in this machine's own network namespace.
+
+deploy, destroy and exec need root.";
+
+const EXAMPLES: &str = "\
+Examples:
+  sudo tartanlab deploy -t containerlab/routers.clab.yml
+  sudo tartanlab inspect
+  sudo tartanlab exec -t containerlab/routers.clab.yml frr -- vtysh -c 'show bgp summary'
+  sudo tartanlab exec -t containerlab/routers.clab.yml bird -- birdc show protocols
+  tartanlab graph -t containerlab/routers.clab.yml --format mermaid
+  sudo tartanlab destroy -t containerlab/routers.clab.yml
+  sudo tartanlab destroy --all";
+
+#[derive(Parser, Debug)]
+#[command(name = "tartanlab", version, about = ABOUT, long_about = LONG_ABOUT, after_help = EXAMPLES)]
+struct Cli {
+    /// More output (-v: debug, -vv: trace).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    /// Only warnings and errors.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Which lab a command is about.
+#[derive(Args, Debug, Clone)]
+struct LabArgs {
+    /// Topology file (default: the only *.clab.yml / *.clab.yaml in the current directory).
+    #[arg(short = 't', long = "topo", value_name = "FILE")]
+    topo: Option<PathBuf>,
+    /// Use this lab name instead of the file's `name:` (run one file several times at once).
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
+    /// A value for `${VAR}` in the file (repeatable); the environment is used otherwise.
+    #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
+    vars: Vec<(String, String)>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create the lab: namespaces, links, management network, node processes, exec lines.
+    #[command(visible_alias = "dep")]
+    Deploy {
+        #[command(flatten)]
+        lab: LabArgs,
+        /// Destroy a running lab of the same name first and wipe its lab directory.
+        #[arg(short = 'c', long)]
+        reconfigure: bool,
+        /// Fail (and roll back) when an exec line fails, instead of warning.
+        #[arg(long)]
+        strict_exec: bool,
+        /// Deadline for each exec line, in seconds.
+        #[arg(long, default_value_t = 60, value_name = "SECS")]
+        exec_timeout: u64,
+    },
+    /// Remove the lab: processes, namespaces, veths, bridge and lab directory.
+    Destroy {
+        #[command(flatten)]
+        lab: LabArgs,
+        /// Destroy every lab tartanlab knows of.
+        #[arg(short, long, conflicts_with_all = ["topo", "lab_name"])]
+        all: bool,
+        /// Destroy the lab with this name (works without its topology file).
+        #[arg(long = "lab", value_name = "NAME", conflicts_with = "topo")]
+        lab_name: Option<String>,
+        /// Keep the lab directory (logs, topology-data.json).
+        #[arg(short, long)]
+        keep_lab_dir: bool,
+    },
+    /// Show the nodes of one lab, or of all deployed labs.
+    #[command(visible_alias = "ins")]
+    Inspect {
+        /// Topology file; all labs when omitted.
+        #[arg(short = 't', long = "topo", value_name = "FILE")]
+        topo: Option<PathBuf>,
+        /// Lab name (instead of a file).
+        #[arg(long = "lab", value_name = "NAME", conflicts_with = "topo")]
+        lab_name: Option<String>,
+        #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
+        format: OutputFormat,
+    },
+    /// Run a command inside a node (its network, mount and UTS namespaces, its environment).
+    Exec {
+        #[command(flatten)]
+        lab: LabArgs,
+        /// Lab name (instead of a file).
+        #[arg(long = "lab", value_name = "NAME", conflicts_with = "topo")]
+        lab_name: Option<String>,
+        /// The node.
+        node: String,
+        /// The command and its arguments (after `--`).
+        #[arg(last = true, required = true, value_name = "CMD")]
+        command: Vec<String>,
+    },
+    /// Draw the topology (nothing needs to be deployed).
+    Graph {
+        #[command(flatten)]
+        lab: LabArgs,
+        #[arg(short, long, value_enum, default_value_t = graph::Format::Text)]
+        format: graph::Format,
+    },
+    /// Check a topology file without deploying it.
+    Validate {
+        #[command(flatten)]
+        lab: LabArgs,
+    },
+    #[command(name = "__nsexec", hide = true)]
+    NsExec {
+        #[arg(long)]
+        net: PathBuf,
+        #[arg(long)]
+        mnt: PathBuf,
+        #[arg(long)]
+        uts: PathBuf,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    #[command(name = "__node-init", hide = true)]
+    NodeInit { spec: String },
+    #[command(name = "__supervise", hide = true)]
+    Supervise { lab: String },
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum OutputFormat {
+    Table,
+    Json,
+}
+
+fn parse_var(s: &str) -> std::result::Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("`{s}` is not NAME=VALUE"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The helpers must stay single-threaded until they have joined a mount namespace.
+    match &cli.command {
+        Command::NsExec { net, mnt, uts, command } => {
+            let ns = enter::NodeNamespaces { net: net.clone(), mnt: mnt.clone(), uts: uts.clone() };
+            let err = enter::enter_and_exec(&ns, command, None);
+            eprintln!("tartanlab: {err}");
+            return ExitCode::from(127);
+        }
+        Command::NodeInit { spec } => {
+            let result = serde_json::from_str::<node_init::NodeInitSpec>(spec)
+                .map_err(|e| format!("bad node spec: {e}"))
+                .and_then(|spec| node_init::run(&spec));
+            return match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        _ => {}
+    }
+    let level = match (cli.quiet, cli.verbose) {
+        (true, _) => tracing::Level::WARN,
+        (_, 0) => tracing::Level::INFO,
+        (_, 1) => tracing::Level::DEBUG,
+        _ => tracing::Level::TRACE,
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_max_level(level)
+        .init();
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("Error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_options(lab: &LabArgs, skip_file_checks: bool) -> LoadOptions {
+    LoadOptions {
+        vars: lab.vars.iter().cloned().collect::<BTreeMap<_, _>>(),
+        name: lab.name.clone(),
+        skip_file_checks,
+    }
+}
+
+/// The topology file: given, or the only `*.clab.y(a)ml` in the current directory.
+fn topo_file(given: Option<&Path>) -> Result<PathBuf> {
+    if let Some(p) = given {
+        return Ok(p.to_path_buf());
+    }
+    let found: Vec<PathBuf> = std::fs::read_dir(".")
+        .map_err(LabError::io("reading the current directory"))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.ends_with(".clab.yml") || n.ends_with(".clab.yaml"))
+        })
+        .collect();
+    match found.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => Err(usage(
+            "no topology file given (-t FILE) and no *.clab.yml in the current directory",
+        )),
+        _ => Err(usage("several *.clab.yml files here; choose one with -t FILE")),
+    }
+}
+
+fn usage(message: &str) -> LabError {
+    LabError::Usage { message: format!("{message} (see tartanlab --help)") }
+}
+
+fn require_root(what: &'static str) -> Result<()> {
+    if procfs::is_root() { Ok(()) } else { Err(LabError::NotRoot { what }) }
+}
+
+/// The deployed lab a command refers to, by `--lab NAME` or by file.
+fn lab_state(lab: &LabArgs, lab_name: Option<&str>) -> Result<LabState> {
+    let name = match lab_name.or(lab.name.as_deref()) {
+        Some(n) => n.to_string(),
+        None => topology::load(&topo_file(lab.topo.as_deref())?, &load_options(lab, true))?.name,
+    };
+    LabState::load(&name)?.ok_or(LabError::NotDeployed { lab: name })
+}
+
+fn run(command: Command) -> Result<ExitCode> {
+    match command {
+        Command::Deploy { lab, reconfigure, strict_exec, exec_timeout } => {
+            require_root("tartanlab deploy")?;
+            let file = topo_file(lab.topo.as_deref())?;
+            let exe =
+                std::env::current_exe().map_err(LabError::io("finding the tartanlab binary"))?;
+            let mut opts = deploy::DeployOptions::new(exe);
+            opts.load = load_options(&lab, false);
+            opts.reconfigure = reconfigure;
+            opts.strict_exec = strict_exec;
+            opts.exec_timeout = Duration::from_secs(exec_timeout);
+            let deployed = deploy::deploy(&file, &opts)?;
+            print!("{}", inspect::to_table(&inspect::view(&deployed.state)));
+            let failed = deployed.exec.iter().filter(|o| !o.success()).count();
+            if failed > 0 {
+                eprintln!(
+                    "warning: {failed} exec command(s) failed; see the exec.log of each node in {}",
+                    deployed.state.lab_dir.display()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Destroy { lab, all, lab_name, keep_lab_dir } => {
+            require_root("tartanlab destroy")?;
+            if all {
+                let results = destroy::destroy_all(keep_lab_dir);
+                if results.is_empty() {
+                    println!("no labs to destroy");
+                }
+                let mut ok = true;
+                for (name, r) in results {
+                    match r {
+                        Ok(_) => println!("destroyed {name}"),
+                        Err(e) => {
+                            ok = false;
+                            eprintln!("Error: destroying {name}: {e}");
+                        }
+                    }
+                }
+                return Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+            }
+            let report = match lab_name {
+                Some(name) => destroy::destroy_lab(&name, keep_lab_dir)?,
+                None => {
+                    let file = topo_file(lab.topo.as_deref())?;
+                    let base = std::env::var_os("CLAB_LABDIR_BASE").map(PathBuf::from);
+                    destroy::destroy_file(
+                        &file,
+                        &load_options(&lab, true),
+                        base.as_deref(),
+                        keep_lab_dir,
+                    )?
+                }
+            };
+            println!("destroyed {}", report.lab);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Inspect { topo, lab_name, format } => {
+            let states: Vec<LabState> = match (topo, lab_name) {
+                (None, None) => tartan_labs::state::known_labs()
+                    .iter()
+                    .filter_map(|l| LabState::load(l).ok().flatten())
+                    .collect(),
+                (topo, name) => {
+                    let args = LabArgs { topo, name: None, vars: vec![] };
+                    vec![lab_state(&args, name.as_deref())?]
+                }
+            };
+            let rows: Vec<_> = states.iter().flat_map(inspect::view).collect();
+            match format {
+                OutputFormat::Json => println!("{}", inspect::to_json(&rows)),
+                OutputFormat::Table if rows.is_empty() => println!("no labs are deployed"),
+                OutputFormat::Table => print!("{}", inspect::to_table(&rows)),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Exec { lab, lab_name, node, command } => {
+            require_root("tartanlab exec")?;
+            let state = lab_state(&lab, lab_name.as_deref())?;
+            let node = state.node(&node)?;
+            let mut env = node.env.clone();
+            if let Ok(term) = std::env::var("TERM") {
+                env.insert("TERM".into(), term);
+            }
+            Err(enter::enter_and_exec(
+                &enter::NodeNamespaces::of(&state, node),
+                &command,
+                Some(&env),
+            ))
+        }
+        Command::Graph { lab, format } => {
+            let topo = topology::load(&topo_file(lab.topo.as_deref())?, &load_options(&lab, true))?;
+            print!("{}", graph::render(&topo, format));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Validate { lab } => {
+            let topo =
+                topology::load(&topo_file(lab.topo.as_deref())?, &load_options(&lab, false))?;
+            for w in &topo.warnings {
+                eprintln!("warning: {w}");
+            }
+            println!(
+                "{}: valid ({} nodes, {} links)",
+                topo.file.display(),
+                topo.nodes.len(),
+                topo.links.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Supervise { lab } => {
+            supervisor::run(&lab)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::NsExec { .. } | Command::NodeInit { .. } => Ok(ExitCode::SUCCESS),
+    }
+}

@@ -1,0 +1,295 @@
+//! Image profiles: what a node runs, chosen by its image the way the real container image
+//! would behave, so one topology file deploys both here and with real containerlab.
+//!
+//! - `*frr*`   → FRR: `zebra`, `staticd`, `bgpd` and every daemon marked `yes` in the node's
+//!   `/etc/frr/daemons`, each in the foreground, then `vtysh -b` to load `/etc/frr/frr.conf`
+//!   (what the FRR image's `docker-start` and `frrinit.sh` do).
+//! - `*bird*`  → BIRD 2 with `/etc/bird/bird.conf`, control socket `/run/bird/bird.ctl`.
+//! - `*gobgp*` → `gobgpd` with `/etc/gobgpd.conf` (TOML), gRPC API on the node's `:50051`.
+//! - anything else, Tartan's own images included → the node's `cmd`, if any.
+//!
+//! A node's own `cmd` (with `entrypoint`) always overrides the profile; a bare shell (`bash`,
+//! `sh`, ...) means "idle", as a container with a TTY would just sit at its prompt.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Which behaviour a node's image selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Profile {
+    Frr,
+    Bird,
+    Gobgp,
+    Tartan,
+    Plain,
+}
+
+impl Profile {
+    /// Picks the profile from the image reference, case-insensitively.
+    pub fn from_image(image: &str) -> Profile {
+        let image = image.to_ascii_lowercase();
+        if image.contains("frr") {
+            Profile::Frr
+        } else if image.contains("gobgp") {
+            Profile::Gobgp
+        } else if image.contains("bird") {
+            Profile::Bird
+        } else if image.contains("tartan") {
+            Profile::Tartan
+        } else {
+            Profile::Plain
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Profile::Frr => "frr",
+            Profile::Bird => "bird",
+            Profile::Gobgp => "gobgp",
+            Profile::Tartan => "tartan",
+            Profile::Plain => "plain",
+        }
+    }
+
+    /// Routers (and Tartan hosts, which route for their containers) get IP forwarding on.
+    pub fn is_router(self) -> bool {
+        !matches!(self, Profile::Plain)
+    }
+
+    /// Host binaries the profile needs, with the Debian package that provides them.
+    pub fn required_binaries(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Profile::Frr => &[
+                ("/usr/lib/frr/zebra", "frr"),
+                ("/usr/lib/frr/bgpd", "frr"),
+                ("/usr/lib/frr/staticd", "frr"),
+                ("/usr/bin/vtysh", "frr"),
+            ],
+            Profile::Bird => &[("/usr/sbin/bird", "bird2")],
+            Profile::Gobgp => &[("/usr/bin/gobgpd", "gobgpd")],
+            Profile::Tartan | Profile::Plain => &[],
+        }
+    }
+
+    /// Directories the profile's daemons expect, created inside the node (in its private
+    /// `/run`), with the user that must own them.
+    pub fn private_dirs(self) -> Vec<PrivateDir> {
+        match self {
+            Profile::Frr => vec![
+                PrivateDir { path: "/run/frr".into(), owner: Some("frr".into()) },
+                PrivateDir { path: "/var/tmp/frr".into(), owner: Some("frr".into()) },
+            ],
+            Profile::Bird => vec![PrivateDir { path: "/run/bird".into(), owner: None }],
+            Profile::Gobgp | Profile::Tartan | Profile::Plain => vec![],
+        }
+    }
+}
+
+/// A directory created inside a node before its processes start.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrivateDir {
+    pub path: PathBuf,
+    /// User (and that user's group) to own it; root when `None`.
+    pub owner: Option<String>,
+}
+
+/// When a started daemon counts as up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Readiness {
+    /// As soon as it has been started.
+    Started,
+    /// When this Unix socket exists inside the node.
+    UnixSocket(PathBuf),
+    /// When something listens on this TCP port inside the node.
+    TcpListen(u16),
+}
+
+/// One process of a node, started by the supervisor in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Service {
+    /// Short name, used for its log file (`<node>/<name>.log`).
+    pub name: String,
+    pub argv: Vec<String>,
+    pub kind: ServiceKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ServiceKind {
+    /// Runs for the life of the lab; the next service starts once it is ready.
+    Daemon { ready: Readiness },
+    /// Runs to completion and must exit 0 before the next service starts.
+    Oneshot,
+}
+
+/// True when `cmd` is just a shell, which in a container with a TTY means "sit idle".
+pub fn is_idle_shell(cmd: &[String]) -> bool {
+    let [only] = cmd else { return false };
+    let base = Path::new(only).file_name().and_then(|b| b.to_str()).unwrap_or(only);
+    matches!(base, "bash" | "sh" | "ash" | "dash" | "zsh" | "ksh")
+}
+
+/// FRR's daemons in the order `frrcommon.sh` starts them.
+const FRR_DAEMONS: &[&str] = &[
+    "mgmtd", "zebra", "bgpd", "ripd", "ripngd", "ospfd", "ospf6d", "isisd", "babeld", "pimd",
+    "pim6d", "ldpd", "nhrpd", "eigrpd", "sharpd", "pbrd", "staticd", "bfdd", "fabricd", "vrrpd",
+    "pathd",
+];
+
+/// The enabled daemons and their options, read from an FRR `daemons` file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FrrDaemons {
+    pub enabled: Vec<String>,
+    pub options: BTreeMap<String, Vec<String>>,
+}
+
+/// Parses FRR's `daemons` file (`bgpd=yes`, `bgpd_options="  -A 127.0.0.1"`). `zebra`,
+/// `staticd` and `mgmtd` (where installed) are always on, as in `frrcommon.sh`; Tartan also
+/// always runs `bgpd`, the point of every lab.
+pub fn parse_frr_daemons(text: &str, mgmtd_installed: bool) -> FrrDaemons {
+    let mut on: BTreeMap<&str, bool> = BTreeMap::new();
+    let mut options = BTreeMap::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with('#') {
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else { continue };
+        let value = value.trim().trim_matches('"').trim_matches('\'');
+        if let Some(daemon) = key.strip_suffix("_options") {
+            if FRR_DAEMONS.contains(&daemon) {
+                options.insert(daemon.to_string(), shlex::split(value).unwrap_or_default());
+            }
+        } else if let Some(&d) = FRR_DAEMONS.iter().find(|d| **d == key) {
+            on.insert(d, value == "yes");
+        }
+    }
+    let enabled = FRR_DAEMONS
+        .iter()
+        .filter(|d| match **d {
+            "zebra" | "staticd" | "bgpd" => true,
+            "mgmtd" => mgmtd_installed,
+            other => on.get(other).copied().unwrap_or(false),
+        })
+        .map(|d| d.to_string())
+        .collect();
+    FrrDaemons { enabled, options }
+}
+
+/// What the node's file system shows at `dst`: the bound source if a bind covers it exactly,
+/// else the host's own file (the lower layer of the node's overlay).
+pub fn node_file(binds: &[crate::topology::Bind], dst: &str) -> PathBuf {
+    binds
+        .iter()
+        .rev()
+        .find(|b| b.dst == Path::new(dst))
+        .map(|b| b.src.clone())
+        .unwrap_or_else(|| PathBuf::from(dst))
+}
+
+/// The services a node runs, in start order.
+pub fn services_for(node: &crate::topology::Node) -> Vec<Service> {
+    if let Some(cmd) = &node.cmd {
+        if is_idle_shell(cmd) {
+            return vec![];
+        }
+        let name =
+            Path::new(&cmd[0]).file_name().and_then(|n| n.to_str()).unwrap_or("cmd").to_string();
+        return vec![Service {
+            name,
+            argv: cmd.clone(),
+            kind: ServiceKind::Daemon { ready: Readiness::Started },
+        }];
+    }
+    match node.profile {
+        Profile::Frr => {
+            let text = std::fs::read_to_string(node_file(&node.binds, "/etc/frr/daemons"))
+                .unwrap_or_default();
+            let daemons = parse_frr_daemons(&text, Path::new("/usr/lib/frr/mgmtd").exists());
+            let mut services: Vec<Service> = daemons
+                .enabled
+                .iter()
+                .map(|d| {
+                    let mut argv = vec![format!("/usr/lib/frr/{d}")];
+                    argv.extend(daemons.options.get(d).cloned().unwrap_or_default());
+                    argv.extend(["--log".to_string(), "stdout".to_string()]);
+                    Service {
+                        name: d.clone(),
+                        argv,
+                        kind: ServiceKind::Daemon {
+                            ready: Readiness::UnixSocket(format!("/run/frr/{d}.vty").into()),
+                        },
+                    }
+                })
+                .collect();
+            services.push(Service {
+                name: "vtysh-boot".into(),
+                argv: vec!["vtysh".into(), "-b".into()],
+                kind: ServiceKind::Oneshot,
+            });
+            services
+        }
+        Profile::Bird => vec![Service {
+            name: "bird".into(),
+            argv: ["bird", "-f", "-c", "/etc/bird/bird.conf", "-s", "/run/bird/bird.ctl"]
+                .map(String::from)
+                .to_vec(),
+            kind: ServiceKind::Daemon { ready: Readiness::UnixSocket("/run/bird/bird.ctl".into()) },
+        }],
+        Profile::Gobgp => {
+            let mut argv: Vec<String> = vec!["gobgpd".into()];
+            if node_file(&node.binds, "/etc/gobgpd.conf").exists() {
+                argv.extend(["-f", "/etc/gobgpd.conf", "-t", "toml"].map(String::from));
+            }
+            argv.extend(["-p", "--pprof-disable"].map(String::from));
+            vec![Service {
+                name: "gobgpd".into(),
+                argv,
+                kind: ServiceKind::Daemon { ready: Readiness::TcpListen(50051) },
+            }]
+        }
+        Profile::Tartan | Profile::Plain => vec![],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_selects_profile() {
+        assert_eq!(Profile::from_image("quay.io/frrouting/frr:10.5.1"), Profile::Frr);
+        assert_eq!(Profile::from_image("FRRouting/FRR"), Profile::Frr);
+        assert_eq!(Profile::from_image("pierky/bird:2.0"), Profile::Bird);
+        assert_eq!(Profile::from_image("jauderho/gobgp:latest"), Profile::Gobgp);
+        assert_eq!(Profile::from_image("ghcr.io/tartan/tartan:dev"), Profile::Tartan);
+        assert_eq!(Profile::from_image("alpine:3"), Profile::Plain);
+    }
+
+    #[test]
+    fn bare_shells_mean_idle() {
+        let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert!(is_idle_shell(&v(&["bash"])));
+        assert!(is_idle_shell(&v(&["/bin/sh"])));
+        assert!(!is_idle_shell(&v(&["sh", "-c", "sleep 1"])));
+        assert!(!is_idle_shell(&v(&["sleep", "infinity"])));
+    }
+
+    #[test]
+    fn frr_daemons_file_always_includes_zebra_staticd_and_bgpd() {
+        let text = "bgpd=no\nospfd=yes\nisisd=no\nzebra_options=\"  -A 127.0.0.1 -s 90000000\"\n";
+        let d = parse_frr_daemons(text, false);
+        assert_eq!(d.enabled, ["zebra", "bgpd", "ospfd", "staticd"]);
+        assert_eq!(d.options["zebra"], ["-A", "127.0.0.1", "-s", "90000000"]);
+    }
+
+    #[test]
+    fn frr_daemons_file_starts_mgmtd_first_where_installed() {
+        let d = parse_frr_daemons("# comment\nbfdd=yes\n", true);
+        assert_eq!(d.enabled, ["mgmtd", "zebra", "bgpd", "staticd", "bfdd"]);
+    }
+}

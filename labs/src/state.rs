@@ -1,0 +1,222 @@
+//! The record of a deployed lab. It is written *before* anything is created (write-ahead) and
+//! updated as deploy goes, so `destroy` can undo a lab from the record alone: after a failed or
+//! killed deploy, after a crash, and after the topology file changed or disappeared.
+//!
+//! The authoritative copy lives in `/run/tartanlab/labs/<lab>/state.json` (a tmpfs, so it
+//! vanishes on reboot together with the namespaces it describes); a copy goes into the lab
+//! directory for people to read. Mount-namespace pins live beside it, in
+//! `/run/tartanlab/labs/<lab>/ns/`, which must be on a private mount.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{Flock, FlockArg};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{LabError, Result};
+use crate::procfs::ProcRef;
+use crate::profile::{Profile, Service};
+use crate::topology::ExecLine;
+
+pub const RUN_DIR: &str = "/run/tartanlab";
+const STATE_VERSION: u32 = 1;
+
+/// `/run/tartanlab/labs/<lab>`.
+pub fn lab_run_dir(lab: &str) -> PathBuf {
+    Path::new(RUN_DIR).join("labs").join(lab)
+}
+
+/// Names of every lab with a record.
+pub fn known_labs() -> Vec<String> {
+    let Ok(dir) = fs::read_dir(Path::new(RUN_DIR).join("labs")) else { return vec![] };
+    let mut labs: Vec<String> = dir
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join("state.json").exists())
+        .filter_map(|e| e.file_name().to_str().map(String::from))
+        .collect();
+    labs.sort();
+    labs
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    Deploying,
+    Running,
+    Destroying,
+}
+
+/// Everything about one deployed lab.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LabState {
+    pub version: u32,
+    pub lab: String,
+    pub topology_file: PathBuf,
+    pub lab_dir: PathBuf,
+    pub created_unix: u64,
+    /// Who deployed it (`SUDO_USER`, else the user name), shown by inspect.
+    pub owner: String,
+    pub phase: Phase,
+    /// The private namespace with the management bridge, when the lab has one.
+    pub mgmt_netns: Option<String>,
+    /// The `tartanlab` binary that enters nodes and supervises them.
+    pub tartanlab: PathBuf,
+    pub nodes: Vec<NodeState>,
+    pub links: Vec<String>,
+    pub supervisor: Option<ProcRef>,
+}
+
+/// One node of a deployed lab.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeState {
+    pub name: String,
+    /// The network namespace (`clab-<lab>-<node>`), also the node's "container name".
+    pub netns: String,
+    pub kind: String,
+    pub image: String,
+    pub group: String,
+    pub profile: Profile,
+    pub mgmt_ipv4: Option<String>,
+    pub mgmt_ipv6: Option<String>,
+    /// The full environment of the node's processes (PATH, HOME, env, labels...).
+    pub env: BTreeMap<String, String>,
+    pub services: Vec<Service>,
+    pub startup_delay_secs: u64,
+    pub exec: Vec<ExecLine>,
+    pub labels: BTreeMap<String, String>,
+}
+
+impl LabState {
+    pub fn new(lab: &str, topology_file: &Path, lab_dir: &Path, tartanlab: &Path) -> LabState {
+        LabState {
+            version: STATE_VERSION,
+            lab: lab.to_string(),
+            topology_file: topology_file.to_path_buf(),
+            lab_dir: lab_dir.to_path_buf(),
+            created_unix: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            owner: std::env::var("SUDO_USER")
+                .or_else(|_| std::env::var("USER"))
+                .unwrap_or_else(|_| "root".into()),
+            phase: Phase::Deploying,
+            mgmt_netns: None,
+            tartanlab: tartanlab.to_path_buf(),
+            nodes: vec![],
+            links: vec![],
+            supervisor: None,
+        }
+    }
+
+    pub fn run_dir(&self) -> PathBuf {
+        lab_run_dir(&self.lab)
+    }
+
+    /// Where a node's namespace of type `ns` (`mnt`, `uts`) is pinned.
+    pub fn pin(&self, node: &str, ns: &str) -> PathBuf {
+        self.run_dir().join("ns").join(format!("{node}.{ns}"))
+    }
+
+    /// The node's log directory inside the lab directory.
+    pub fn node_dir(&self, node: &str) -> PathBuf {
+        self.lab_dir.join(node)
+    }
+
+    /// The status file the supervisor keeps.
+    pub fn status_file(&self) -> PathBuf {
+        self.run_dir().join("processes.json")
+    }
+
+    pub fn node(&self, name: &str) -> Result<&NodeState> {
+        self.nodes.iter().find(|n| n.name == name).ok_or_else(|| LabError::UnknownNode {
+            lab: self.lab.clone(),
+            node: name.to_string(),
+            known: self.nodes.iter().map(|n| n.name.as_str()).collect::<Vec<_>>().join(", "),
+        })
+    }
+
+    /// Writes the record (atomically) and its copy in the lab directory.
+    pub fn save(&self) -> Result<()> {
+        let json = serde_json::to_vec_pretty(self)
+            .map_err(|e| LabError::State { path: self.run_dir(), message: e.to_string() })?;
+        write_atomic(&self.run_dir().join("state.json"), &json)?;
+        if self.lab_dir.is_dir() {
+            // The copy is for people; failing to write it must not fail the lab.
+            let _ = write_atomic(&self.lab_dir.join("state.json"), &json);
+        }
+        Ok(())
+    }
+
+    /// The record of `lab`, if it is deployed.
+    pub fn load(lab: &str) -> Result<Option<LabState>> {
+        Self::load_file(&lab_run_dir(lab).join("state.json"))
+    }
+
+    /// A record read from any file (the run directory, or the copy in a lab directory).
+    pub fn load_file(path: &Path) -> Result<Option<LabState>> {
+        let bytes = match fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(LabError::Io {
+                    what: format!("reading {}", path.display()),
+                    source: e,
+                });
+            }
+        };
+        serde_json::from_slice(&bytes).map(Some).map_err(|e| LabError::State {
+            path: path.to_path_buf(),
+            message: format!("unreadable: {e}"),
+        })
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename, so readers never see half.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    let write = || -> std::io::Result<()> {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_data()?;
+        fs::rename(&tmp, path)
+    };
+    write().map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        LabError::Io { what: format!("writing {}", path.display()), source: e }
+    })
+}
+
+/// An exclusive lock on one lab, held while it is deployed or destroyed, so two commands never
+/// work on the same lab at once.
+#[derive(Debug)]
+pub struct LabLock {
+    _lock: Flock<File>,
+    path: PathBuf,
+}
+
+impl LabLock {
+    pub fn acquire(lab: &str) -> Result<LabLock> {
+        let dir = Path::new(RUN_DIR).join("locks");
+        fs::create_dir_all(&dir).map_err(LabError::io(format!("creating {}", dir.display())))?;
+        let path = dir.join(format!("{lab}.lock"));
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(LabError::io(format!("opening {}", path.display())))?;
+        let lock = Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| LabError::Sys {
+            what: format!("locking {}", path.display()),
+            source: e,
+        })?;
+        Ok(LabLock { _lock: lock, path })
+    }
+
+    /// Releases the lock and removes its file (after destroy, nothing of the lab remains).
+    pub fn release_and_remove(self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}

@@ -1,0 +1,376 @@
+//! The per-lab supervisor (`tartanlab __supervise <lab>`): a detached process that is the parent
+//! of every node process, so each one is waited for and none is left a zombie (this machine's
+//! init reaps late), and whose exit is recorded. It starts each node's services in order — a
+//! daemon must be ready (its socket exists, or its port listens, inside the node) before the
+//! next starts; a one-shot must exit 0 — and honours `startup-delay`. On SIGTERM it stops every
+//! process group it started (SIGTERM, then SIGKILL after a grace period) and exits.
+//!
+//! Progress goes into `/run/tartanlab/labs/<lab>/processes.json`, which deploy polls and
+//! inspect reads.
+
+use std::collections::BTreeMap;
+use std::fs::OpenOptions;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use serde::{Deserialize, Serialize};
+use tokio::process::Child;
+
+use crate::error::{LabError, Result};
+use crate::procfs::{ProcRef, ns_inode};
+use crate::profile::{Readiness, Service, ServiceKind};
+use crate::state::{LabState, NodeState, write_atomic};
+
+/// How long one service may take to become ready (or a one-shot to finish).
+pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long processes get between SIGTERM and SIGKILL when the lab stops.
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    Starting,
+    Ready,
+    Failed,
+    Stopping,
+    Stopped,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeRun {
+    Waiting,
+    Starting,
+    Ready,
+    Idle,
+    Failed,
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Exit {
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+}
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.code, self.signal) {
+            (Some(c), _) => write!(f, "exit code {c}"),
+            (None, Some(s)) => write!(f, "killed by signal {s}"),
+            _ => write!(f, "ended"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProcStatus {
+    pub name: String,
+    pub proc: ProcRef,
+    pub argv: Vec<String>,
+    pub log: PathBuf,
+    pub oneshot: bool,
+    pub started_unix: u64,
+    pub exit: Option<Exit>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub state: NodeRun,
+    pub error: Option<String>,
+    pub processes: Vec<ProcStatus>,
+}
+
+/// The supervisor's report, as written to `processes.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Status {
+    pub supervisor: Option<ProcRef>,
+    pub phase: Phase,
+    pub nodes: BTreeMap<String, NodeStatus>,
+}
+
+impl Status {
+    pub fn load(state: &LabState) -> Option<Status> {
+        let bytes = std::fs::read(state.status_file()).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// Every process ever started, for destroy.
+    pub fn all_processes(&self) -> impl Iterator<Item = &ProcStatus> {
+        self.nodes.values().flat_map(|n| n.processes.iter())
+    }
+}
+
+type Shared = Arc<Mutex<Status>>;
+
+fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Locks the shared status, changes it, and writes it out.
+fn update(shared: &Shared, file: &Path, change: impl FnOnce(&mut Status)) {
+    let mut status = shared.lock().unwrap_or_else(|p| p.into_inner());
+    change(&mut status);
+    if let Ok(json) = serde_json::to_vec_pretty(&*status) {
+        if let Err(e) = write_atomic(file, &json) {
+            tracing::warn!("cannot write {}: {e}", file.display());
+        }
+    }
+}
+
+/// Runs the supervisor for `lab` until SIGTERM. Called by `tartanlab __supervise`.
+pub fn run(lab: &str) -> Result<()> {
+    let state =
+        LabState::load(lab)?.ok_or_else(|| LabError::NotDeployed { lab: lab.to_string() })?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(LabError::io("starting the supervisor runtime"))?;
+    rt.block_on(supervise(state))
+}
+
+async fn supervise(state: LabState) -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term =
+        signal(SignalKind::terminate()).map_err(LabError::io("installing the SIGTERM handler"))?;
+    let mut int =
+        signal(SignalKind::interrupt()).map_err(LabError::io("installing the SIGINT handler"))?;
+    let file = state.status_file();
+    let nodes = state
+        .nodes
+        .iter()
+        .map(|n| {
+            (n.name.clone(), NodeStatus { state: NodeRun::Waiting, error: None, processes: vec![] })
+        })
+        .collect();
+    let shared: Shared = Arc::new(Mutex::new(Status {
+        supervisor: ProcRef::of(std::process::id() as i32),
+        phase: Phase::Starting,
+        nodes,
+    }));
+    update(&shared, &file, |_| {});
+
+    let state = Arc::new(state);
+    let mut starters = tokio::task::JoinSet::new();
+    for node in state.nodes.clone() {
+        let (state, shared, file) = (state.clone(), shared.clone(), file.clone());
+        starters.spawn(async move { start_node(&state, &node, &shared, &file).await });
+    }
+    let all_started = async {
+        let mut ok = true;
+        while let Some(res) = starters.join_next().await {
+            ok &= matches!(res, Ok(true));
+        }
+        ok
+    };
+    tokio::select! {
+        ok = all_started => {
+            update(&shared, &file, |s| s.phase = if ok { Phase::Ready } else { Phase::Failed });
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    stop_all(&shared, &file).await;
+    Ok(())
+}
+
+/// Starts one node's services in order; returns whether all came up.
+async fn start_node(state: &LabState, node: &NodeState, shared: &Shared, file: &Path) -> bool {
+    let set = |run: NodeRun, error: Option<String>| {
+        update(shared, file, |s| {
+            if let Some(n) = s.nodes.get_mut(&node.name) {
+                n.state = run;
+                n.error = error;
+            }
+        })
+    };
+    if node.startup_delay_secs > 0 {
+        tokio::time::sleep(Duration::from_secs(node.startup_delay_secs)).await;
+    }
+    if node.services.is_empty() {
+        set(NodeRun::Idle, None);
+        return true;
+    }
+    set(NodeRun::Starting, None);
+    for service in &node.services {
+        if let Err(e) = start_service(state, node, service, shared, file).await {
+            tracing::error!(node = %node.name, "{e}");
+            set(NodeRun::Failed, Some(e));
+            return false;
+        }
+    }
+    set(NodeRun::Ready, None);
+    true
+}
+
+async fn start_service(
+    state: &LabState,
+    node: &NodeState,
+    svc: &Service,
+    shared: &Shared,
+    file: &Path,
+) -> Result<(), String> {
+    let log = state.node_dir(&node.name).join(format!("{}.log", svc.name));
+    let out = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .map_err(|e| format!("cannot open {}: {e}", log.display()))?;
+    let err = out.try_clone().map_err(|e| format!("cannot open {}: {e}", log.display()))?;
+    let mut cmd = tokio::process::Command::from(crate::enter::command(state, node, &svc.argv));
+    cmd.process_group(0).stdin(std::process::Stdio::null()).stdout(out).stderr(err);
+    let mut child = cmd.spawn().map_err(|e| format!("cannot start {}: {e}", svc.name))?;
+    let pid = child.id().unwrap_or(0) as i32;
+    let proc = ProcRef::of(pid).unwrap_or(ProcRef { pid, start_time: 0 });
+    let oneshot = matches!(svc.kind, ServiceKind::Oneshot);
+    update(shared, file, |s| {
+        if let Some(n) = s.nodes.get_mut(&node.name) {
+            n.processes.push(ProcStatus {
+                name: svc.name.clone(),
+                proc,
+                argv: svc.argv.clone(),
+                log: log.clone(),
+                oneshot,
+                started_unix: now_unix(),
+                exit: None,
+            });
+        }
+    });
+    let see_log = format!("see {}", log.display());
+    let deadline = Instant::now() + READY_TIMEOUT;
+    let result = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                let exit = record_exit(shared, file, &node.name, proc, status);
+                if oneshot && exit.code == Some(0) {
+                    return Ok(());
+                }
+                break Err(format!(
+                    "{} ended ({exit}) {}; {see_log}",
+                    svc.name,
+                    if oneshot { "" } else { "before it was ready" }
+                ));
+            }
+            Ok(None) => {}
+            Err(e) => break Err(format!("waiting for {}: {e}", svc.name)),
+        }
+        if let ServiceKind::Daemon { ready } = &svc.kind {
+            if is_ready(ready, pid, state, node) {
+                break Ok(());
+            }
+        }
+        if Instant::now() > deadline {
+            let what = if oneshot { "had not finished" } else { "was not ready" };
+            break Err(format!(
+                "{} {what} after {} s; {see_log}",
+                svc.name,
+                READY_TIMEOUT.as_secs()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    watch(child, shared.clone(), file.to_path_buf(), node.name.clone(), proc);
+    result
+}
+
+/// Reaps the child when it ends and records how.
+fn watch(mut child: Child, shared: Shared, file: PathBuf, node: String, proc: ProcRef) {
+    tokio::spawn(async move {
+        if let Ok(status) = child.wait().await {
+            let exit = record_exit(&shared, &file, &node, proc, status);
+            tracing::info!(node = %node, pid = proc.pid, "process ended ({exit})");
+        }
+    });
+}
+
+fn record_exit(
+    shared: &Shared,
+    file: &Path,
+    node: &str,
+    proc: ProcRef,
+    status: std::process::ExitStatus,
+) -> Exit {
+    use std::os::unix::process::ExitStatusExt;
+    let exit = Exit { code: status.code(), signal: status.signal() };
+    update(shared, file, |s| {
+        if let Some(p) =
+            s.nodes.get_mut(node).and_then(|n| n.processes.iter_mut().find(|p| p.proc == proc))
+        {
+            p.exit = Some(exit.clone());
+        }
+    });
+    exit
+}
+
+/// Whether the daemon with `pid` is ready. The process must already be inside the node (it
+/// starts as `tartanlab __nsexec` on the host), so a host socket is never mistaken for it.
+fn is_ready(ready: &Readiness, pid: i32, state: &LabState, node: &NodeState) -> bool {
+    let proc_ns = |ns: &str| ns_inode(Path::new(&format!("/proc/{pid}/ns/{ns}")));
+    let inside =
+        proc_ns("mnt").is_some() && proc_ns("mnt") == ns_inode(&state.pin(&node.name, "mnt"));
+    match ready {
+        Readiness::Started => true,
+        Readiness::UnixSocket(path) => {
+            inside
+                && Path::new(&format!("/proc/{pid}/root"))
+                    .join(path.strip_prefix("/").unwrap_or(path))
+                    .exists()
+        }
+        Readiness::TcpListen(port) => inside && tcp_listening(pid, *port),
+    }
+}
+
+/// Whether something listens on TCP `port` in the network namespace of `pid`.
+pub fn tcp_listening(pid: i32, port: u16) -> bool {
+    ["tcp", "tcp6"].iter().any(|f| {
+        std::fs::read_to_string(format!("/proc/{pid}/net/{f}")).is_ok_and(|text| {
+            text.lines().skip(1).any(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                let local_port = fields
+                    .get(1)
+                    .and_then(|a| a.rsplit(':').next())
+                    .and_then(|p| u16::from_str_radix(p, 16).ok());
+                local_port == Some(port) && fields.get(3) == Some(&"0A")
+            })
+        })
+    })
+}
+
+/// Stops every process still running: SIGTERM to each process group, SIGKILL after the grace.
+async fn stop_all(shared: &Shared, file: &Path) {
+    update(shared, file, |s| s.phase = Phase::Stopping);
+    let running = || -> Vec<ProcRef> {
+        let status = shared.lock().unwrap_or_else(|p| p.into_inner());
+        status
+            .all_processes()
+            .filter(|p| p.exit.is_none())
+            .map(|p| p.proc)
+            .filter(ProcRef::alive)
+            .collect()
+    };
+    for p in running() {
+        p.signal(Signal::SIGTERM, true);
+    }
+    let deadline = Instant::now() + STOP_GRACE;
+    while !running().is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for p in running() {
+        tracing::warn!(pid = p.pid, "did not stop after SIGTERM; killing it");
+        p.signal(Signal::SIGKILL, true);
+    }
+    let deadline = Instant::now() + STOP_GRACE;
+    while !running().is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    update(shared, file, |s| s.phase = Phase::Stopped);
+}

@@ -1,0 +1,299 @@
+//! The containerlab topology file, read the way containerlab reads it: Go templates are
+//! detected (and refused, with a hint), `${VAR}` references are expanded, the YAML is parsed
+//! strictly (unknown keys are errors, with a suggestion), inheritance is applied and every
+//! name, address and path is checked — all before anything is created.
+
+mod error;
+mod expand;
+mod fields;
+mod links;
+mod mgmt;
+mod model;
+mod nodes;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_yaml::Value;
+
+pub use error::{Problem, ProblemKind, TopologyError, Where};
+pub use expand::expand;
+pub use model::*;
+
+use fields::{Ctx, Rule, scalar};
+use nodes::{Levels, NodeDef};
+
+use crate::profile::Profile;
+
+/// How to read a topology file.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// Variables for `${VAR}` expansion, consulted before the process environment.
+    pub vars: BTreeMap<String, String>,
+    /// Replaces the lab's `name:` (tests use this to give parallel labs unique names).
+    pub name: Option<String>,
+    /// Do not require bind sources and env files to exist (for `graph`, which creates nothing).
+    pub skip_file_checks: bool,
+}
+
+const TOP_KEYS: &[(&str, Rule)] = &[
+    ("name", Rule::Use),
+    ("prefix", Rule::Use),
+    ("mgmt", Rule::Use),
+    ("topology", Rule::Use),
+    ("settings", Rule::Ignore("certificate settings have no effect without TLS nodes")),
+    ("debug", Rule::Ignore("use `tartanlab -v`")),
+];
+
+const TOPOLOGY_KEYS: &[(&str, Rule)] = &[
+    ("nodes", Rule::Use),
+    ("links", Rule::Use),
+    ("kinds", Rule::Use),
+    ("defaults", Rule::Use),
+    ("groups", Rule::Use),
+];
+
+/// The only node kind tartanlab deploys; the image selects the behaviour.
+pub const SUPPORTED_KINDS: &[&str] = &["linux"];
+
+/// Reads and resolves a topology file.
+pub fn load(path: &Path, opts: &LoadOptions) -> Result<Topology, TopologyError> {
+    let file = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let text = std::fs::read_to_string(&file)
+        .map_err(|source| TopologyError::Read { path: file.clone(), source })?;
+    parse(&text, &file, opts)
+}
+
+/// Resolves topology text as if it had been read from `file`.
+pub fn parse(text: &str, file: &Path, opts: &LoadOptions) -> Result<Topology, TopologyError> {
+    let path = file.to_path_buf();
+    if let Some(line) =
+        text.lines().position(|l| l.contains("{{") && !l.trim_start().starts_with('#'))
+    {
+        return Err(TopologyError::Template { path, line: line + 1 });
+    }
+    let lookup = |name: &str| opts.vars.get(name).cloned().or_else(|| std::env::var(name).ok());
+    let expanded = expand(text, &lookup);
+    let mut doc: Value = serde_yaml::from_str(&expanded)
+        .map_err(|source| TopologyError::Yaml { path: path.clone(), source })?;
+    doc.apply_merge().map_err(|source| TopologyError::Yaml { path: path.clone(), source })?;
+    let mut ctx = Ctx::default();
+    let dir = file.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+    let topo = resolve(&mut ctx, &doc, &path, dir, opts);
+    if ctx.problems.is_empty() {
+        if let Some(mut topo) = topo {
+            topo.warnings = ctx.warnings;
+            return Ok(topo);
+        }
+    }
+    Err(TopologyError::Invalid { path, problems: ctx.problems })
+}
+
+fn resolve(
+    ctx: &mut Ctx,
+    doc: &Value,
+    file: &Path,
+    dir: PathBuf,
+    opts: &LoadOptions,
+) -> Option<Topology> {
+    let Value::Mapping(top) = doc else {
+        ctx.problem(
+            &Where::Top,
+            ProblemKind::WrongType { key: "(file)".into(), expected: "a mapping" },
+        );
+        return None;
+    };
+    ctx.check_keys(&Where::Top, top, TOP_KEYS);
+    let name = opts.name.clone().or_else(|| ctx.string(&Where::Top, top, "name"));
+    let Some(name) = name else {
+        ctx.problem(&Where::Top, ProblemKind::Missing { key: "name" });
+        return None;
+    };
+    if !nodes::valid_name(&name) {
+        ctx.bad(&Where::Top, "name", format!("`{name}` must match [a-zA-Z0-9][a-zA-Z0-9-._]*"));
+    }
+    let prefix = match top.get("prefix") {
+        None | Some(Value::Null) => None,
+        Some(v) => scalar(v),
+    };
+    let mgmt_map = ctx.mapping(&Where::Top, top, "mgmt");
+    let mgmt_section = mgmt::parse_mgmt(ctx, mgmt_map);
+
+    let Some(topology) = ctx.mapping(&Where::Top, top, "topology") else {
+        ctx.problem(&Where::Top, ProblemKind::Missing { key: "topology" });
+        return None;
+    };
+    ctx.check_keys(&Where::Topology, topology, TOPOLOGY_KEYS);
+    let defaults = NodeDef::parse(ctx, &Where::Defaults, topology.get("defaults"));
+    let kinds = named_defs(ctx, topology, "kinds", |k| Where::Kind(k.to_string()), true);
+    let groups = named_defs(ctx, topology, "groups", |g| Where::Group(g.to_string()), false);
+    let node_defs = named_defs(ctx, topology, "nodes", |n| Where::Node(n.to_string()), false);
+    if !topology.contains_key("nodes") {
+        ctx.problem(&Where::Topology, ProblemKind::Missing { key: "nodes" });
+    }
+
+    let mut resolved = Vec::with_capacity(node_defs.len());
+    for (index, (node_name, def)) in node_defs.iter().enumerate() {
+        let at = Where::Node(node_name.clone());
+        if !nodes::valid_name(node_name) {
+            ctx.bad(&at, "(name)", "node names must match [a-zA-Z0-9][a-zA-Z0-9-._]*");
+        }
+        let kind_name = nodes::node_kind(def, &defaults, &groups);
+        let kind_def = kind_name.as_ref().and_then(|k| kinds.get(k));
+        let group = nodes::node_group(def, kind_def, &defaults).unwrap_or_default();
+        let levels =
+            Levels { node: def, group: groups.get(&group), kind: kind_def, defaults: &defaults };
+        let kind = match kind_name {
+            Some(k) if SUPPORTED_KINDS.contains(&k.as_str()) => k,
+            Some(k) => {
+                ctx.problem(&at, ProblemKind::UnsupportedKind { kind: k.clone() });
+                k
+            }
+            None => {
+                ctx.problem(
+                    &at,
+                    ProblemKind::Missing {
+                        key: "kind (on the node, its group, or topology.defaults)",
+                    },
+                );
+                String::new()
+            }
+        };
+        let image = levels.scalar(|d| &d.image).unwrap_or_default();
+        if image.is_empty() {
+            ctx.problem(&at, ProblemKind::Missing { key: "image" });
+        }
+        let entrypoint = levels
+            .scalar(|d| &d.entrypoint)
+            .and_then(|t| nodes::split_command(ctx, &at, "entrypoint", &t));
+        let cmd = levels.scalar(|d| &d.cmd).and_then(|t| nodes::split_command(ctx, &at, "cmd", &t));
+        let cmd = match (entrypoint, cmd) {
+            (None, None) => None,
+            (e, c) => Some(e.into_iter().chain(c).flatten().collect()),
+        };
+        let exec = nodes::exec_lines(ctx, &at, levels.list(|d| &d.exec));
+        let network_mode = nodes::network_mode(ctx, &at, levels.scalar(|d| &d.network_mode));
+        let sysctls = levels.map(|d| &d.sysctls);
+        nodes::check_sysctls(ctx, &at, &sysctls);
+        let binds = nodes::resolve_binds(ctx, &at, &levels.binds(), &dir, !opts.skip_file_checks);
+        let env_files = levels.list(|d| &d.env_files);
+        let mut env = if opts.skip_file_checks {
+            BTreeMap::new()
+        } else {
+            nodes::read_env_files(ctx, &at, &env_files, &dir)
+        };
+        let mut labels = levels.map(|d| &d.labels);
+        labels.insert("containerlab".into(), name.clone());
+        labels.insert("clab-node-name".into(), node_name.clone());
+        labels.insert("clab-node-kind".into(), kind.clone());
+        labels.insert("clab-node-group".into(), group.clone());
+        labels.insert("clab-topo-file".into(), file.display().to_string());
+        env.extend(labels.iter().map(|(k, v)| (nodes::label_env_name(k), v.clone())));
+        env.extend(levels.map(|d| &d.env));
+        let hostname = levels.scalar(|d| &d.hostname).unwrap_or_else(|| node_name.clone());
+        let long_name = long_name(&name, prefix.as_deref(), node_name);
+        if long_name.contains('/') || long_name == "." || long_name == ".." {
+            ctx.bad(
+                &at,
+                "prefix",
+                format!("the namespace name `{long_name}` is not a valid file name"),
+            );
+        }
+        resolved.push(Node {
+            name: node_name.clone(),
+            index,
+            long_name,
+            kind,
+            profile: Profile::from_image(&image),
+            image,
+            group,
+            cmd,
+            exec,
+            env,
+            labels,
+            binds,
+            sysctls,
+            mgmt: None,
+            network_mode,
+            startup_delay_secs: levels.scalar(|d| &d.startup_delay).unwrap_or(0),
+            hostname,
+        });
+    }
+
+    let wants: Vec<mgmt::Want> = node_defs
+        .iter()
+        .zip(&resolved)
+        .filter(|(_, n)| n.network_mode == NetworkMode::Bridge)
+        .map(|((node_name, def), _)| {
+            let at = Where::Node(node_name.clone());
+            mgmt::Want {
+                node: node_name.clone(),
+                ipv4: def
+                    .mgmt_ipv4
+                    .as_ref()
+                    .and_then(|t| nodes::parse_ipv4(ctx, &at, "mgmt-ipv4", t)),
+                ipv6: def
+                    .mgmt_ipv6
+                    .as_ref()
+                    .and_then(|t| nodes::parse_ipv6(ctx, &at, "mgmt-ipv6", t)),
+            }
+        })
+        .collect();
+    let addrs = mgmt::assign(ctx, &mgmt_section, &wants);
+    for (want, addr) in wants.iter().zip(addrs) {
+        if let Some(node) = resolved.iter_mut().find(|n| n.name == want.node) {
+            node.mgmt = addr;
+        }
+    }
+
+    let modes: BTreeMap<String, NetworkMode> =
+        resolved.iter().map(|n| (n.name.clone(), n.network_mode)).collect();
+    let links = links::parse_links(ctx, topology.get("links"), &modes);
+    let mut topo = Topology {
+        name,
+        prefix,
+        file: file.to_path_buf(),
+        dir,
+        mgmt: mgmt_section.mgmt,
+        nodes: resolved,
+        links,
+        warnings: vec![],
+    };
+    // containerlab exports the number of data interfaces as CLAB_INTFS.
+    let counts: Vec<usize> =
+        topo.nodes.iter().map(|n| topo.interfaces_of(&n.name).count()).collect();
+    for (node, count) in topo.nodes.iter_mut().zip(counts) {
+        node.env.insert("CLAB_INTFS".into(), count.to_string());
+    }
+    Some(topo)
+}
+
+/// `topology.<section>` as name → definition, names sorted; kind names match lower-cased.
+fn named_defs(
+    ctx: &mut Ctx,
+    topology: &serde_yaml::Mapping,
+    section: &str,
+    at: impl Fn(&str) -> Where,
+    lowercase: bool,
+) -> BTreeMap<String, NodeDef> {
+    let mut out = BTreeMap::new();
+    let Some(map) = ctx.mapping(&Where::Topology, topology, section) else { return out };
+    for (key, value) in map {
+        let Some(mut name) = scalar(key) else {
+            ctx.problem(
+                &Where::Topology,
+                ProblemKind::WrongType { key: section.into(), expected: "a mapping keyed by name" },
+            );
+            continue;
+        };
+        if lowercase {
+            name = name.to_ascii_lowercase();
+        }
+        let def = NodeDef::parse(ctx, &at(&name), Some(value));
+        out.insert(name, def);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;
