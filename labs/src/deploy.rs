@@ -182,6 +182,7 @@ fn preflight(topo: &Topology, bin_dir: &Path) -> Result<()> {
 /// The state of the lab to be, written before anything is created.
 fn plan(topo: &Topology, lab_dir: &Path, opts: &DeployOptions, bin_dir: &Path) -> LabState {
     let mut state = LabState::new(&topo.name, &topo.file, lab_dir, &opts.tartanlab);
+    state.exec_timeout_secs = opts.exec_timeout.as_secs().max(1);
     state.mgmt_netns = topo.nodes.iter().any(|n| n.mgmt.is_some()).then(|| topo.mgmt_netns());
     state.links = topo.links.iter().map(|l| l.describe()).collect();
     state.nodes = topo
@@ -256,11 +257,10 @@ fn build(
     state.supervisor = ProcRef::of(child.id() as i32);
     *supervisor = Some(child);
     state.save()?;
-    wait_ready(state, &log_path)?;
-    tracing::info!("node processes ready after {:.1} s", started.elapsed().as_secs_f64());
+    let outputs = wait_ready(state, &log_path)?;
+    tracing::info!("nodes ready and exec lines run after {:.1} s", started.elapsed().as_secs_f64());
     crash_point("processes");
 
-    let outputs = crate::exec::run_exec_lines(state, opts.exec_timeout);
     let failed: Vec<&ExecOutput> = outputs.iter().filter(|o| !o.success()).collect();
     if let Some(first) = failed.first() {
         if opts.strict_exec {
@@ -386,13 +386,16 @@ fn init_node(state: &LabState, node: &Node, hosts: &str, tartanlab: &Path) -> Re
     Ok(())
 }
 
-/// Waits for the supervisor to report every node ready (or a failure).
-fn wait_ready(state: &LabState, log: &Path) -> Result<()> {
+/// Waits for the supervisor to report every node ready and the `exec` lines run (or a
+/// failure); returns what the `exec` lines did.
+fn wait_ready(state: &LabState, log: &Path) -> Result<Vec<ExecOutput>> {
     let longest = state
         .nodes
         .iter()
         .map(|n| {
-            n.startup_delay_secs + supervisor::READY_TIMEOUT.as_secs() * n.services.len() as u64
+            n.startup_delay_secs
+                + supervisor::READY_TIMEOUT.as_secs() * n.services.len() as u64
+                + state.exec_timeout_secs * n.exec.len() as u64
         })
         .max()
         .unwrap_or(0);
@@ -401,7 +404,7 @@ fn wait_ready(state: &LabState, log: &Path) -> Result<()> {
     loop {
         if let Some(status) = Status::load(state) {
             match status.phase {
-                supervisor::Phase::Ready => return Ok(()),
+                supervisor::Phase::Ready => return Ok(status.exec),
                 supervisor::Phase::Failed => return Err(first_failure(state, &status)),
                 _ => {}
             }

@@ -17,7 +17,7 @@ use nix::sys::signal::Signal;
 
 use crate::error::{LabError, Result};
 use crate::netns;
-use crate::procfs::{ProcRef, ns_inode, processes_in};
+use crate::procfs::{ProcRef, processes_in};
 use crate::state::{LabLock, LabState, Phase, known_labs, lab_run_dir};
 use crate::supervisor::{STOP_GRACE, Status};
 use crate::topology::{self, LoadOptions};
@@ -133,15 +133,7 @@ pub(crate) fn teardown(state: &LabState, keep_lab_dir: bool) -> Result<DestroyRe
         }
     }
 
-    let nets: Vec<u64> = state
-        .nodes
-        .iter()
-        .map(|n| n.netns.as_str())
-        .chain(state.mgmt_netns.as_deref())
-        .filter_map(|n| ns_inode(&netns::path(n)))
-        .collect();
-    let mnts: Vec<u64> =
-        state.nodes.iter().filter_map(|n| ns_inode(&state.pin(&n.name, "mnt"))).collect();
+    let (nets, mnts) = state.namespace_inodes();
     report.swept += sweep(&nets, &mnts)?;
 
     let mut first_error = None;
@@ -193,7 +185,7 @@ pub(crate) fn teardown(state: &LabState, keep_lab_dir: bool) -> Result<DestroyRe
 }
 
 /// Kills every process inside the namespaces and waits until none is left.
-fn sweep(nets: &[u64], mnts: &[u64]) -> Result<usize> {
+pub(crate) fn sweep(nets: &[u64], mnts: &[u64]) -> Result<usize> {
     let mut killed = 0;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {

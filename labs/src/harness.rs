@@ -107,8 +107,11 @@ impl TestLabBuilder {
         opts.load.name = Some(name);
         opts.lab_dir_base = Some(std::env::temp_dir().join("tartanlab-tests"));
         opts.strict_exec = self.strict_exec;
-        let Deployed { state, topology, supervisor, .. } = deploy(&file, &opts)?;
-        Ok(TestLab { state, topology, supervisor, destroyed: false })
+        // Processes a test leaves in the background become this process's children, so they
+        // can be reaped at teardown instead of lingering as zombies under init.
+        let _ = nix::sys::prctl::set_child_subreaper(true);
+        let Deployed { state, topology, supervisor, exec } = deploy(&file, &opts)?;
+        Ok(TestLab { state, topology, supervisor, exec, destroyed: false })
     }
 
     /// Deploys, panicking with the full error on failure.
@@ -124,6 +127,7 @@ pub struct TestLab {
     state: LabState,
     topology: Topology,
     supervisor: Option<Child>,
+    exec: Vec<ExecOutput>,
     destroyed: bool,
 }
 
@@ -151,6 +155,11 @@ impl TestLab {
 
     pub fn topology(&self) -> &Topology {
         &self.topology
+    }
+
+    /// What the topology's `exec` lines did at deploy.
+    pub fn exec_results(&self) -> &[ExecOutput] {
+        &self.exec
     }
 
     /// The network namespace of `node`, for `ip netns exec`.
@@ -227,6 +236,7 @@ impl TestLab {
         if let Some(mut child) = self.supervisor.take() {
             let _ = child.wait();
         }
+        crate::procfs::reap(&crate::procfs::zombie_children(std::process::id() as i32));
     }
 }
 

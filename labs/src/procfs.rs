@@ -60,6 +60,28 @@ impl ProcRef {
     }
 }
 
+/// PIDs of the zombie children of `parent` (read from each process's `stat`).
+pub fn zombie_children(parent: i32) -> Vec<i32> {
+    let Ok(dir) = fs::read_dir("/proc") else { return vec![] };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let Ok(text) = fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+            let Some(rest) = text.rfind(')').map(|i| &text[i + 2..]) else { return false };
+            let mut f = rest.split_ascii_whitespace();
+            let (state, ppid) = (f.next(), f.next().and_then(|p| p.parse::<i32>().ok()));
+            state == Some("Z") && ppid == Some(parent)
+        })
+        .collect()
+}
+
+/// Reaps the given zombie children of this process (others are left alone).
+pub fn reap(pids: &[i32]) {
+    use nix::sys::wait::{WaitPidFlag, waitpid};
+    for &pid in pids {
+        let _ = waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG));
+    }
+}
+
 /// The inode of a namespace file (`/run/netns/x`, `/proc/<pid>/ns/net`, a pinned mount
 /// namespace), which identifies the namespace.
 pub fn ns_inode(path: &Path) -> Option<u64> {

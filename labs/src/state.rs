@@ -66,6 +66,13 @@ pub struct LabState {
     pub nodes: Vec<NodeState>,
     pub links: Vec<String>,
     pub supervisor: Option<ProcRef>,
+    /// Deadline for each `exec` line.
+    #[serde(default = "default_exec_timeout")]
+    pub exec_timeout_secs: u64,
+}
+
+fn default_exec_timeout() -> u64 {
+    60
 }
 
 /// One node of a deployed lab.
@@ -108,6 +115,7 @@ impl LabState {
             nodes: vec![],
             links: vec![],
             supervisor: None,
+            exec_timeout_secs: default_exec_timeout(),
         }
     }
 
@@ -118,6 +126,24 @@ impl LabState {
     /// Where a node's namespace of type `ns` (`mnt`, `uts`) is pinned.
     pub fn pin(&self, node: &str, ns: &str) -> PathBuf {
         self.run_dir().join("ns").join(format!("{node}.{ns}"))
+    }
+
+    /// Inodes of the lab's network namespaces and of its nodes' pinned mount namespaces: every
+    /// process inside one of them belongs to the lab.
+    pub fn namespace_inodes(&self) -> (Vec<u64>, Vec<u64>) {
+        let nets = self
+            .nodes
+            .iter()
+            .map(|n| n.netns.as_str())
+            .chain(self.mgmt_netns.as_deref())
+            .filter_map(|n| crate::procfs::ns_inode(&crate::netns::path(n)))
+            .collect();
+        let mnts = self
+            .nodes
+            .iter()
+            .filter_map(|n| crate::procfs::ns_inode(&self.pin(&n.name, "mnt")))
+            .collect();
+        (nets, mnts)
     }
 
     /// The node's log directory inside the lab directory.

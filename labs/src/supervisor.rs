@@ -1,14 +1,17 @@
 //! The per-lab supervisor (`tartanlab __supervise <lab>`): a detached process that is the parent
-//! of every node process, so each one is waited for and none is left a zombie (this machine's
-//! init reaps late), and whose exit is recorded. It starts each node's services in order — a
-//! daemon must be ready (its socket exists, or its port listens, inside the node) before the
-//! next starts; a one-shot must exit 0 — and honours `startup-delay`. On SIGTERM it stops every
-//! process group it started (SIGTERM, then SIGKILL after a grace period) and exits.
+//! of every node process, so each one is waited for and its exit recorded. It starts each
+//! node's services in order — a daemon must be ready (its socket exists, or its port listens,
+//! inside the node) before the next starts; a one-shot must exit 0 — honours `startup-delay`,
+//! then runs the `exec` lines. It is a child subreaper: whatever the node processes or `exec`
+//! lines leave behind in the background becomes its child and is reaped, never a zombie (this
+//! machine's init reaps late). On SIGTERM it stops every process group it started (SIGTERM,
+//! then SIGKILL after a grace period), kills anything else still inside the lab, reaps it all,
+//! and exits.
 //!
 //! Progress goes into `/run/tartanlab/labs/<lab>/processes.json`, which deploy polls and
 //! inspect reads.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -19,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use tokio::process::Child;
 
 use crate::error::{LabError, Result};
+use crate::exec::ExecOutput;
 use crate::procfs::{ProcRef, ns_inode};
 use crate::profile::{Readiness, Service, ServiceKind};
 use crate::state::{LabState, NodeState, write_atomic};
@@ -32,6 +36,8 @@ pub const STOP_GRACE: Duration = Duration::from_secs(5);
 #[serde(rename_all = "lowercase")]
 pub enum Phase {
     Starting,
+    /// Every node is up; the `exec` lines are running.
+    Exec,
     Ready,
     Failed,
     Stopping,
@@ -89,6 +95,9 @@ pub struct Status {
     pub supervisor: Option<ProcRef>,
     pub phase: Phase,
     pub nodes: BTreeMap<String, NodeStatus>,
+    /// What the `exec` lines did, in order per node.
+    #[serde(default)]
+    pub exec: Vec<ExecOutput>,
 }
 
 impl Status {
@@ -104,6 +113,24 @@ impl Status {
 }
 
 type Shared = Arc<Mutex<Status>>;
+
+/// PIDs the supervisor started itself; tokio waits for those. Anything else that becomes its
+/// child is an orphan it adopted as subreaper, and the reaper collects it.
+type Known = Arc<Mutex<HashSet<i32>>>;
+
+fn know(known: &Known, pid: i32) {
+    known.lock().unwrap_or_else(|p| p.into_inner()).insert(pid);
+}
+
+/// Reaps adopted orphans that have exited.
+fn reap_orphans(known: &Known) {
+    let me = std::process::id() as i32;
+    let known = known.lock().unwrap_or_else(|p| p.into_inner());
+    let orphans: Vec<i32> =
+        crate::procfs::zombie_children(me).into_iter().filter(|p| !known.contains(p)).collect();
+    drop(known);
+    crate::procfs::reap(&orphans);
+}
 
 fn now_unix() -> u64 {
     std::time::SystemTime::now()
@@ -140,6 +167,13 @@ async fn supervise(state: LabState) -> Result<()> {
         signal(SignalKind::terminate()).map_err(LabError::io("installing the SIGTERM handler"))?;
     let mut int =
         signal(SignalKind::interrupt()).map_err(LabError::io("installing the SIGINT handler"))?;
+    let mut chld =
+        signal(SignalKind::child()).map_err(LabError::io("installing the SIGCHLD handler"))?;
+    if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
+        tracing::warn!(
+            "cannot become a child subreaper ({e}); background processes of exec lines may linger as zombies"
+        );
+    }
     let file = state.status_file();
     let nodes = state
         .nodes
@@ -152,25 +186,52 @@ async fn supervise(state: LabState) -> Result<()> {
         supervisor: ProcRef::of(std::process::id() as i32),
         phase: Phase::Starting,
         nodes,
+        exec: vec![],
     }));
+    let known: Known = Arc::default();
     update(&shared, &file, |_| {});
 
+    let reaper = {
+        let known = known.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    _ = chld.recv() => {}
+                    _ = tick.tick() => {}
+                }
+                reap_orphans(&known);
+            }
+        })
+    };
+
     let state = Arc::new(state);
-    let mut starters = tokio::task::JoinSet::new();
-    for node in state.nodes.clone() {
-        let (state, shared, file) = (state.clone(), shared.clone(), file.clone());
-        starters.spawn(async move { start_node(&state, &node, &shared, &file).await });
-    }
-    let all_started = async {
-        let mut ok = true;
-        while let Some(res) = starters.join_next().await {
-            ok &= matches!(res, Ok(true));
+    let run = {
+        let (state, shared, file, known) =
+            (state.clone(), shared.clone(), file.clone(), known.clone());
+        async move {
+            let mut starters = tokio::task::JoinSet::new();
+            for node in state.nodes.clone() {
+                let (state, shared, file, known) =
+                    (state.clone(), shared.clone(), file.clone(), known.clone());
+                starters
+                    .spawn(async move { start_node(&state, &node, &shared, &file, &known).await });
+            }
+            let mut ok = true;
+            while let Some(res) = starters.join_next().await {
+                ok &= matches!(res, Ok(true));
+            }
+            if !ok {
+                update(&shared, &file, |s| s.phase = Phase::Failed);
+                return;
+            }
+            update(&shared, &file, |s| s.phase = Phase::Exec);
+            run_exec_lines(&state, &shared, &file, &known).await;
+            update(&shared, &file, |s| s.phase = Phase::Ready);
         }
-        ok
     };
     tokio::select! {
-        ok = all_started => {
-            update(&shared, &file, |s| s.phase = if ok { Phase::Ready } else { Phase::Failed });
+        _ = run => {
             tokio::select! {
                 _ = term.recv() => {}
                 _ = int.recv() => {}
@@ -179,12 +240,55 @@ async fn supervise(state: LabState) -> Result<()> {
         _ = term.recv() => {}
         _ = int.recv() => {}
     }
-    stop_all(&shared, &file).await;
+    stop_all(&state, &shared, &file).await;
+    reaper.abort();
+    reap_orphans(&known);
     Ok(())
 }
 
+/// Runs every node's `exec` lines: nodes in parallel, each node's lines in order. A failing
+/// line does not stop the next (as containerlab); deploy decides whether it fails the lab.
+async fn run_exec_lines(state: &Arc<LabState>, shared: &Shared, file: &Path, known: &Known) {
+    let timeout = Duration::from_secs(state.exec_timeout_secs);
+    let mut nodes = tokio::task::JoinSet::new();
+    for node in state.nodes.iter().filter(|n| !n.exec.is_empty()).cloned() {
+        let (state, shared, file, known) =
+            (state.clone(), shared.clone(), file.to_path_buf(), known.clone());
+        nodes.spawn(async move {
+            let log_path = state.node_dir(&node.name).join("exec.log");
+            for line in &node.exec {
+                let out = crate::exec::run_async(&state, &node, &line.argv, timeout, |pid| {
+                    know(&known, pid)
+                })
+                .await;
+                if out.success() {
+                    tracing::info!("{}", out.summary());
+                } else {
+                    tracing::warn!("{}\n{}{}", out.summary(), out.stdout, out.stderr);
+                }
+                append(&log_path, &out.log_entry());
+                update(&shared, &file, |s| s.exec.push(out));
+            }
+        });
+    }
+    while nodes.join_next().await.is_some() {}
+}
+
+fn append(path: &Path, text: &str) {
+    use std::io::Write;
+    if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(path) {
+        let _ = f.write_all(text.as_bytes());
+    }
+}
+
 /// Starts one node's services in order; returns whether all came up.
-async fn start_node(state: &LabState, node: &NodeState, shared: &Shared, file: &Path) -> bool {
+async fn start_node(
+    state: &LabState,
+    node: &NodeState,
+    shared: &Shared,
+    file: &Path,
+    known: &Known,
+) -> bool {
     let set = |run: NodeRun, error: Option<String>| {
         update(shared, file, |s| {
             if let Some(n) = s.nodes.get_mut(&node.name) {
@@ -202,7 +306,7 @@ async fn start_node(state: &LabState, node: &NodeState, shared: &Shared, file: &
     }
     set(NodeRun::Starting, None);
     for service in &node.services {
-        if let Err(e) = start_service(state, node, service, shared, file).await {
+        if let Err(e) = start_service(state, node, service, shared, file, known).await {
             tracing::error!(node = %node.name, "{e}");
             set(NodeRun::Failed, Some(e));
             return false;
@@ -218,6 +322,7 @@ async fn start_service(
     svc: &Service,
     shared: &Shared,
     file: &Path,
+    known: &Known,
 ) -> Result<(), String> {
     let log = state.node_dir(&node.name).join(format!("{}.log", svc.name));
     let out = OpenOptions::new()
@@ -230,6 +335,7 @@ async fn start_service(
     cmd.process_group(0).stdin(std::process::Stdio::null()).stdout(out).stderr(err);
     let mut child = cmd.spawn().map_err(|e| format!("cannot start {}: {e}", svc.name))?;
     let pid = child.id().unwrap_or(0) as i32;
+    know(known, pid);
     let proc = ProcRef::of(pid).unwrap_or(ProcRef { pid, start_time: 0 });
     let oneshot = matches!(svc.kind, ServiceKind::Oneshot);
     update(shared, file, |s| {
@@ -345,8 +451,10 @@ pub fn tcp_listening(pid: i32, port: u16) -> bool {
     })
 }
 
-/// Stops every process still running: SIGTERM to each process group, SIGKILL after the grace.
-async fn stop_all(shared: &Shared, file: &Path) {
+/// Stops every process still running: SIGTERM to each process group, SIGKILL after the grace;
+/// then kills whatever else is still inside the lab (daemons an `exec` line left behind) and
+/// reaps it — those are the supervisor's children, as subreaper.
+async fn stop_all(state: &LabState, shared: &Shared, file: &Path) {
     update(shared, file, |s| s.phase = Phase::Stopping);
     let running = || -> Vec<ProcRef> {
         let status = shared.lock().unwrap_or_else(|p| p.into_inner());
@@ -371,6 +479,12 @@ async fn stop_all(shared: &Shared, file: &Path) {
     let deadline = Instant::now() + STOP_GRACE;
     while !running().is_empty() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (nets, mnts) = state.namespace_inodes();
+    match crate::destroy::sweep(&nets, &mnts) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!("killed {n} process(es) left inside the lab"),
+        Err(e) => tracing::error!("{e}"),
     }
     update(shared, file, |s| s.phase = Phase::Stopped);
 }
