@@ -71,7 +71,9 @@ pub fn deploy(file: &Path, opts: &DeployOptions) -> Result<Deployed> {
     if !is_root() {
         return Err(LabError::NotRoot { what: "tartanlab deploy" });
     }
-    let topo = topology::load(file, &opts.load)?;
+    let mut load = opts.load.clone();
+    load.lab_dir_base = opts.lab_dir_base.clone();
+    let topo = topology::load(file, &load)?;
     for w in &topo.warnings {
         tracing::warn!("{w}");
     }
@@ -104,6 +106,12 @@ pub fn deploy(file: &Path, opts: &DeployOptions) -> Result<Deployed> {
     for node in &topo.nodes {
         let dir = state.node_dir(&node.name);
         fs::create_dir_all(&dir).map_err(LabError::io(format!("creating {}", dir.display())))?;
+        // `__clabNodeDir__/run:/rtr/run`: a bind source under the lab directory is created,
+        // as a directory, when the file does not provide it.
+        for bind in node.binds.iter().filter(|b| b.src.starts_with(&lab_dir) && !b.src.exists()) {
+            fs::create_dir_all(&bind.src)
+                .map_err(LabError::io(format!("creating {}", bind.src.display())))?;
+        }
     }
     state.save()?;
     topology_data::write(&topo, &state)?;
@@ -154,7 +162,7 @@ fn preflight(topo: &Topology, bin_dir: &Path) -> Result<()> {
             Some(cmd) if !crate::profile::is_idle_shell(cmd) => {
                 let program = &cmd[0];
                 let node_path = node.env.get("PATH").cloned().unwrap_or_else(|| path.clone());
-                if crate::enter::which(program, &node_path).is_none() {
+                if crate::profile::which_in_node(&node.binds, program, &node_path).is_none() {
                     return Err(LabError::CommandNotFound {
                         node: node.name.clone(),
                         command: program.clone(),
@@ -225,11 +233,16 @@ fn build(
     supervisor: &mut Option<Child>,
 ) -> Result<Vec<ExecOutput>> {
     let started = Instant::now();
-    if let Some(mgmt) = &state.mgmt_netns {
-        netns::create(mgmt)?;
-    }
-    for node in &topo.nodes {
-        netns::create(&node.long_name)?;
+    let names: Vec<String> = state.network_namespaces();
+    for name in names {
+        if let Err(e) = netns::create(&name) {
+            if matches!(e, LabError::NetnsExists { .. }) {
+                // Someone made it between our check and now: it is theirs, never ours to remove.
+                state.not_ours.push(name);
+                state.save()?;
+            }
+            return Err(e);
+        }
     }
     crash_point("netns");
     wiring::wire(topo)?;

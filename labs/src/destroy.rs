@@ -19,7 +19,11 @@ use crate::error::{LabError, Result};
 use crate::netns;
 use crate::procfs::{ProcRef, processes_in};
 use crate::state::{LabLock, LabState, Phase, known_labs, lab_run_dir};
-use crate::supervisor::{STOP_GRACE, Status};
+use crate::supervisor::{STOP_GRACE, SWEEP_WAIT, Status};
+
+/// How long destroy gives the supervisor to stop its processes (two grace periods and a sweep).
+const SUPERVISOR_STOP: Duration =
+    Duration::from_secs(STOP_GRACE.as_secs() * 2 + SWEEP_WAIT.as_secs() + 3);
 use crate::topology::{self, LoadOptions};
 
 /// What destroy removed.
@@ -33,24 +37,35 @@ pub struct DestroyReport {
 }
 
 /// Destroys the lab a topology file describes. The lab's record decides what is removed; the
-/// file is only needed for the lab's name (and, if there is no record, for the names to sweep).
+/// file is only needed for the lab's name — read leniently, so a file that has since become
+/// invalid still works. Without a record nothing is removed unless `force`, which then removes
+/// every namespace the (valid) file names.
 pub fn destroy_file(
     file: &Path,
     load: &LoadOptions,
     lab_dir_base: Option<&Path>,
     keep_lab_dir: bool,
+    force: bool,
 ) -> Result<DestroyReport> {
-    let mut load = load.clone();
-    load.skip_file_checks = true;
-    let topo = topology::load(file, &load)?;
-    let lock = LabLock::acquire(&topo.name)?;
-    let lab_dir = topo.lab_dir(lab_dir_base);
-    let state = match LabState::load(&topo.name)? {
-        Some(s) => s,
-        None => match LabState::load_file(&lab_dir.join("state.json"))? {
-            Some(s) => s,
-            None => skeleton(&topo, &lab_dir),
-        },
+    let name = topology::lab_name(file, load)?;
+    let lock = LabLock::acquire(&name)?;
+    let record = match LabState::load(&name) {
+        Ok(Some(s)) => Some(s),
+        Ok(None) | Err(_) => {
+            let mut load = load.clone();
+            load.skip_file_checks = true;
+            let topo = topology::load(file, &load).ok();
+            let lab_dir = topo.as_ref().map(|t| t.lab_dir(lab_dir_base));
+            match lab_dir.map(|d| LabState::load_file(&d.join("state.json"))) {
+                Some(Ok(Some(s))) => Some(s),
+                _ if force => topo.as_ref().map(|t| skeleton(t, &t.lab_dir(lab_dir_base))),
+                _ => None,
+            }
+        }
+    };
+    let Some(state) = record else {
+        lock.release_and_remove();
+        return Err(LabError::NoRecord { lab: name });
     };
     let report = teardown(&state, keep_lab_dir);
     lock.release_and_remove();
@@ -118,18 +133,30 @@ pub(crate) fn teardown(state: &LabState, keep_lab_dir: bool) -> Result<DestroyRe
         let _ = marked.save();
     }
 
-    if let Some(sup) = state.supervisor.filter(ProcRef::alive) {
-        sup.signal(Signal::SIGTERM, false);
-        if !wait_gone(&[sup], STOP_GRACE * 2 + Duration::from_secs(2)) {
-            tracing::warn!(pid = sup.pid, "the supervisor did not stop; killing it");
-            sup.signal(Signal::SIGKILL, false);
-            wait_gone(&[sup], Duration::from_secs(2));
+    // Recorded processes are ours only in the boot that recorded them.
+    if state.same_boot() {
+        let status = Status::load(state);
+        // The deployer records the supervisor after starting it; the supervisor records itself
+        // first thing. Either record finds it.
+        let mut supervisors: Vec<ProcRef> = state
+            .supervisor
+            .into_iter()
+            .chain(status.as_ref().and_then(|s| s.supervisor))
+            .collect();
+        supervisors.dedup();
+        for sup in supervisors.into_iter().filter(ProcRef::alive) {
+            sup.signal(Signal::SIGTERM, false);
+            if !wait_gone(&[sup], SUPERVISOR_STOP) {
+                tracing::warn!(pid = sup.pid, "the supervisor did not stop; killing it");
+                sup.signal(Signal::SIGKILL, false);
+                wait_gone(&[sup], Duration::from_secs(2));
+            }
         }
-    }
-    if let Some(status) = Status::load(state) {
-        for p in status.all_processes().map(|p| p.proc).filter(ProcRef::alive) {
-            p.signal(Signal::SIGKILL, true);
-            report.swept += 1;
+        if let Some(status) = status {
+            for p in status.all_processes().map(|p| p.proc).filter(ProcRef::alive) {
+                p.signal(Signal::SIGKILL, true);
+                report.swept += 1;
+            }
         }
     }
 
@@ -147,16 +174,12 @@ pub(crate) fn teardown(state: &LabState, keep_lab_dir: bool) -> Result<DestroyRe
         for ns in ["mnt", "uts"] {
             keep(netns::unpin(&state.pin(&node.name, ns)));
         }
-        if netns::exists(&node.netns) {
-            report.namespaces += 1;
-        }
-        keep(netns::delete(&node.netns));
     }
-    if let Some(mgmt) = &state.mgmt_netns {
-        if netns::exists(mgmt) {
+    for name in state.network_namespaces() {
+        if netns::exists(&name) {
             report.namespaces += 1;
         }
-        keep(netns::delete(mgmt));
+        keep(netns::delete(&name));
     }
     if let Some(e) = first_error {
         return Err(e);
@@ -186,24 +209,24 @@ pub(crate) fn teardown(state: &LabState, keep_lab_dir: bool) -> Result<DestroyRe
 
 /// Kills every process inside the namespaces and waits until none is left.
 pub(crate) fn sweep(nets: &[u64], mnts: &[u64]) -> Result<usize> {
-    let mut killed = 0;
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut killed = std::collections::HashSet::new();
+    let deadline = Instant::now() + SWEEP_WAIT;
     loop {
         let left = processes_in(nets, mnts);
         if left.is_empty() {
-            return Ok(killed);
+            return Ok(killed.len());
         }
         if Instant::now() > deadline {
             let pids: Vec<String> = left.iter().map(|p| p.pid.to_string()).collect();
             return Err(LabError::Timeout {
                 what: format!("processes {} in the lab to exit", pids.join(", ")),
-                secs: 10,
+                secs: SWEEP_WAIT.as_secs(),
             });
         }
         for p in &left {
             tracing::debug!(pid = p.pid, "killing a process left in the lab");
             if p.signal(Signal::SIGKILL, false) {
-                killed += 1;
+                killed.insert(p.pid);
             }
         }
         std::thread::sleep(Duration::from_millis(20));

@@ -102,11 +102,3 @@ pub fn bin_dir(tartanlab: &Path) -> PathBuf {
     }
     tartanlab.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/usr/local/bin"))
 }
-
-/// Finds `program` on a PATH-style list of directories.
-pub fn which(program: &str, path: &str) -> Option<PathBuf> {
-    if program.contains('/') {
-        return Path::new(program).is_file().then(|| PathBuf::from(program));
-    }
-    path.split(':').map(|d| Path::new(d).join(program)).find(|p| p.is_file())
-}

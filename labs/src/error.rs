@@ -41,6 +41,12 @@ pub enum LabError {
     State { path: PathBuf, message: String },
     #[error("{message}")]
     Usage { message: String },
+    #[error("lab `{lab}` is busy: another tartanlab (PID {holder}) is deploying or destroying it")]
+    Busy { lab: String, holder: String },
+    #[error(
+        "lab `{lab}` has no record (it was never deployed here, or /run/tartanlab was wiped); if its namespaces still exist (`ip netns list`), `tartanlab destroy --force -t FILE` removes every namespace the file names"
+    )]
+    NoRecord { lab: String },
     #[error("timed out after {secs} s waiting for {what}")]
     Timeout { what: String, secs: u64 },
     #[error("lab `{lab}` has no node `{node}` (nodes: {known})")]

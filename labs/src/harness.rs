@@ -230,13 +230,14 @@ impl TestLab {
                 self.state.lab_dir.display()
             );
         }
+        let footprint = Footprint::of(&self.state);
         if let Err(e) = crate::destroy::destroy_lab(&self.state.lab, keep) {
             eprintln!("destroying lab {} failed: {e}", self.state.lab);
         }
         if let Some(mut child) = self.supervisor.take() {
             let _ = child.wait();
         }
-        crate::procfs::reap(&crate::procfs::zombie_children(std::process::id() as i32));
+        footprint.reap();
     }
 }
 
@@ -318,6 +319,13 @@ impl Footprint {
         }
     }
 
+    /// Reaps those of the lab's processes that ended as this process's children (it is a child
+    /// subreaper during tests), and no other child of this process.
+    pub fn reap(&self) {
+        let pids: Vec<i32> = self.processes.iter().filter(|p| p.exists()).map(|p| p.pid).collect();
+        crate::procfs::reap(&pids);
+    }
+
     /// Panics with a list of whatever is still there.
     pub fn assert_gone(&self) {
         let mut left = Vec::new();
@@ -342,7 +350,7 @@ impl Footprint {
         }
         let mounts: Vec<String> = crate::procfs::mounts()
             .into_iter()
-            .map(|(m, _)| m)
+            .map(|m| m.mount_point)
             .filter(|m| {
                 m.starts_with(&*self.run_dir.to_string_lossy())
                     || self.netns.iter().any(|n| *m == crate::netns::path(n).to_string_lossy())

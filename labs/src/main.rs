@@ -94,6 +94,10 @@ enum Command {
         /// Keep the lab directory (logs, topology-data.json).
         #[arg(short, long)]
         keep_lab_dir: bool,
+        /// With no record of the lab (it was never deployed here, or /run/tartanlab was wiped),
+        /// remove every namespace the topology file names, and what runs in them.
+        #[arg(long, requires = "topo")]
+        force: bool,
     },
     /// Show the nodes of one lab, or of all deployed labs.
     #[command(visible_alias = "ins")]
@@ -205,11 +209,16 @@ fn main() -> ExitCode {
     }
 }
 
+fn lab_dir_base() -> Option<PathBuf> {
+    std::env::var_os("CLAB_LABDIR_BASE").map(PathBuf::from)
+}
+
 fn load_options(lab: &LabArgs, skip_file_checks: bool) -> LoadOptions {
     LoadOptions {
         vars: lab.vars.iter().cloned().collect::<BTreeMap<_, _>>(),
         name: lab.name.clone(),
         skip_file_checks,
+        lab_dir_base: lab_dir_base(),
     }
 }
 
@@ -248,7 +257,7 @@ fn require_root(what: &'static str) -> Result<()> {
 fn lab_state(lab: &LabArgs, lab_name: Option<&str>) -> Result<LabState> {
     let name = match lab_name.or(lab.name.as_deref()) {
         Some(n) => n.to_string(),
-        None => topology::load(&topo_file(lab.topo.as_deref())?, &load_options(lab, true))?.name,
+        None => topology::lab_name(&topo_file(lab.topo.as_deref())?, &load_options(lab, true))?,
     };
     LabState::load(&name)?.ok_or(LabError::NotDeployed { lab: name })
 }
@@ -276,7 +285,7 @@ fn run(command: Command) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Destroy { lab, all, lab_name, keep_lab_dir } => {
+        Command::Destroy { lab, all, lab_name, keep_lab_dir, force } => {
             require_root("tartanlab destroy")?;
             if all {
                 let results = destroy::destroy_all(keep_lab_dir);
@@ -299,12 +308,13 @@ fn run(command: Command) -> Result<ExitCode> {
                 Some(name) => destroy::destroy_lab(&name, keep_lab_dir)?,
                 None => {
                     let file = topo_file(lab.topo.as_deref())?;
-                    let base = std::env::var_os("CLAB_LABDIR_BASE").map(PathBuf::from);
+                    let opts = load_options(&lab, true);
                     destroy::destroy_file(
                         &file,
-                        &load_options(&lab, true),
-                        base.as_deref(),
+                        &opts,
+                        opts.lab_dir_base.as_deref(),
                         keep_lab_dir,
+                        force,
                     )?
                 }
             };

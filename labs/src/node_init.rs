@@ -24,6 +24,7 @@ use nix::sched::{CloneFlags, setns, unshare};
 use nix::unistd::{Gid, Uid, User, chown, pivot_root, sethostname};
 use serde::{Deserialize, Serialize};
 
+use crate::procfs::MountEntry;
 use crate::profile::PrivateDir;
 use crate::topology::Bind;
 
@@ -144,13 +145,22 @@ fn mnt(
 }
 
 /// `/proc`, `/sys` (with the host's cgroups), `/dev` (with a private `/dev/shm`), `/run`, `/tmp`.
-fn mount_system(host_mounts: &[(String, String)]) -> Step {
+fn mount_system(host_mounts: &[MountEntry]) -> Step {
     let none = MsFlags::empty();
     let rbind = MsFlags::MS_BIND | MsFlags::MS_REC;
     mnt(Some("proc"), "/proc", Some("proc"), none, None)?;
+    // Kernel-wide knobs stay out of reach; the node's own network ones stay writable.
+    read_only_bind("/proc/sys")?;
+    mnt(Some("/proc/sys/net"), "/proc/sys/net", None, MsFlags::MS_BIND, None)?;
+    mnt(None, "/proc/sys/net", None, MsFlags::MS_BIND | MsFlags::MS_REMOUNT, None)?;
+    if Path::new("/proc/sysrq-trigger").exists() {
+        read_only_bind("/proc/sysrq-trigger")?;
+    }
     mnt(Some("sysfs"), "/sys", Some("sysfs"), none, None)?;
     let old_cgroup = format!("{OLD_ROOT}/sys/fs/cgroup");
-    if host_mounts.iter().any(|(m, _)| *m == old_cgroup) && Path::new("/sys/fs/cgroup").is_dir() {
+    if host_mounts.iter().any(|m| m.mount_point == old_cgroup)
+        && Path::new("/sys/fs/cgroup").is_dir()
+    {
         mnt(Some(old_cgroup.as_str()), "/sys/fs/cgroup", None, rbind, None)?;
     }
     mnt(Some(format!("{OLD_ROOT}/dev").as_str()), "/dev", None, rbind, None)?;
@@ -162,19 +172,49 @@ fn mount_system(host_mounts: &[(String, String)]) -> Step {
     Ok(())
 }
 
+/// Bind-mounts `path` on itself, read-only.
+fn read_only_bind(path: &str) -> Step {
+    mnt(Some(path), path, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?;
+    mnt(None, path, None, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY, None)
+}
+
+/// Makes `root` and every mount below it read-only, keeping each one's nosuid/nodev/noexec.
+fn remount_tree_read_only(root: &Path) -> Step {
+    for m in crate::procfs::mounts() {
+        let p = Path::new(&m.mount_point);
+        if !p.starts_with(root) {
+            continue;
+        }
+        let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+        for (opt, flag) in [
+            ("nosuid", MsFlags::MS_NOSUID),
+            ("nodev", MsFlags::MS_NODEV),
+            ("noexec", MsFlags::MS_NOEXEC),
+        ] {
+            if m.options.split(',').any(|o| o == opt) {
+                flags |= flag;
+            }
+        }
+        mount(None::<&str>, p, None::<&str>, flags, None::<&str>)
+            .map_err(sys(format!("making {} read-only", p.display())))?;
+    }
+    Ok(())
+}
+
 /// Paths never carried over from the host: the node has its own.
 fn is_private_path(p: &Path) -> bool {
     ["/proc", "/sys", "/dev", "/run", "/tmp", "/var/run"].iter().any(|d| p.starts_with(d))
 }
 
 /// Bind-mounts the host's other file systems (a separate `/home`, `/work`...) at their places,
-/// so binaries and files outside the root file system stay reachable. Returns their paths.
-fn carry_host_mounts(host_mounts: &[(String, String)], scratch: &Path) -> Step<Vec<PathBuf>> {
+/// read-only, so binaries and files outside the root file system stay reachable but only an
+/// explicit bind can write to the host. Returns their paths.
+fn carry_host_mounts(host_mounts: &[MountEntry], scratch: &Path) -> Step<Vec<PathBuf>> {
     let mut carried: Vec<PathBuf> = Vec::new();
-    for (mount_point, fstype) in host_mounts {
-        let Some(host_path) = mount_point.strip_prefix(OLD_ROOT) else { continue };
+    for entry in host_mounts {
+        let Some(host_path) = entry.mount_point.strip_prefix(OLD_ROOT) else { continue };
         let host_path = Path::new(host_path);
-        if host_path == Path::new("") || host_path == Path::new("/") || fstype == "nsfs" {
+        if host_path == Path::new("") || host_path == Path::new("/") || entry.fstype == "nsfs" {
             continue;
         }
         if is_private_path(host_path) || host_path.starts_with(scratch) {
@@ -183,11 +223,14 @@ fn carry_host_mounts(host_mounts: &[(String, String)], scratch: &Path) -> Step<V
         if carried.iter().any(|c| host_path.starts_with(c)) {
             continue; // the recursive bind of an ancestor already brought it
         }
-        let src = Path::new(mount_point);
+        let src = Path::new(&entry.mount_point);
         ensure_mount_point(src, host_path)?;
         mount(Some(src), host_path, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
             .map_err(sys(format!("carrying host mount {}", host_path.display())))?;
         carried.push(host_path.to_path_buf());
+    }
+    for path in &carried {
+        remount_tree_read_only(path)?;
     }
     Ok(carried)
 }

@@ -112,21 +112,32 @@ pub fn is_mount_point(path: &Path) -> bool {
     info.lines().any(|l| l.split(' ').nth(4).is_some_and(|m| unescape_mount(m) == want))
 }
 
-/// Mount points listed in `/proc/self/mountinfo`, with their file system type.
-pub fn mounts() -> Vec<(String, String)> {
+/// One line of `mountinfo`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountEntry {
+    pub mount_point: String,
+    pub fstype: String,
+    /// Per-mount options (`rw,nosuid,nodev,relatime`).
+    pub options: String,
+}
+
+/// The mounts listed in `/proc/self/mountinfo`.
+pub fn mounts() -> Vec<MountEntry> {
     mounts_in(Path::new("/proc/self/mountinfo"))
 }
 
-/// Mount points listed in a `mountinfo` file, with their file system type.
-pub fn mounts_in(mountinfo: &Path) -> Vec<(String, String)> {
+/// The mounts listed in a `mountinfo` file.
+pub fn mounts_in(mountinfo: &Path) -> Vec<MountEntry> {
     let Ok(info) = fs::read_to_string(mountinfo) else { return vec![] };
     info.lines()
         .filter_map(|l| {
             let fields: Vec<&str> = l.split(' ').collect();
-            let mount_point = unescape_mount(fields.get(4)?);
             let sep = fields.iter().position(|f| *f == "-")?;
-            let fstype = fields.get(sep + 1)?.to_string();
-            Some((mount_point, fstype))
+            Some(MountEntry {
+                mount_point: unescape_mount(fields.get(4)?),
+                options: fields.get(5)?.to_string(),
+                fstype: fields.get(sep + 1)?.to_string(),
+            })
         })
         .collect()
 }
@@ -150,6 +161,26 @@ fn unescape_mount(s: &str) -> String {
         }
     }
     out
+}
+
+/// This boot's identity (`/proc/sys/kernel/random/boot_id`). Process identities recorded under
+/// another boot mean nothing now: after a reboot, a PID and start time can belong to anyone.
+pub fn boot_id() -> String {
+    fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// PIDs of every child of `parent`, zombies included.
+pub fn children(parent: i32) -> Vec<i32> {
+    let Ok(dir) = fs::read_dir("/proc") else { return vec![] };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let Ok(text) = fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+            let Some(rest) = text.rfind(')').map(|i| &text[i + 2..]) else { return false };
+            rest.split_ascii_whitespace().nth(1).and_then(|p| p.parse::<i32>().ok()) == Some(parent)
+        })
+        .collect()
 }
 
 /// Whether the effective user is root.
@@ -186,6 +217,6 @@ mod tests {
     #[test]
     fn root_is_a_mount_point() {
         assert!(is_mount_point(Path::new("/")));
-        assert!(mounts().iter().any(|(m, _)| m == "/"));
+        assert!(mounts().iter().any(|m| m.mount_point == "/"));
     }
 }

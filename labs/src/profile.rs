@@ -78,10 +78,7 @@ impl Profile {
     /// `/run`), with the user that must own them.
     pub fn private_dirs(self) -> Vec<PrivateDir> {
         match self {
-            Profile::Frr => vec![
-                PrivateDir { path: "/run/frr".into(), owner: Some("frr".into()) },
-                PrivateDir { path: "/var/tmp/frr".into(), owner: Some("frr".into()) },
-            ],
+            Profile::Frr => vec![PrivateDir { path: "/run/frr".into(), owner: Some("frr".into()) }],
             Profile::Bird => vec![PrivateDir { path: "/run/bird".into(), owner: None }],
             Profile::Gobgp | Profile::Tartan | Profile::Plain => vec![],
         }
@@ -180,15 +177,30 @@ pub fn parse_frr_daemons(text: &str, mgmtd_installed: bool) -> FrrDaemons {
     FrrDaemons { enabled, options }
 }
 
-/// What the node's file system shows at `dst`: the bound source if a bind covers it exactly,
-/// else the host's own file (the lower layer of the node's overlay).
-pub fn node_file(binds: &[crate::topology::Bind], dst: &str) -> PathBuf {
+/// Where the host keeps what a node sees at `path`: inside the most specific bind that covers
+/// it (a file bind, or a directory bind such as `./r1:/etc/frr`), else the host's own file (the
+/// lower layer of the node's overlay).
+pub fn node_file(binds: &[crate::topology::Bind], path: impl AsRef<Path>) -> PathBuf {
+    let path = path.as_ref();
     binds
         .iter()
-        .rev()
-        .find(|b| b.dst == Path::new(dst))
-        .map(|b| b.src.clone())
-        .unwrap_or_else(|| PathBuf::from(dst))
+        .filter_map(|b| path.strip_prefix(&b.dst).ok().map(|rest| (b, rest)))
+        .max_by_key(|(b, _)| b.dst.components().count())
+        .map(|(b, rest)| if rest.as_os_str().is_empty() { b.src.clone() } else { b.src.join(rest) })
+        .unwrap_or_else(|| path.to_path_buf())
+}
+
+/// Finds `program` as the node will: on its PATH, looking through its binds.
+pub fn which_in_node(
+    binds: &[crate::topology::Bind],
+    program: &str,
+    path: &str,
+) -> Option<PathBuf> {
+    let exists = |p: &Path| node_file(binds, p).is_file();
+    if program.contains('/') {
+        return exists(Path::new(program)).then(|| PathBuf::from(program));
+    }
+    path.split(':').map(|d| Path::new(d).join(program)).find(|p| exists(p))
 }
 
 /// The services a node runs, in start order.
@@ -285,6 +297,23 @@ mod tests {
         let d = parse_frr_daemons(text, false);
         assert_eq!(d.enabled, ["zebra", "bgpd", "ospfd", "staticd"]);
         assert_eq!(d.options["zebra"], ["-A", "127.0.0.1", "-s", "90000000"]);
+    }
+
+    #[test]
+    fn node_files_are_found_through_file_and_directory_binds() {
+        use crate::topology::Bind;
+        let bind =
+            |src: &str, dst: &str| Bind { src: src.into(), dst: dst.into(), read_only: false };
+        let binds = [
+            bind("/lab/r1", "/etc/frr"),
+            bind("/lab/special", "/etc/frr/daemons"),
+            bind("/lab/s.sh", "/start.sh"),
+        ];
+        assert_eq!(node_file(&binds, "/etc/frr/frr.conf"), Path::new("/lab/r1/frr.conf"));
+        assert_eq!(node_file(&binds, "/etc/frr/daemons"), Path::new("/lab/special"));
+        assert_eq!(node_file(&binds, "/etc/frr"), Path::new("/lab/r1"));
+        assert_eq!(node_file(&binds, "/etc/frrx"), Path::new("/etc/frrx"));
+        assert_eq!(node_file(&binds, "/start.sh"), Path::new("/lab/s.sh"));
     }
 
     #[test]

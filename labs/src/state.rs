@@ -66,6 +66,14 @@ pub struct LabState {
     pub nodes: Vec<NodeState>,
     pub links: Vec<String>,
     pub supervisor: Option<ProcRef>,
+    /// The boot this record was made in; recorded processes of another boot are never
+    /// signalled.
+    #[serde(default)]
+    pub boot_id: String,
+    /// Planned namespace names that turned out to exist already (another lab's, someone's):
+    /// never ours to sweep or delete.
+    #[serde(default)]
+    pub not_ours: Vec<String>,
     /// Deadline for each `exec` line.
     #[serde(default = "default_exec_timeout")]
     pub exec_timeout_secs: u64,
@@ -115,6 +123,8 @@ impl LabState {
             nodes: vec![],
             links: vec![],
             supervisor: None,
+            boot_id: crate::procfs::boot_id(),
+            not_ours: vec![],
             exec_timeout_secs: default_exec_timeout(),
         }
     }
@@ -132,10 +142,8 @@ impl LabState {
     /// process inside one of them belongs to the lab.
     pub fn namespace_inodes(&self) -> (Vec<u64>, Vec<u64>) {
         let nets = self
-            .nodes
+            .network_namespaces()
             .iter()
-            .map(|n| n.netns.as_str())
-            .chain(self.mgmt_netns.as_deref())
             .filter_map(|n| crate::procfs::ns_inode(&crate::netns::path(n)))
             .collect();
         let mnts = self
@@ -144,6 +152,21 @@ impl LabState {
             .filter_map(|n| crate::procfs::ns_inode(&self.pin(&n.name, "mnt")))
             .collect();
         (nets, mnts)
+    }
+
+    /// The network namespaces this lab made (or was making): its nodes' and the management one.
+    pub fn network_namespaces(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .map(|n| n.netns.clone())
+            .chain(self.mgmt_netns.clone())
+            .filter(|n| !self.not_ours.contains(n))
+            .collect()
+    }
+
+    /// Whether PIDs in this record can be trusted: same boot.
+    pub fn same_boot(&self) -> bool {
+        self.boot_id.is_empty() || self.boot_id == crate::procfs::boot_id()
     }
 
     /// The node's log directory inside the lab directory.
@@ -216,33 +239,73 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// An exclusive lock on one lab, held while it is deployed or destroyed, so two commands never
-/// work on the same lab at once.
+/// work on the same lab at once. The holder writes its PID into the file; a waiter gives up
+/// after [`LOCK_WAIT`] and names it.
 #[derive(Debug)]
 pub struct LabLock {
-    _lock: Flock<File>,
+    lock: Flock<File>,
     path: PathBuf,
 }
 
+/// How long a command waits for another one working on the same lab.
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
 impl LabLock {
     pub fn acquire(lab: &str) -> Result<LabLock> {
+        use std::os::unix::fs::MetadataExt;
         let dir = Path::new(RUN_DIR).join("locks");
         fs::create_dir_all(&dir).map_err(LabError::io(format!("creating {}", dir.display())))?;
         let path = dir.join(format!("{lab}.lock"));
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(LabError::io(format!("opening {}", path.display())))?;
-        let lock = Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| LabError::Sys {
-            what: format!("locking {}", path.display()),
-            source: e,
-        })?;
-        Ok(LabLock { _lock: lock, path })
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        loop {
+            let file = OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .read(true)
+                .write(true)
+                .open(&path)
+                .map_err(LabError::io(format!("opening {}", path.display())))?;
+            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                Ok(mut lock) => {
+                    // The previous holder may have removed the file after we opened it: then
+                    // this lock guards nothing, and we start over on the new file.
+                    let same = match (lock.metadata(), fs::metadata(&path)) {
+                        (Ok(held), Ok(now)) => held.ino() == now.ino() && held.dev() == now.dev(),
+                        _ => false,
+                    };
+                    if !same {
+                        continue;
+                    }
+                    let _ = lock.set_len(0);
+                    let _ = writeln!(lock, "{}", std::process::id());
+                    return Ok(LabLock { lock, path });
+                }
+                Err((_, nix::errno::Errno::EWOULDBLOCK))
+                    if std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+                    let holder = fs::read_to_string(&path).unwrap_or_default();
+                    return Err(LabError::Busy {
+                        lab: lab.to_string(),
+                        holder: holder.trim().to_string(),
+                    });
+                }
+                Err((_, e)) => {
+                    return Err(LabError::Sys {
+                        what: format!("locking {}", path.display()),
+                        source: e,
+                    });
+                }
+            }
+        }
     }
 
-    /// Releases the lock and removes its file (after destroy, nothing of the lab remains).
+    /// Removes the lock file, then releases the lock (after destroy, nothing of the lab remains;
+    /// a waiter notices the file was replaced and retries).
     pub fn release_and_remove(self) {
         let _ = fs::remove_file(&self.path);
+        drop(self.lock);
     }
 }

@@ -31,6 +31,8 @@ use crate::state::{LabState, NodeState, write_atomic};
 pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long processes get between SIGTERM and SIGKILL when the lab stops.
 pub const STOP_GRACE: Duration = Duration::from_secs(5);
+/// How long killed processes left in a lab's namespaces get to disappear.
+pub const SWEEP_WAIT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -122,6 +124,11 @@ fn know(known: &Known, pid: i32) {
     known.lock().unwrap_or_else(|p| p.into_inner()).insert(pid);
 }
 
+/// Forgets a child that tokio has waited for (its PID may be reused by an adopted orphan).
+fn forget(known: &Known, pid: i32) {
+    known.lock().unwrap_or_else(|p| p.into_inner()).remove(&pid);
+}
+
 /// Reaps adopted orphans that have exited.
 fn reap_orphans(known: &Known) {
     let me = std::process::id() as i32;
@@ -191,16 +198,27 @@ async fn supervise(state: LabState) -> Result<()> {
     let known: Known = Arc::default();
     update(&shared, &file, |_| {});
 
+    // Reaps adopted orphans; and if the lab's record disappears (its lab was destroyed without
+    // reaching this process), stops the lab rather than living on forever.
+    let (orphaned_tx, mut orphaned) = tokio::sync::oneshot::channel::<()>();
     let reaper = {
         let known = known.clone();
+        let record = state.run_dir().join("state.json");
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
+            let mut orphaned_tx = Some(orphaned_tx);
             loop {
                 tokio::select! {
                     _ = chld.recv() => {}
                     _ = tick.tick() => {}
                 }
                 reap_orphans(&known);
+                if !record.exists() {
+                    if let Some(tx) = orphaned_tx.take() {
+                        tracing::warn!("the lab's record is gone; stopping");
+                        let _ = tx.send(());
+                    }
+                }
             }
         })
     };
@@ -235,10 +253,12 @@ async fn supervise(state: LabState) -> Result<()> {
             tokio::select! {
                 _ = term.recv() => {}
                 _ = int.recv() => {}
+                _ = &mut orphaned => {}
             }
         }
         _ = term.recv() => {}
         _ = int.recv() => {}
+        _ = &mut orphaned => {}
     }
     stop_all(&state, &shared, &file).await;
     reaper.abort();
@@ -257,10 +277,13 @@ async fn run_exec_lines(state: &Arc<LabState>, shared: &Shared, file: &Path, kno
         nodes.spawn(async move {
             let log_path = state.node_dir(&node.name).join("exec.log");
             for line in &node.exec {
-                let out = crate::exec::run_async(&state, &node, &line.argv, timeout, |pid| {
-                    know(&known, pid)
+                let mut pid = 0;
+                let out = crate::exec::run_async(&state, &node, &line.argv, timeout, |p| {
+                    pid = p;
+                    know(&known, p);
                 })
                 .await;
+                forget(&known, pid);
                 if out.success() {
                     tracing::info!("{}", out.summary());
                 } else {
@@ -384,14 +407,22 @@ async fn start_service(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    watch(child, shared.clone(), file.to_path_buf(), node.name.clone(), proc);
+    watch(child, shared.clone(), file.to_path_buf(), node.name.clone(), proc, known.clone());
     result
 }
 
 /// Reaps the child when it ends and records how.
-fn watch(mut child: Child, shared: Shared, file: PathBuf, node: String, proc: ProcRef) {
+fn watch(
+    mut child: Child,
+    shared: Shared,
+    file: PathBuf,
+    node: String,
+    proc: ProcRef,
+    known: Known,
+) {
     tokio::spawn(async move {
         if let Ok(status) = child.wait().await {
+            forget(&known, proc.pid);
             let exit = record_exit(&shared, &file, &node, proc, status);
             tracing::info!(node = %node, pid = proc.pid, "process ended ({exit})");
         }
@@ -465,14 +496,23 @@ async fn stop_all(state: &LabState, shared: &Shared, file: &Path) {
             .filter(ProcRef::alive)
             .collect()
     };
-    for p in running() {
+    // Our own children — daemons, exec lines still running, adopted orphans — and their
+    // process groups.
+    let children = || -> Vec<ProcRef> {
+        crate::procfs::children(std::process::id() as i32)
+            .into_iter()
+            .filter_map(ProcRef::of)
+            .filter(ProcRef::alive)
+            .collect()
+    };
+    for p in running().into_iter().chain(children()) {
         p.signal(Signal::SIGTERM, true);
     }
     let deadline = Instant::now() + STOP_GRACE;
     while !running().is_empty() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    for p in running() {
+    for p in running().into_iter().chain(children()) {
         tracing::warn!(pid = p.pid, "did not stop after SIGTERM; killing it");
         p.signal(Signal::SIGKILL, true);
     }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use tartan_labs::harness::{Footprint, lab_tests_enabled};
-use tartan_labs::procfs::{ProcRef, reap, zombie_children};
+use tartan_labs::procfs::ProcRef;
 use tartan_labs::state::LabState;
 
 const TARTANLAB: &str = env!("CARGO_BIN_EXE_tartanlab");
@@ -46,7 +46,7 @@ fn stderr(out: &Output) -> String {
 }
 
 fn unique(tag: &str) -> String {
-    format!("{tag}-{}", std::process::id() % 100_000)
+    format!("{tag}-{}", std::process::id())
 }
 
 /// Processes orphaned by a killed `tartanlab` become this test's children (it is a child
@@ -55,12 +55,8 @@ fn adopt_orphans() {
     nix::sys::prctl::set_child_subreaper(true).expect("becoming a child subreaper");
 }
 
-fn reap_orphans() {
-    reap(&zombie_children(std::process::id() as i32));
-}
-
 fn destroyed_completely(footprint: &Footprint) {
-    reap_orphans();
+    footprint.reap();
     footprint.assert_gone();
 }
 
@@ -171,7 +167,7 @@ fn deploy_refuses_a_running_lab_unless_told_to_reconfigure() {
         stderr(&out)
     );
     ok(&tartanlab(&["deploy", "-t", HOSTS, "--name", &name, "--reconfigure"], &[]));
-    reap_orphans();
+    first.reap();
     assert!(
         first.processes.iter().all(|p| !p.alive()),
         "the first deployment's processes were replaced"
@@ -195,7 +191,6 @@ fn a_node_that_cannot_start_fails_the_deploy_by_name_and_rolls_everything_back()
         err.contains("node `bad`") && err.contains("bird.log") && err.contains("syntax error"),
         "{err}"
     );
-    reap_orphans();
     assert!(
         LabState::load(&name).expect("state").is_none(),
         "the record must be gone after rollback"
@@ -272,4 +267,34 @@ fn commands_that_need_root_say_so_plainly() {
         .expect("graph");
     assert!(graph.status.success(), "{}", stderr(&graph));
     assert!(String::from_utf8_lossy(&graph.stdout).contains("frr:eth1 ──── bird:eth1"));
+}
+
+#[test]
+fn namespaces_the_lab_did_not_make_are_never_touched() {
+    if !lab_tests_enabled() {
+        return;
+    }
+    let name = unique("foreign");
+    let foreign = format!("clab-{name}-a");
+    let ip = |args: &[&str]| Command::new("ip").args(args).status().expect("ip").success();
+    assert!(ip(&["netns", "add", &foreign]), "creating someone else's namespace");
+    let sleeper = Command::new("ip")
+        .args(["netns", "exec", &foreign, "sleep", "300"])
+        .spawn()
+        .expect("a process in it");
+
+    // Deploying over it fails before anything is created, and leaves it alone.
+    let out = tartanlab(&["deploy", "-t", HOSTS, "--name", &name], &[]);
+    assert!(!out.status.success() && stderr(&out).contains("already exists"), "{}", stderr(&out));
+    // Destroying a lab that has no record refuses, and says how to force it.
+    let out = tartanlab(&["destroy", "-t", HOSTS, "--name", &name], &[]);
+    assert!(!out.status.success() && stderr(&out).contains("--force"), "{}", stderr(&out));
+    assert!(Path::new("/run/netns").join(&foreign).exists(), "the foreign namespace must survive");
+    let pid = sleeper.id() as i32;
+    assert!(ProcRef::of(pid).is_some_and(|p| p.alive()), "the process inside it must survive");
+
+    let mut sleeper = sleeper;
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+    assert!(ip(&["netns", "del", &foreign]));
 }

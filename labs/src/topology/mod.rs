@@ -34,6 +34,44 @@ pub struct LoadOptions {
     pub name: Option<String>,
     /// Do not require bind sources and env files to exist (for `graph`, which creates nothing).
     pub skip_file_checks: bool,
+    /// Where lab directories go (`CLAB_LABDIR_BASE`); beside the file when `None`. Magic
+    /// variables such as `__clabNodeDir__` expand under it.
+    pub lab_dir_base: Option<PathBuf>,
+}
+
+/// Reads only the lab's name (`name:` after `${VAR}` expansion, or the override), without
+/// validating anything else: destroy must work even when the file has since become invalid.
+pub fn lab_name(path: &Path, opts: &LoadOptions) -> Result<String, TopologyError> {
+    if let Some(name) = &opts.name {
+        return Ok(name.clone());
+    }
+    let file = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let text = std::fs::read_to_string(&file)
+        .map_err(|source| TopologyError::Read { path: file.clone(), source })?;
+    let lookup = |name: &str| opts.vars.get(name).cloned().or_else(|| std::env::var(name).ok());
+    let doc: Value = serde_yaml::from_str(&expand(&text, &lookup))
+        .map_err(|source| TopologyError::Yaml { path: file.clone(), source })?;
+    match doc.get("name").and_then(scalar) {
+        Some(name) if nodes::valid_name(&name) => Ok(name),
+        _ => Err(TopologyError::Invalid {
+            path: file,
+            problems: vec![Problem { at: Where::Top, kind: ProblemKind::Missing { key: "name" } }],
+        }),
+    }
+}
+
+/// containerlab's magic variables, as `ExpandMagicVariables` expands them in binds and exec
+/// lines: `__clabNodeName__`, `__clabLabName__`, `__clabDir__` (`clab-<lab>`) and
+/// `__clabNodeDir__` (`clab-<lab>/<node>`), the directories under the lab directory base.
+fn expand_magic(text: &str, lab: &str, node: &str, base: Option<&Path>) -> String {
+    let under_base = |rel: String| match base {
+        Some(b) => b.join(rel).display().to_string(),
+        None => rel,
+    };
+    text.replace("__clabNodeDir__", &under_base(format!("clab-{lab}/{node}")))
+        .replace("__clabDir__", &under_base(format!("clab-{lab}")))
+        .replace("__clabNodeName__", node)
+        .replace("__clabLabName__", lab)
 }
 
 const TOP_KEYS: &[(&str, Rule)] = &[
@@ -171,11 +209,16 @@ fn resolve(
             (None, None) => None,
             (e, c) => Some(e.into_iter().chain(c).flatten().collect()),
         };
-        let exec = nodes::exec_lines(ctx, &at, levels.list(|d| &d.exec));
+        let magic = |t: String| expand_magic(&t, &name, node_name, opts.lab_dir_base.as_deref());
+        let exec =
+            nodes::exec_lines(ctx, &at, levels.list(|d| &d.exec).into_iter().map(magic).collect());
         let network_mode = nodes::network_mode(ctx, &at, levels.scalar(|d| &d.network_mode));
         let sysctls = levels.map(|d| &d.sysctls);
         nodes::check_sysctls(ctx, &at, &sysctls);
-        let binds = nodes::resolve_binds(ctx, &at, &levels.binds(), &dir, !opts.skip_file_checks);
+        let lab_dir = opts.lab_dir_base.as_deref().unwrap_or(&dir).join(format!("clab-{name}"));
+        let bind_texts: Vec<String> = levels.binds().into_iter().map(magic).collect();
+        let binds =
+            nodes::resolve_binds(ctx, &at, &bind_texts, &dir, &lab_dir, !opts.skip_file_checks);
         let env_files = levels.list(|d| &d.env_files);
         let mut env = if opts.skip_file_checks {
             BTreeMap::new()
@@ -197,6 +240,13 @@ fn resolve(
                 &at,
                 "prefix",
                 format!("the namespace name `{long_name}` is not a valid file name"),
+            );
+        }
+        if long_name == mgmt_netns_name(&name) {
+            ctx.bad(
+                &at,
+                "prefix",
+                format!("the namespace name `{long_name}` is the lab's management namespace; rename the node"),
             );
         }
         resolved.push(Node {

@@ -240,13 +240,16 @@ pub(super) fn check_sysctls(ctx: &mut Ctx, at: &Where, sysctls: &BTreeMap<String
     }
 }
 
-/// Parses `src:dst[:mode]` strings, resolves sources against `dir`, keeps the most specific
-/// bind per destination and sorts by destination.
+/// Parses `src:dst[:mode]` strings, resolves sources against `dir` (symlinks resolved on the
+/// host, where the source lives), keeps the most specific bind per destination and sorts by
+/// destination. Sources inside the lab directory may not exist yet: deploy creates them, as
+/// containerlab does for `__clabNodeDir__` binds.
 pub(super) fn resolve_binds(
     ctx: &mut Ctx,
     at: &Where,
     binds: &[String],
     dir: &Path,
+    lab_dir: &Path,
     check_files: bool,
 ) -> Vec<Bind> {
     let mut by_dst: BTreeMap<PathBuf, Bind> = BTreeMap::new();
@@ -284,7 +287,8 @@ pub(super) fn resolve_binds(
         }
         let src = expand_home(src);
         let src = if src.is_absolute() { src } else { dir.join(src) };
-        if check_files && !src.exists() {
+        let src = std::fs::canonicalize(&src).unwrap_or(src);
+        if check_files && !src.exists() && !src.starts_with(lab_dir) {
             ctx.bad(at, "binds", format!("`{text}`: the source {} does not exist", src.display()));
             continue;
         }
@@ -396,7 +400,7 @@ mod tests {
             "/etc/passwd:/etc/frr:ro".to_string(),
             "/etc/group:/etc/frr/frr.conf".to_string(),
         ];
-        let out = resolve_binds(&mut ctx, &at, &binds, Path::new("/"), true);
+        let out = resolve_binds(&mut ctx, &at, &binds, Path::new("/"), Path::new("/lab"), true);
         assert!(ctx.problems.is_empty(), "{:?}", ctx.problems);
         assert_eq!(out.len(), 2);
         assert_eq!(out[0].dst, Path::new("/etc/frr"));
@@ -410,7 +414,10 @@ mod tests {
         let at = Where::Node("n".into());
         let binds =
             ["/etc/hosts:etc/x".to_string(), "/etc/hosts:/proc/x".to_string(), "x".to_string()];
-        assert!(resolve_binds(&mut ctx, &at, &binds, Path::new("/"), false).is_empty());
+        assert!(
+            resolve_binds(&mut ctx, &at, &binds, Path::new("/"), Path::new("/lab"), false)
+                .is_empty()
+        );
         assert_eq!(ctx.problems.len(), 3);
     }
 }

@@ -491,3 +491,56 @@ fn error_message_lists_every_problem() {
     assert!(msg.contains("node `r1`: `image` is required"), "{msg}");
     assert!(msg.contains("node `r2`: `image` is required"), "{msg}");
 }
+
+#[test]
+fn magic_variables_expand_in_binds_and_exec() {
+    let opts = LoadOptions {
+        skip_file_checks: true,
+        lab_dir_base: Some("/labs/base".into()),
+        ..Default::default()
+    };
+    let text = "name: mv\ntopology:\n  nodes:\n    n1: {kind: linux, image: x, binds: [\"__clabNodeDir__/conf:/conf\", \"__clabDir__/data.json:/data.json:ro\"], exec: [\"echo __clabNodeName__ __clabLabName__\"]}\n";
+    let t = parse(text, Path::new(FILE), &opts).expect("parses");
+    let n = &t.nodes[0];
+    assert_eq!(n.binds[0].src, Path::new("/labs/base/clab-mv/n1/conf"));
+    assert_eq!(n.binds[1].src, Path::new("/labs/base/clab-mv/data.json"));
+    assert_eq!(n.exec[0].argv, ["echo", "n1", "mv"]);
+}
+
+#[test]
+fn bind_sources_inside_the_lab_directory_need_not_exist_yet() {
+    let text = "name: mv\ntopology:\n  nodes:\n    n1: {kind: linux, image: x, binds: [\"__clabNodeDir__/run:/rtr/run\"]}\n";
+    let opts = LoadOptions { lab_dir_base: Some("/nonexistent-base".into()), ..Default::default() };
+    let t = parse(text, Path::new(FILE), &opts)
+        .expect("a bind under the lab directory is created at deploy");
+    assert_eq!(t.nodes[0].binds[0].src, Path::new("/nonexistent-base/clab-mv/n1/run"));
+}
+
+#[test]
+fn a_node_may_not_take_the_management_namespaces_name() {
+    let p = problems(
+        "name: x\nprefix: \"\"\ntopology:\n  nodes:\n    tartanlab-x: {kind: linux, image: alpine}\n",
+    );
+    assert!(has(
+        &p,
+        &node("tartanlab-x"),
+        |k| matches!(k, ProblemKind::BadValue { key, .. } if key == "prefix")
+    ));
+}
+
+#[test]
+fn lab_name_is_read_even_from_an_invalid_file() {
+    let dir = std::env::temp_dir().join(format!("tartanlab-name-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("bad.clab.yml");
+    std::fs::write(
+        &file,
+        "name: ${N:-still-named}\ntopology:\n  nodes:\n    a: {kind: nonsense, bogus: 1}\n",
+    )
+    .expect("write");
+    assert!(load(&file, &LoadOptions::default()).is_err());
+    assert_eq!(lab_name(&file, &LoadOptions::default()).expect("name"), "still-named");
+    let named = LoadOptions { name: Some("given".into()), ..Default::default() };
+    assert_eq!(lab_name(&file, &named).expect("name"), "given");
+    let _ = std::fs::remove_dir_all(dir);
+}

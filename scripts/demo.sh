@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# The main job, for now: builds Tartan, deploys containerlab/routers.clab.yml — FRR, BIRD and
+# GoBGP in a ring, eBGP on every link — onto network namespaces, waits for BGP to converge and
+# prints the lab's state. Needs root. Installs the Debian packages it needs when missing.
+# The lab keeps running afterwards; the last lines say how to explore and remove it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+
+require_root
+ensure_packages
+find_cargo
+
+say "building (release)"
+cargo build --release -q -p tartan-labs -p tartan-cli
+LAB=target/release/tartanlab
+TOPO=containerlab/routers.clab.yml
+in_node() { "$LAB" exec -t "$TOPO" "$@"; }
+
+say "deploying $TOPO"
+"$LAB" deploy --reconfigure -t "$TOPO"
+
+say "waiting for BGP to converge"
+# (grep reads all of its input: an early exit would kill the writer with SIGPIPE under pipefail.)
+converged() {
+  [ "$(in_node frr -- vtysh -c 'show bgp summary json' | grep -c '"state":"Established"')" -eq 2 ] &&
+  [ "$(in_node bird -- birdc show protocols | grep -c Established)" -eq 2 ] &&
+  [ "$(in_node gobgp -- gobgp neighbor | grep -c Establ)" -eq 2 ] &&
+  in_node frr -- ip route show proto bgp | grep -F 10.255.0.2 >/dev/null &&
+  in_node bird -- ip route show proto bird | grep -F 10.255.0.1 >/dev/null
+}
+for _ in $(seq 1 60); do converged && break; sleep 0.5; done
+converged || die "BGP did not converge within 30 s; logs are in containerlab/clab-routers/"
+
+section() { printf '\n\033[1m--- %s\033[0m\n' "$*"; }
+section "nodes"
+"$LAB" inspect -t "$TOPO"
+section "frr: show bgp summary"
+in_node frr -- vtysh -c 'show bgp summary' | sed -n '/^Neighbor/,$p'
+section "bird: show protocols"
+in_node bird -- birdc show protocols
+section "gobgp: neighbor / global rib"
+in_node gobgp -- gobgp neighbor
+in_node gobgp -- gobgp global rib
+section "kernel routes learned over BGP (frr: proto bgp, bird: proto bird)"
+in_node frr -- ip route show proto bgp
+in_node bird -- ip route show proto bird
+section "data plane: frr's loopback to bird's"
+in_node frr -- ping -c 3 -W 1 -I 10.255.0.1 10.255.0.2
+
+cat <<MSG
+
+The lab keeps running. Try:
+  sudo $LAB exec -t $TOPO frr -- vtysh -c 'show bgp ipv4 unicast'
+  sudo $LAB exec -t $TOPO bird -- birdc show route all
+  sudo $LAB exec -t $TOPO frr -- ip link set eth1 down     # traffic then crosses gobgp
+  sudo $LAB graph -t $TOPO --format mermaid
+Remove it with:
+  sudo $LAB destroy -t $TOPO
+MSG

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace: unit tests, integration tests and the lab tests (real
+# namespaces, veths, FRR, BIRD and GoBGP). Needs root. Installs the Debian packages it needs
+# when they are missing, builds, runs, and then checks that the tests left no namespace behind.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+
+require_root
+ensure_packages
+find_cargo
+
+labs_before=$(ip netns list | awk '{print $1}' | grep -E '^(clab-|tartanlab-)' | sort || true)
+if cargo nextest --version >/dev/null 2>&1; then
+  say "cargo nextest run --workspace"
+  cargo nextest run --workspace --no-fail-fast
+else
+  say "cargo test --workspace (cargo-nextest not found)"
+  cargo test --workspace --no-fail-fast
+fi
+
+labs_after=$(ip netns list | awk '{print $1}' | grep -E '^(clab-|tartanlab-)' | sort || true)
+leaked=$(comm -13 <(echo "$labs_before") <(echo "$labs_after") | grep . || true)
+if [ -n "$leaked" ]; then
+  die "the tests left network namespaces behind:
+$leaked"
+fi
+say "all tests passed; no lab left behind"
