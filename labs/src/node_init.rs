@@ -40,6 +40,9 @@ pub struct NodeInitSpec {
     pub binds: Vec<Bind>,
     pub dirs: Vec<PrivateDir>,
     pub hosts: String,
+    /// The project's binaries, first on every node's PATH: bound read-only at the same path,
+    /// so they are there even when they live under a path the node has its own of (`/tmp`).
+    pub bin_dir: Option<PathBuf>,
 }
 
 /// One sysctl of the node's network namespace. A default the kernel lacks (IPv6 disabled at
@@ -87,6 +90,9 @@ pub fn run(spec: &NodeInitSpec) -> Step {
     write_identity(spec)?;
     for dir in &spec.dirs {
         private_dir(dir)?;
+    }
+    if let Some(dir) = &spec.bin_dir {
+        bind_mount(&Bind { src: dir.clone(), dst: dir.clone(), read_only: true }, &carried)?;
     }
     for bind in &spec.binds {
         bind_mount(bind, &carried)?;
