@@ -7,9 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
-require_root
-ensure_packages
-find_cargo
+prepare
 
 say "building (release)"
 cargo build --release -q -p tartan-labs -p tartan-cli

@@ -38,6 +38,13 @@ without_service_starts() {
   return "$rc"
 }
 
+# What both scripts need before they build: root, the packages, cargo.
+prepare() {
+  require_root
+  ensure_packages
+  find_cargo
+}
+
 # Finds cargo even under sudo, where root's PATH lacks the user's ~/.cargo/bin.
 find_cargo() {
   if command -v cargo >/dev/null 2>&1; then return; fi

@@ -6,9 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
-require_root
-ensure_packages
-find_cargo
+prepare
 
 labs_before=$(ip netns list | awk '{print $1}' | grep -E '^(clab-|tartanlab-)' | sort || true)
 if cargo nextest --version >/dev/null 2>&1; then

@@ -27,6 +27,9 @@ use crate::supervisor::{self, NodeRun, Status};
 use crate::topology::{self, LoadOptions, Node, Topology};
 use crate::{destroy, netns, topology_data, wiring};
 
+/// How long building one node's namespaces may take.
+const NODE_INIT_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How to deploy.
 #[derive(Debug, Clone)]
 pub struct DeployOptions {
@@ -369,11 +372,21 @@ fn init_node(state: &LabState, node: &Node, hosts: &str, tartanlab: &Path) -> Re
         .spawn()
         .map_err(LabError::io(format!("starting node setup for {}", node.name)))?;
     let pid = child.id() as i32;
-    let mut line = String::new();
+    // The helper says `ready` once the node's world is built (milliseconds); a helper stuck
+    // on a mount must not hang deploy.
+    let (tx, rx) = std::sync::mpsc::channel();
     if let Some(out) = child.stdout.take() {
-        use std::io::BufRead;
-        let _ = std::io::BufReader::new(out).read_line(&mut line);
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            let mut line = String::new();
+            let _ = std::io::BufReader::new(out).read_line(&mut line);
+            let _ = tx.send(line);
+        });
     }
+    let line = rx.recv_timeout(NODE_INIT_TIMEOUT).unwrap_or_else(|_| {
+        let _ = child.kill();
+        format!("timed out after {} s", NODE_INIT_TIMEOUT.as_secs())
+    });
     let pinned = if line.trim() == "ready" {
         netns::pin(pid, "mnt", &state.pin(&node.name, "mnt"))
             .and_then(|_| netns::pin(pid, "uts", &state.pin(&node.name, "uts")))
@@ -388,7 +401,9 @@ fn init_node(state: &LabState, node: &Node, hosts: &str, tartanlab: &Path) -> Re
         let message = String::from_utf8_lossy(&output.stderr).trim().to_string();
         return Err(LabError::NodeInit {
             node: node.name.clone(),
-            message: if message.is_empty() {
+            message: if message.is_empty() && line.starts_with("timed out") {
+                line
+            } else if message.is_empty() {
                 format!("exited with {}", output.status)
             } else {
                 message

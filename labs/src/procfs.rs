@@ -18,32 +18,46 @@ pub struct ProcRef {
     pub start_time: u64,
 }
 
-/// State letter and start time from `/proc/<pid>/stat`.
-fn stat(pid: i32) -> Option<(char, u64)> {
+/// The fields of `/proc/<pid>/stat` this module needs.
+#[derive(Debug, Clone, Copy)]
+struct Stat {
+    state: char,
+    ppid: i32,
+    /// Field 22: clock ticks since boot.
+    start_time: u64,
+}
+
+fn stat(pid: i32) -> Option<Stat> {
     let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name may contain spaces and parentheses: fields start after the last ')'.
-    let rest = &text[text.rfind(')')? + 2..];
-    let mut fields = rest.split_ascii_whitespace();
+    let mut fields = text[text.rfind(')')? + 2..].split_ascii_whitespace();
     let state = fields.next()?.chars().next()?;
-    // `rest` starts at field 3 (state); start time is field 22.
-    let start = fields.nth(18)?.parse().ok()?;
-    Some((state, start))
+    let ppid = fields.next()?.parse().ok()?;
+    // The fields so far are 3 (state) and 4 (ppid); the start time is field 22.
+    let start_time = fields.nth(17)?.parse().ok()?;
+    Some(Stat { state, ppid, start_time })
+}
+
+/// Every PID in `/proc`.
+fn all_pids() -> Vec<i32> {
+    let Ok(dir) = fs::read_dir("/proc") else { return vec![] };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok()).collect()
 }
 
 impl ProcRef {
     /// Identifies a running process.
     pub fn of(pid: i32) -> Option<ProcRef> {
-        stat(pid).map(|(_, start_time)| ProcRef { pid, start_time })
+        stat(pid).map(|st| ProcRef { pid, start_time: st.start_time })
     }
 
     /// True while this very process exists and has not exited (zombies count as exited).
     pub fn alive(&self) -> bool {
-        matches!(stat(self.pid), Some((state, start)) if start == self.start_time && state != 'Z' && state != 'X')
+        matches!(stat(self.pid), Some(st) if st.start_time == self.start_time && st.state != 'Z' && st.state != 'X')
     }
 
     /// True while any process — even a zombie not yet reaped — holds this identity.
     pub fn exists(&self) -> bool {
-        stat(self.pid).is_some_and(|(_, start)| start == self.start_time)
+        stat(self.pid).is_some_and(|st| st.start_time == self.start_time)
     }
 
     /// Sends `signal` to the process (and, with `group`, to its process group) if it is
@@ -60,17 +74,11 @@ impl ProcRef {
     }
 }
 
-/// PIDs of the zombie children of `parent` (read from each process's `stat`).
+/// PIDs of the zombie children of `parent`.
 pub fn zombie_children(parent: i32) -> Vec<i32> {
-    let Ok(dir) = fs::read_dir("/proc") else { return vec![] };
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            let Ok(text) = fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
-            let Some(rest) = text.rfind(')').map(|i| &text[i + 2..]) else { return false };
-            let mut f = rest.split_ascii_whitespace();
-            let (state, ppid) = (f.next(), f.next().and_then(|p| p.parse::<i32>().ok()));
-            state == Some("Z") && ppid == Some(parent)
-        })
+    all_pids()
+        .into_iter()
+        .filter(|&pid| stat(pid).is_some_and(|st| st.ppid == parent && st.state == 'Z'))
         .collect()
 }
 
@@ -91,9 +99,9 @@ pub fn ns_inode(path: &Path) -> Option<u64> {
 /// Every live process whose network namespace is one of `net` or whose mount namespace is one
 /// of `mnt` (inodes).
 pub fn processes_in(net: &[u64], mnt: &[u64]) -> Vec<ProcRef> {
-    let Ok(dir) = fs::read_dir("/proc") else { return vec![] };
     let me = std::process::id() as i32;
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+    all_pids()
+        .into_iter()
         .filter(|&pid| pid != me)
         .filter(|&pid| {
             let ino = |ns: &str| ns_inode(Path::new(&format!("/proc/{pid}/ns/{ns}")));
@@ -173,14 +181,7 @@ pub fn boot_id() -> String {
 
 /// PIDs of every child of `parent`, zombies included.
 pub fn children(parent: i32) -> Vec<i32> {
-    let Ok(dir) = fs::read_dir("/proc") else { return vec![] };
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            let Ok(text) = fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
-            let Some(rest) = text.rfind(')').map(|i| &text[i + 2..]) else { return false };
-            rest.split_ascii_whitespace().nth(1).and_then(|p| p.parse::<i32>().ok()) == Some(parent)
-        })
-        .collect()
+    all_pids().into_iter().filter(|&pid| stat(pid).is_some_and(|st| st.ppid == parent)).collect()
 }
 
 /// Whether the effective user is root.
