@@ -22,7 +22,7 @@ use crate::exec::ExecOutput;
 use crate::node_init::{NodeInitSpec, Sysctl};
 use crate::procfs::{ProcRef, is_root};
 use crate::profile::services_for;
-use crate::state::{LabLock, LabState, NodeState, Phase, RUN_DIR};
+use crate::state::{LabLock, LabState, NodeState, Phase};
 use crate::supervisor::{self, NodeRun, Status};
 use crate::topology::{self, LoadOptions, Node, Topology};
 use crate::{destroy, netns, topology_data, wiring};
@@ -83,7 +83,7 @@ pub fn deploy(file: &Path, opts: &DeployOptions) -> Result<Deployed> {
     let bin_dir = crate::enter::bin_dir(&opts.tartanlab);
     preflight(&topo, &bin_dir)?;
 
-    netns::ensure_private_mount(Path::new(RUN_DIR))?;
+    netns::ensure_private_mount(&crate::state::run_dir())?;
     let lock = LabLock::acquire(&topo.name)?;
     if LabState::load(&topo.name)?.is_some() {
         if !opts.reconfigure {

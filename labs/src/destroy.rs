@@ -18,7 +18,7 @@ use nix::sys::signal::Signal;
 use crate::error::{LabError, Result};
 use crate::netns;
 use crate::procfs::{ProcRef, processes_in};
-use crate::state::{LabLock, LabState, Phase, known_labs, lab_run_dir};
+use crate::state::{LabLock, LabState, Phase, known_labs};
 use crate::supervisor::{STOP_GRACE, SWEEP_WAIT, Status};
 
 /// How long destroy gives the supervisor to stop its processes (two grace periods and a sweep).
@@ -185,7 +185,7 @@ pub(crate) fn teardown(state: &LabState, keep_lab_dir: bool) -> Result<DestroyRe
         return Err(e);
     }
 
-    let run_dir = lab_run_dir(&state.lab);
+    let run_dir = state.run_dir();
     if run_dir.exists() {
         fs::remove_dir_all(&run_dir)
             .map_err(LabError::io(format!("removing {}", run_dir.display())))?;

@@ -2,9 +2,9 @@
 //! updated as deploy goes, so `destroy` can undo a lab from the record alone: after a failed or
 //! killed deploy, after a crash, and after the topology file changed or disappeared.
 //!
-//! The authoritative copy lives in `/run/tartanlab/labs/<lab>/state.json` (a tmpfs, so it
-//! vanishes on reboot together with the namespaces it describes); a copy goes into the lab
-//! directory for people to read. Mount-namespace pins live beside it, in
+//! The authoritative copy lives in `/run/tartanlab/labs/<lab>/state.json` (on most machines a
+//! tmpfs; where it is not, the record's boot id keeps a stale record from signalling anyone);
+//! a copy goes into the lab directory for people to read. Mount-namespace pins live beside it, in
 //! `/run/tartanlab/labs/<lab>/ns/`, which must be on a private mount.
 
 use std::collections::BTreeMap;
@@ -20,17 +20,26 @@ use crate::procfs::ProcRef;
 use crate::profile::{Profile, Service};
 use crate::topology::ExecLine;
 
+/// Where lab records, namespace pins and locks live.
 pub const RUN_DIR: &str = "/run/tartanlab";
+
+/// [`RUN_DIR`], or `TARTANLAB_RUN_DIR` when set (tests give themselves a private registry, so
+/// `destroy --all` sees only their labs).
+pub fn run_dir() -> PathBuf {
+    std::env::var_os("TARTANLAB_RUN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(RUN_DIR))
+}
 const STATE_VERSION: u32 = 1;
 
 /// `/run/tartanlab/labs/<lab>`.
 pub fn lab_run_dir(lab: &str) -> PathBuf {
-    Path::new(RUN_DIR).join("labs").join(lab)
+    run_dir().join("labs").join(lab)
 }
 
 /// Names of every lab with a record.
 pub fn known_labs() -> Vec<String> {
-    let Ok(dir) = fs::read_dir(Path::new(RUN_DIR).join("labs")) else { return vec![] };
+    let Ok(dir) = fs::read_dir(run_dir().join("labs")) else { return vec![] };
     let mut labs: Vec<String> = dir
         .filter_map(|e| e.ok())
         .filter(|e| e.path().join("state.json").exists())
@@ -53,6 +62,8 @@ pub enum Phase {
 pub struct LabState {
     pub version: u32,
     pub lab: String,
+    /// The lab's run directory (record, pins, supervisor status), fixed at deploy.
+    pub run_dir: PathBuf,
     pub topology_file: PathBuf,
     pub lab_dir: PathBuf,
     pub created_unix: u64,
@@ -108,6 +119,7 @@ impl LabState {
         LabState {
             version: STATE_VERSION,
             lab: lab.to_string(),
+            run_dir: lab_run_dir(lab),
             topology_file: topology_file.to_path_buf(),
             lab_dir: lab_dir.to_path_buf(),
             created_unix: std::time::SystemTime::now()
@@ -130,7 +142,7 @@ impl LabState {
     }
 
     pub fn run_dir(&self) -> PathBuf {
-        lab_run_dir(&self.lab)
+        self.run_dir.clone()
     }
 
     /// Where a node's namespace of type `ns` (`mnt`, `uts`) is pinned.
@@ -253,7 +265,7 @@ pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 impl LabLock {
     pub fn acquire(lab: &str) -> Result<LabLock> {
         use std::os::unix::fs::MetadataExt;
-        let dir = Path::new(RUN_DIR).join("locks");
+        let dir = run_dir().join("locks");
         fs::create_dir_all(&dir).map_err(LabError::io(format!("creating {}", dir.display())))?;
         let path = dir.join(format!("{lab}.lock"));
         let deadline = std::time::Instant::now() + LOCK_WAIT;

@@ -298,3 +298,47 @@ fn namespaces_the_lab_did_not_make_are_never_touched() {
     let _ = sleeper.wait();
     assert!(ip(&["netns", "del", &foreign]));
 }
+
+#[test]
+fn destroy_all_removes_every_lab_it_knows_and_nothing_else() {
+    if !lab_tests_enabled() {
+        return;
+    }
+    adopt_orphans();
+    // A private registry, so `--all` sees only this test's labs; a lab in the default registry
+    // stands for everyone else's.
+    let run = lab_dir_base().join(format!("run-{}", std::process::id()));
+    let run_env = run.to_string_lossy().into_owned();
+    let private = [("TARTANLAB_RUN_DIR", run_env.as_str())];
+    let (a, b, other) = (unique("all-a"), unique("all-b"), unique("all-other"));
+    ok(&tartanlab(&["deploy", "-t", HOSTS, "--name", &a], &private));
+    ok(&tartanlab(&["deploy", "-t", ROUTERS, "--name", &b], &private));
+    ok(&tartanlab(&["deploy", "-t", HOSTS, "--name", &other], &[]));
+    let load = |name: &str| {
+        LabState::load_file(&run.join("labs").join(name).join("state.json"))
+            .expect("state")
+            .expect("a record")
+    };
+    let footprints = [Footprint::of(&load(&a)), Footprint::of(&load(&b))];
+
+    let out = ok(&tartanlab(&["destroy", "--all"], &private));
+    assert!(
+        out.contains(&format!("destroyed {a}")) && out.contains(&format!("destroyed {b}")),
+        "{out}"
+    );
+    for f in &footprints {
+        destroyed_completely(f);
+    }
+    let survivor = record(&other);
+    assert!(
+        tartan_labs::netns::exists(&survivor.nodes[0].netns),
+        "--all reached beyond its registry"
+    );
+    assert!(ok(&tartanlab(&["destroy", "--all"], &private)).contains("no labs to destroy"));
+
+    let last = Footprint::of(&survivor);
+    ok(&tartanlab(&["destroy", "--lab", &other], &[]));
+    destroyed_completely(&last);
+    let _ = nix::mount::umount2(&run, nix::mount::MntFlags::MNT_DETACH);
+    let _ = std::fs::remove_dir_all(&run);
+}
