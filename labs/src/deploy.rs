@@ -64,6 +64,8 @@ pub struct Deployed {
     pub state: LabState,
     pub topology: Topology,
     pub exec: Vec<ExecOutput>,
+    /// What went wrong without stopping the lab: failed `exec` lines, failed one-shots.
+    pub warnings: Vec<String>,
     /// The supervisor, a child of this process: a long-lived caller (the test harness) waits
     /// for it after destroy so it never lingers as a zombie.
     pub supervisor: Option<Child>,
@@ -129,16 +131,15 @@ pub fn deploy(file: &Path, opts: &DeployOptions) -> Result<Deployed> {
     let mut state = state;
     let mut supervisor = None;
     match build(&topo, &mut state, opts, &mut supervisor) {
-        Ok(exec) => {
+        Ok((exec, warnings)) => {
             state.phase = Phase::Running;
             state.save()?;
             drop(lock);
-            Ok(Deployed { state, topology: topo, exec, supervisor })
+            Ok(Deployed { state, topology: topo, exec, warnings, supervisor })
         }
         Err(e) => {
-            tracing::error!("deploy failed: {e}");
             tracing::info!(
-                "rolling back lab {}; logs are kept in {}",
+                "deploy failed; rolling back lab {} (logs are kept in {})",
                 topo.name,
                 lab_dir.display()
             );
@@ -234,7 +235,7 @@ fn build(
     state: &mut LabState,
     opts: &DeployOptions,
     supervisor: &mut Option<Child>,
-) -> Result<Vec<ExecOutput>> {
+) -> Result<(Vec<ExecOutput>, Vec<String>)> {
     let started = Instant::now();
     let names: Vec<String> = state.network_namespaces();
     for name in names {
@@ -273,26 +274,49 @@ fn build(
     state.supervisor = ProcRef::of(child.id() as i32);
     *supervisor = Some(child);
     state.save()?;
-    let outputs = wait_ready(state, &log_path)?;
+    let status = wait_ready(state, &log_path)?;
     tracing::info!("nodes ready and exec lines run after {:.1} s", started.elapsed().as_secs_f64());
     crash_point("processes");
 
-    let failed: Vec<&ExecOutput> = outputs.iter().filter(|o| !o.success()).collect();
-    if let Some(first) = failed.first() {
-        if opts.strict_exec {
+    // Failed exec lines and one-shots leave the lab running (as containerlab and the FRR image
+    // do) with a warning each — or fail it, with `--strict-exec`.
+    let mut warnings: Vec<String> = status
+        .nodes
+        .iter()
+        .flat_map(|(node, n)| n.warnings.iter().map(move |w| format!("node `{node}`: {w}")))
+        .collect();
+    for out in status.exec.iter().filter(|o| !o.success()) {
+        let detail = out.stderr.trim().lines().last().unwrap_or("").to_string();
+        warnings.push(format!(
+            "{}{}",
+            out.summary(),
+            if detail.is_empty() { String::new() } else { format!(": {detail}") }
+        ));
+    }
+    if opts.strict_exec {
+        if let Some(first) = status.exec.iter().find(|o| !o.success()) {
+            let mut message = first.summary();
+            if !first.stderr.trim().is_empty() {
+                message = format!("{message}\n{}", first.stderr.trim());
+            }
             return Err(LabError::Exec {
                 node: first.node.clone(),
                 line: first.command.clone(),
-                message: format!(
-                    "{}{}",
-                    first.stderr.trim(),
-                    if first.timed_out { " (timed out)" } else { "" }
-                ),
+                message,
             });
         }
-        tracing::warn!("{} exec command(s) failed; see each node's exec.log", failed.len());
+        if let Some(w) = warnings.first() {
+            return Err(LabError::NodeFailed {
+                node: state.lab.clone(),
+                message: w.clone(),
+                log: None,
+            });
+        }
     }
-    Ok(outputs)
+    for w in &warnings {
+        tracing::warn!("{w}");
+    }
+    Ok((status.exec, warnings))
 }
 
 /// Test hook: `TARTANLAB_CRASH_AFTER=<step>` aborts the process right after that step, exactly
@@ -417,7 +441,7 @@ fn init_node(state: &LabState, node: &Node, hosts: &str, tartanlab: &Path) -> Re
 
 /// Waits for the supervisor to report every node ready and the `exec` lines run (or a
 /// failure); returns what the `exec` lines did.
-fn wait_ready(state: &LabState, log: &Path) -> Result<Vec<ExecOutput>> {
+fn wait_ready(state: &LabState, log: &Path) -> Result<Status> {
     let longest = state
         .nodes
         .iter()
@@ -433,7 +457,7 @@ fn wait_ready(state: &LabState, log: &Path) -> Result<Vec<ExecOutput>> {
     loop {
         if let Some(status) = Status::load(state) {
             match status.phase {
-                supervisor::Phase::Ready => return Ok(status.exec),
+                supervisor::Phase::Ready => return Ok(status),
                 supervisor::Phase::Failed => return Err(first_failure(state, &status)),
                 _ => {}
             }

@@ -34,6 +34,14 @@ pub struct DestroyReport {
     pub swept: usize,
     pub namespaces: usize,
     pub lab_dir_removed: Option<PathBuf>,
+    /// False when there was nothing to destroy.
+    pub was_deployed: bool,
+}
+
+impl DestroyReport {
+    fn not_deployed(lab: &str) -> DestroyReport {
+        DestroyReport { lab: lab.to_string(), ..Default::default() }
+    }
 }
 
 /// Destroys the lab a topology file describes. The lab's record decides what is removed; the
@@ -65,7 +73,20 @@ pub fn destroy_file(
     };
     let Some(state) = record else {
         lock.release_and_remove();
-        return Err(LabError::NoRecord { lab: name });
+        // Nothing recorded and nothing of the lab on the machine: it is simply not deployed,
+        // which is fine for destroy (as containerlab; `destroy; deploy` scripts rely on it).
+        // Namespaces with its names but no record: someone's, or a wiped record — ask.
+        let mut load = load.clone();
+        load.skip_file_checks = true;
+        let names = topology::load(file, &load).ok().map(|t| {
+            t.nodes.iter().map(|n| n.long_name.clone()).chain([t.mgmt_netns()]).collect::<Vec<_>>()
+        });
+        return match names {
+            Some(names) if !names.iter().any(|n| netns::exists(n)) => {
+                Ok(DestroyReport::not_deployed(&name))
+            }
+            _ => Err(LabError::NoRecord { lab: name }),
+        };
     };
     let report = teardown(&state, keep_lab_dir);
     lock.release_and_remove();
@@ -91,11 +112,13 @@ pub fn destroy_all(keep_lab_dir: bool) -> Vec<(String, Result<DestroyReport>)> {
         .collect()
 }
 
-/// Destroys a lab by name; the caller holds its lock.
+/// Destroys a lab by name; the caller holds its lock. A lab with no record is not deployed:
+/// nothing to do.
 pub(crate) fn teardown_by_name(lab: &str, keep_lab_dir: bool) -> Result<DestroyReport> {
-    let state =
-        LabState::load(lab)?.ok_or_else(|| LabError::NotDeployed { lab: lab.to_string() })?;
-    teardown(&state, keep_lab_dir)
+    match LabState::load(lab)? {
+        Some(state) => teardown(&state, keep_lab_dir),
+        None => Ok(DestroyReport::not_deployed(lab)),
+    }
 }
 
 /// A record for a lab whose own record is gone: every name the topology implies.
@@ -126,7 +149,8 @@ fn skeleton(topo: &topology::Topology, lab_dir: &Path) -> LabState {
 
 /// Removes everything the record lists; the caller holds the lab's lock.
 pub(crate) fn teardown(state: &LabState, keep_lab_dir: bool) -> Result<DestroyReport> {
-    let mut report = DestroyReport { lab: state.lab.clone(), ..Default::default() };
+    let mut report =
+        DestroyReport { lab: state.lab.clone(), was_deployed: true, ..Default::default() };
     let mut marked = state.clone();
     marked.phase = Phase::Destroying;
     if state.run_dir().exists() {

@@ -35,7 +35,7 @@ pub enum LabError {
     NodeInit { node: String, message: String },
     #[error("node `{node}`: {message}{}", log.as_ref().map(|l| format!("\n  log: {}", l.display())).unwrap_or_default())]
     NodeFailed { node: String, message: String, log: Option<PathBuf> },
-    #[error("node `{node}`: exec `{line}` failed: {message}")]
+    #[error("node `{node}`: exec `{line}` failed (--strict-exec): {message}")]
     Exec { node: String, line: String, message: String },
     #[error("lab state {}: {message}", path.display())]
     State { path: PathBuf, message: String },

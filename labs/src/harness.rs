@@ -110,7 +110,7 @@ impl TestLabBuilder {
         // Processes a test leaves in the background become this process's children, so they
         // can be reaped at teardown instead of lingering as zombies under init.
         let _ = nix::sys::prctl::set_child_subreaper(true);
-        let Deployed { state, topology, supervisor, exec } = deploy(&file, &opts)?;
+        let Deployed { state, topology, supervisor, exec, .. } = deploy(&file, &opts)?;
         Ok(TestLab { state, topology, supervisor, exec, destroyed: false })
     }
 

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::netns;
-use crate::procfs::ns_inode;
+use crate::procfs::{comm, ns_inode, processes_in};
 use crate::state::{LabState, NodeState, Phase};
 use crate::supervisor::{NodeRun, Status};
 
@@ -96,21 +96,22 @@ fn node_state(
         return ("unknown".into(), "no supervisor status".into(), String::new());
     };
     let daemons: Vec<_> = ns.processes.iter().filter(|p| !p.oneshot).collect();
-    let procs = daemons
-        .iter()
-        .map(|p| match &p.exit {
-            None => format!("{}({})", p.name, p.proc.pid),
-            Some(e) => format!("{}[{e}]", p.name),
-        })
-        .collect::<Vec<_>>()
-        .join(" ");
     let dead: Vec<String> =
         daemons.iter().filter_map(|p| p.exit.as_ref().map(|e| format!("{} {e}", p.name))).collect();
+    // What runs in the node now — including daemons an exec line started — and what ended.
+    let net = ns_inode(&netns::path(&node.netns));
+    let mut running: Vec<String> = processes_in(&net.into_iter().collect::<Vec<_>>(), &[])
+        .iter()
+        .map(|p| format!("{}({})", comm(p.pid), p.pid))
+        .collect();
+    running
+        .extend(daemons.iter().filter_map(|p| p.exit.as_ref().map(|e| format!("{}[{e}]", p.name))));
+    let procs = if running.is_empty() { "-".to_string() } else { running.join(" ") };
     match ns.state {
         NodeRun::Failed => ("failed".into(), ns.error.clone().unwrap_or_default(), procs),
         _ if !dead.is_empty() => ("exited".into(), dead.join(", "), procs),
         NodeRun::Ready => ("running".into(), format!("Up {up}"), procs),
-        NodeRun::Idle => ("running".into(), format!("Up {up} (idle)"), "-".into()),
+        NodeRun::Idle => ("running".into(), format!("Up {up} (idle)"), procs),
         NodeRun::Waiting | NodeRun::Starting => ("starting".into(), "starting".into(), procs),
     }
 }

@@ -276,10 +276,10 @@ fn run(command: Command) -> Result<ExitCode> {
             opts.exec_timeout = Duration::from_secs(exec_timeout);
             let deployed = deploy::deploy(&file, &opts)?;
             print!("{}", inspect::to_table(&inspect::view(&deployed.state)));
-            let failed = deployed.exec.iter().filter(|o| !o.success()).count();
-            if failed > 0 {
+            if !deployed.warnings.is_empty() {
                 eprintln!(
-                    "warning: {failed} exec command(s) failed; see the exec.log of each node in {}",
+                    "warning: the lab runs, but {} thing(s) failed (listed above); the nodes' logs are in {}",
+                    deployed.warnings.len(),
                     deployed.state.lab_dir.display()
                 );
             }
@@ -318,7 +318,11 @@ fn run(command: Command) -> Result<ExitCode> {
                     )?
                 }
             };
-            println!("destroyed {}", report.lab);
+            if report.was_deployed {
+                println!("destroyed {}", report.lab);
+            } else {
+                println!("lab {} is not deployed; nothing to destroy", report.lab);
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Inspect { topo, lab_name, format } => {

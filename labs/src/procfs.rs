@@ -171,6 +171,13 @@ fn unescape_mount(s: &str) -> String {
     out
 }
 
+/// The command name of a process (`/proc/<pid>/comm`), or `?`.
+pub fn comm(pid: i32) -> String {
+    fs::read_to_string(format!("/proc/{pid}/comm"))
+        .map(|c| c.trim().to_string())
+        .unwrap_or_else(|_| "?".into())
+}
+
 /// This boot's identity (`/proc/sys/kernel/random/boot_id`). Process identities recorded under
 /// another boot mean nothing now: after a reboot, a PID and start time can belong to anyone.
 pub fn boot_id() -> String {

@@ -89,6 +89,10 @@ pub struct NodeStatus {
     pub state: NodeRun,
     pub error: Option<String>,
     pub processes: Vec<ProcStatus>,
+    /// One-shots that failed without stopping the node (`vtysh -b` rejecting a line of
+    /// `frr.conf`: the FRR image keeps running with the rest, and so does the node).
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 /// The supervisor's report, as written to `processes.json`.
@@ -186,7 +190,13 @@ async fn supervise(state: LabState) -> Result<()> {
         .nodes
         .iter()
         .map(|n| {
-            (n.name.clone(), NodeStatus { state: NodeRun::Waiting, error: None, processes: vec![] })
+            let status = NodeStatus {
+                state: NodeRun::Waiting,
+                error: None,
+                processes: vec![],
+                warnings: vec![],
+            };
+            (n.name.clone(), status)
         })
         .collect();
     let shared: Shared = Arc::new(Mutex::new(Status {
@@ -329,16 +339,29 @@ async fn start_node(
     }
     set(NodeRun::Starting, None);
     for service in &node.services {
-        if let Err(e) = start_service(state, node, service, shared, file, known).await {
-            tracing::error!(node = %node.name, "{e}");
-            set(NodeRun::Failed, Some(e));
-            return false;
+        match start_service(state, node, service, shared, file, known).await {
+            Ok(None) => {}
+            Ok(Some(warning)) => {
+                tracing::warn!(node = %node.name, "{warning}");
+                update(shared, file, |s| {
+                    if let Some(n) = s.nodes.get_mut(&node.name) {
+                        n.warnings.push(warning);
+                    }
+                });
+            }
+            Err(e) => {
+                tracing::error!(node = %node.name, "{e}");
+                set(NodeRun::Failed, Some(e));
+                return false;
+            }
         }
     }
     set(NodeRun::Ready, None);
     true
 }
 
+/// Starts one service: `Ok(None)` when it is up (or a one-shot succeeded), `Ok(Some(warning))`
+/// when a one-shot failed, `Err` when the node cannot run.
 async fn start_service(
     state: &LabState,
     node: &NodeState,
@@ -346,7 +369,7 @@ async fn start_service(
     shared: &Shared,
     file: &Path,
     known: &Known,
-) -> Result<(), String> {
+) -> Result<Option<String>, String> {
     let log = state.node_dir(&node.name).join(format!("{}.log", svc.name));
     let out = OpenOptions::new()
         .create(true)
@@ -380,21 +403,21 @@ async fn start_service(
         match child.try_wait() {
             Ok(Some(status)) => {
                 let exit = record_exit(shared, file, &node.name, proc, status);
-                if oneshot && exit.code == Some(0) {
-                    return Ok(());
-                }
-                break Err(format!(
-                    "{} ended ({exit}) {}; {see_log}",
-                    svc.name,
-                    if oneshot { "" } else { "before it was ready" }
-                ));
+                forget(known, pid);
+                return match (oneshot, exit.code) {
+                    (true, Some(0)) => Ok(None),
+                    (true, _) => Ok(Some(format!("{} failed ({exit}); {see_log}", svc.name))),
+                    (false, _) => {
+                        Err(format!("{} ended ({exit}) before it was ready; {see_log}", svc.name))
+                    }
+                };
             }
             Ok(None) => {}
             Err(e) => break Err(format!("waiting for {}: {e}", svc.name)),
         }
         if let ServiceKind::Daemon { ready } = &svc.kind {
             if is_ready(ready, pid, state, node) {
-                break Ok(());
+                break Ok(None);
             }
         }
         if Instant::now() > deadline {

@@ -342,3 +342,53 @@ fn destroy_all_removes_every_lab_it_knows_and_nothing_else() {
     let _ = nix::mount::umount2(&run, nix::mount::MntFlags::MNT_DETACH);
     let _ = std::fs::remove_dir_all(&run);
 }
+
+#[test]
+fn failed_exec_lines_and_config_lines_warn_or_with_strict_exec_fail() {
+    if !lab_tests_enabled() {
+        return;
+    }
+    adopt_orphans();
+    const BAD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/topologies/bad-frr.clab.yml");
+    let name = unique("badfrr");
+    let out = tartanlab(&["deploy", "-t", BAD, "--name", &name], &[]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "the lab runs despite warnings: {err}");
+    assert!(err.contains("node `r`: vtysh-boot failed"), "{err}");
+    assert!(
+        err.contains("h: `sh -c 'echo no such thing >&2; exit 3'` -> exit 3: no such thing"),
+        "{err}"
+    );
+    assert!(err.contains("2 thing(s) failed"), "{err}");
+    let state = record(&name);
+    let footprint = Footprint::of(&state);
+    let bgpd =
+        tartanlab(&["exec", "--lab", &name, "r", "--", "vtysh", "-c", "show running-config"], &[]);
+    assert!(ok(&bgpd).contains("router bgp 65001"), "FRR kept the valid part of its config");
+    ok(&tartanlab(&["destroy", "--lab", &name], &[]));
+    destroyed_completely(&footprint);
+
+    let out = tartanlab(&["deploy", "-t", BAD, "--name", &name, "--strict-exec"], &[]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("(--strict-exec)")
+            && err.contains("-> exit 3")
+            && err.contains("no such thing"),
+        "{err}"
+    );
+    assert!(LabState::load(&name).expect("state").is_none(), "strict failure rolls back");
+    let _ = std::fs::remove_dir_all(lab_dir_base().join(format!("clab-{name}")));
+}
+
+#[test]
+fn destroying_a_lab_that_is_not_deployed_is_a_no_op() {
+    if !lab_tests_enabled() {
+        return;
+    }
+    let name = unique("never");
+    let out = ok(&tartanlab(&["destroy", "-t", HOSTS, "--name", &name], &[]));
+    assert!(out.contains("not deployed; nothing to destroy"), "{out}");
+    let out = ok(&tartanlab(&["destroy", "--lab", &name], &[]));
+    assert!(out.contains("not deployed"), "{out}");
+}

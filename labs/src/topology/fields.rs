@@ -170,13 +170,15 @@ pub(super) fn to_json(v: &Value) -> Option<serde_json::Value> {
     serde_json::to_value(v).ok()
 }
 
-/// The known key closest to `key`, if it is a plausible typo.
+/// The known key closest to `key`, if it is a plausible typo; among equally close keys, the one
+/// sharing the longest start (`bind` → `binds`, not `kind`).
 fn closest<'a>(key: &str, candidates: impl Iterator<Item = &'a str>) -> Option<String> {
+    let shared_start = |c: &str| key.chars().zip(c.chars()).take_while(|(a, b)| a == b).count();
     candidates
-        .map(|c| (edit_distance(key, c), c))
-        .filter(|(d, c)| *d <= 2.max(c.len() / 4))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| c.to_string())
+        .map(|c| (edit_distance(key, c), std::cmp::Reverse(shared_start(c)), c))
+        .filter(|(d, _, c)| *d <= 2.max(c.len() / 4))
+        .min_by_key(|(d, s, _)| (*d, *s))
+        .map(|(_, _, c)| c.to_string())
 }
 
 fn edit_distance(a: &str, b: &str) -> usize {
@@ -256,6 +258,7 @@ mod tests {
         let keys = NODE_KEYS.iter().map(|(k, _)| *k);
         assert_eq!(closest("imgae", keys.clone()).as_deref(), Some("image"));
         assert_eq!(closest("startup-dealy", keys.clone()).as_deref(), Some("startup-delay"));
+        assert_eq!(closest("bind", keys.clone()).as_deref(), Some("binds"));
         assert_eq!(closest("zzzzzzzz", keys).as_deref(), None);
     }
 
