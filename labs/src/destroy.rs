@@ -181,11 +181,23 @@ pub(crate) fn teardown(state: &LabState, keep_lab_dir: bool) -> Result<DestroyRe
                 p.signal(Signal::SIGKILL, true);
                 report.swept += 1;
             }
+            // A node's init takes every process of its PID namespace with it.
+            for init in status.inits().filter(ProcRef::alive) {
+                init.signal(Signal::SIGKILL, false);
+                report.swept += 1;
+            }
         }
     }
 
     let (nets, mnts) = state.namespace_inodes();
     report.swept += sweep(&nets, &mnts)?;
+    // A dying init leaves its namespaces first, then waits for everything in its PID namespace:
+    // only once it has exited is the node really gone.
+    if state.same_boot() {
+        let inits: Vec<ProcRef> =
+            Status::load(state).map(|s| s.inits().collect()).unwrap_or_default();
+        wait_gone(&inits, SWEEP_WAIT);
+    }
 
     let mut first_error = None;
     let mut keep = |r: Result<()>| {
@@ -195,7 +207,7 @@ pub(crate) fn teardown(state: &LabState, keep_lab_dir: bool) -> Result<DestroyRe
         }
     };
     for node in &state.nodes {
-        for ns in ["mnt", "uts"] {
+        for ns in ["mnt", "uts", "pid"] {
             keep(netns::unpin(&state.pin(&node.name, ns)));
         }
     }

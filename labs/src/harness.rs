@@ -298,6 +298,7 @@ impl Footprint {
         let mut processes: Vec<ProcRef> = state.supervisor.into_iter().collect();
         if let Some(status) = Status::load(state) {
             processes.extend(status.all_processes().map(|p| p.proc));
+            processes.extend(status.inits());
         }
         let net_inodes: Vec<u64> =
             netns.iter().filter_map(|n| ns_inode(&crate::netns::path(n))).collect();
@@ -322,8 +323,20 @@ impl Footprint {
     /// Reaps those of the lab's processes that ended as this process's children (it is a child
     /// subreaper during tests), and no other child of this process.
     pub fn reap(&self) {
-        let pids: Vec<i32> = self.processes.iter().filter(|p| p.exists()).map(|p| p.pid).collect();
-        crate::procfs::reap(&pids);
+        use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut waiting: Vec<ProcRef> =
+            self.processes.iter().copied().filter(ProcRef::exists).collect();
+        while !waiting.is_empty() && Instant::now() < deadline {
+            // Keep only our children that have not ended yet (a dying PID 1 takes a moment).
+            waiting.retain(|p| {
+                matches!(
+                    waitpid(nix::unistd::Pid::from_raw(p.pid), Some(WaitPidFlag::WNOHANG)),
+                    Ok(WaitStatus::StillAlive)
+                )
+            });
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Panics with a list of whatever is still there.
@@ -334,12 +347,18 @@ impl Footprint {
                 left.push(format!("network namespace {n}"));
             }
         }
-        for p in processes_in(&self.net_inodes, &self.mnt_inodes) {
-            left.push(format!("process {} inside the lab", p.pid));
-        }
+        // Processes are checked by the identities taken while the lab ran: once its namespaces
+        // are gone, their inode numbers may already belong to someone else's new namespace.
         for p in &self.processes {
             if p.exists() {
-                left.push(format!("process {} (alive: {})", p.pid, p.alive()));
+                let what = if p.alive() { "running" } else { "a zombie: nobody reaped it" };
+                let parent =
+                    crate::procfs::parent(p.pid).map_or("?".to_string(), |pp| pp.to_string());
+                left.push(format!(
+                    "process {} ({}, parent {parent}), {what}",
+                    p.pid,
+                    crate::procfs::comm(p.pid)
+                ));
             }
         }
         if self.run_dir.exists() {

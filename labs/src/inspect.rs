@@ -102,7 +102,9 @@ fn node_state(
     let net = ns_inode(&netns::path(&node.netns));
     let mut running: Vec<String> = processes_in(&net.into_iter().collect::<Vec<_>>(), &[])
         .iter()
-        .map(|p| format!("{}({})", comm(p.pid), p.pid))
+        .map(|p| (comm(p.pid), p.pid))
+        .filter(|(name, _)| name != "tartanlab" && name != crate::pidns::INIT_NAME)
+        .map(|(name, pid)| format!("{name}({pid})"))
         .collect();
     running
         .extend(daemons.iter().filter_map(|p| p.exit.as_ref().map(|e| format!("{}[{e}]", p.name))));

@@ -14,7 +14,8 @@
 //! 2. [`deploy`] records the plan ([`state`], write-ahead, so [`destroy`] can always undo it),
 //!    creates namespaces ([`netns`]), wires links and the management network over netlink
 //!    ([`wiring`]), builds each node's file system ([`node_init`]), starts the node processes
-//!    under a per-lab [`supervisor`] (chosen by image, [`profile`]) and runs `exec` lines.
+//!    under a per-lab [`supervisor`] (chosen by image, [`profile`]), each node in its own PID
+//!    namespace with its own init ([`pidns`]), and runs `exec` lines.
 //! 3. [`destroy`] stops processes (recorded PIDs, then every process found inside a node's
 //!    namespaces), unpins namespaces and removes what was made — from the state alone.
 //!
@@ -31,6 +32,7 @@ pub mod harness;
 pub mod inspect;
 pub mod netns;
 pub mod node_init;
+pub mod pidns;
 pub mod procfs;
 pub mod profile;
 pub mod state;

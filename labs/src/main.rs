@@ -1,5 +1,5 @@
 //! `tartanlab`: containerlab topology files on Linux network namespaces. The commands mirror
-//! containerlab's; three hidden ones are the helpers the runner starts itself.
+//! containerlab's; the hidden ones are the helpers the runner starts itself.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use tartan_labs::error::{LabError, Result};
 use tartan_labs::state::LabState;
 use tartan_labs::topology::{self, LoadOptions};
-use tartan_labs::{deploy, destroy, enter, graph, inspect, node_init, procfs, supervisor};
+use tartan_labs::{deploy, destroy, enter, graph, inspect, node_init, pidns, procfs, supervisor};
 
 const ABOUT: &str = "Deploy containerlab topology files onto Linux network namespaces — no Docker.";
 
@@ -138,19 +138,46 @@ enum Command {
     },
     #[command(name = "__nsexec", hide = true)]
     NsExec {
-        #[arg(long)]
-        net: PathBuf,
-        #[arg(long)]
-        mnt: PathBuf,
-        #[arg(long)]
-        uts: PathBuf,
+        #[command(flatten)]
+        ns: NsArgs,
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
+    #[command(name = "__pid-init", hide = true)]
+    PidInit {
+        #[command(flatten)]
+        ns: NsArgs,
+    },
+    #[command(name = "__node-init-pid1", hide = true)]
+    NodePid1,
     #[command(name = "__node-init", hide = true)]
     NodeInit { spec: String },
     #[command(name = "__supervise", hide = true)]
     Supervise { lab: String },
+}
+
+/// A node's namespace files, for the hidden helpers.
+#[derive(Args, Debug, Clone)]
+struct NsArgs {
+    #[arg(long)]
+    net: PathBuf,
+    #[arg(long)]
+    mnt: PathBuf,
+    #[arg(long)]
+    uts: PathBuf,
+    #[arg(long)]
+    pid: Option<PathBuf>,
+}
+
+impl NsArgs {
+    fn namespaces(&self) -> enter::NodeNamespaces {
+        enter::NodeNamespaces {
+            net: self.net.clone(),
+            mnt: self.mnt.clone(),
+            uts: self.uts.clone(),
+            pid: self.pid.clone(),
+        }
+    }
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -169,23 +196,18 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // The helpers must stay single-threaded until they have joined a mount namespace.
     match &cli.command {
-        Command::NsExec { net, mnt, uts, command } => {
-            let ns = enter::NodeNamespaces { net: net.clone(), mnt: mnt.clone(), uts: uts.clone() };
-            let err = enter::enter_and_exec(&ns, command, None);
+        Command::NsExec { ns, command } => {
+            let err = enter::enter_and_run(&ns.namespaces(), command, None);
             eprintln!("tartanlab: {err}");
             return ExitCode::from(127);
         }
+        Command::PidInit { ns } => return helper_exit(pidns::run_helper(&ns.namespaces())),
+        Command::NodePid1 => return helper_exit(pidns::run_init()),
         Command::NodeInit { spec } => {
             let result = serde_json::from_str::<node_init::NodeInitSpec>(spec)
                 .map_err(|e| format!("bad node spec: {e}"))
                 .and_then(|spec| node_init::run(&spec));
-            return match result {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("{e}");
-                    ExitCode::FAILURE
-                }
-            };
+            return helper_exit(result);
         }
         _ => {}
     }
@@ -204,6 +226,17 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("Error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// How a hidden helper ends: its error on stderr, for the process that started it.
+fn helper_exit(result: std::result::Result<(), String>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e}");
             ExitCode::FAILURE
         }
     }
@@ -352,7 +385,7 @@ fn run(command: Command) -> Result<ExitCode> {
             if let Ok(term) = std::env::var("TERM") {
                 env.insert("TERM".into(), term);
             }
-            Err(enter::enter_and_exec(
+            Err(enter::enter_and_run(
                 &enter::NodeNamespaces::of(&state, node),
                 &command,
                 Some(&env),
@@ -381,6 +414,9 @@ fn run(command: Command) -> Result<ExitCode> {
             supervisor::run(&lab)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::NsExec { .. } | Command::NodeInit { .. } => Ok(ExitCode::SUCCESS),
+        Command::NsExec { .. }
+        | Command::NodeInit { .. }
+        | Command::PidInit { .. }
+        | Command::NodePid1 => Ok(ExitCode::SUCCESS),
     }
 }

@@ -155,13 +155,7 @@ fn mount_system(host_mounts: &[MountEntry]) -> Step {
     let none = MsFlags::empty();
     let rbind = MsFlags::MS_BIND | MsFlags::MS_REC;
     mnt(Some("proc"), "/proc", Some("proc"), none, None)?;
-    // Kernel-wide knobs stay out of reach; the node's own network ones stay writable.
-    read_only_bind("/proc/sys")?;
-    mnt(Some("/proc/sys/net"), "/proc/sys/net", None, MsFlags::MS_BIND, None)?;
-    mnt(None, "/proc/sys/net", None, MsFlags::MS_BIND | MsFlags::MS_REMOUNT, None)?;
-    if Path::new("/proc/sysrq-trigger").exists() {
-        read_only_bind("/proc/sysrq-trigger")?;
-    }
+    protect_proc()?;
     mnt(Some("sysfs"), "/sys", Some("sysfs"), none, None)?;
     let old_cgroup = format!("{OLD_ROOT}/sys/fs/cgroup");
     if host_mounts.iter().any(|m| m.mount_point == old_cgroup)
@@ -175,6 +169,18 @@ fn mount_system(host_mounts: &[MountEntry]) -> Step {
     }
     mnt(Some("tmpfs"), "/run", Some("tmpfs"), none, Some("mode=0755"))?;
     mnt(Some("tmpfs"), "/tmp", Some("tmpfs"), none, Some("mode=1777"))?;
+    Ok(())
+}
+
+/// Keeps kernel-wide knobs out of a node's reach: `/proc/sys` read-only, except the node's own
+/// `/proc/sys/net`; `/proc/sysrq-trigger` read-only.
+pub(crate) fn protect_proc() -> Step {
+    read_only_bind("/proc/sys")?;
+    mnt(Some("/proc/sys/net"), "/proc/sys/net", None, MsFlags::MS_BIND, None)?;
+    mnt(None, "/proc/sys/net", None, MsFlags::MS_BIND | MsFlags::MS_REMOUNT, None)?;
+    if Path::new("/proc/sysrq-trigger").exists() {
+        read_only_bind("/proc/sysrq-trigger")?;
+    }
     Ok(())
 }
 

@@ -171,6 +171,11 @@ fn unescape_mount(s: &str) -> String {
     out
 }
 
+/// The parent of a process.
+pub fn parent(pid: i32) -> Option<i32> {
+    stat(pid).map(|st| st.ppid)
+}
+
 /// The command name of a process (`/proc/<pid>/comm`), or `?`.
 pub fn comm(pid: i32) -> String {
     fs::read_to_string(format!("/proc/{pid}/comm"))

@@ -93,6 +93,9 @@ pub struct NodeStatus {
     /// `frr.conf`: the FRR image keeps running with the rest, and so does the node).
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// The node's init, PID 1 of its PID namespace.
+    #[serde(default)]
+    pub init: Option<ProcRef>,
 }
 
 /// The supervisor's report, as written to `processes.json`.
@@ -115,6 +118,11 @@ impl Status {
     /// Every process ever started, for destroy.
     pub fn all_processes(&self) -> impl Iterator<Item = &ProcStatus> {
         self.nodes.values().flat_map(|n| n.processes.iter())
+    }
+
+    /// The nodes' inits.
+    pub fn inits(&self) -> impl Iterator<Item = ProcRef> + '_ {
+        self.nodes.values().filter_map(|n| n.init)
     }
 }
 
@@ -195,6 +203,7 @@ async fn supervise(state: LabState) -> Result<()> {
                 error: None,
                 processes: vec![],
                 warnings: vec![],
+                init: None,
             };
             (n.name.clone(), status)
         })
@@ -270,7 +279,7 @@ async fn supervise(state: LabState) -> Result<()> {
         _ = int.recv() => {}
         _ = &mut orphaned => {}
     }
-    stop_all(&state, &shared, &file).await;
+    stop_all(&state, &shared, &file, &known).await;
     reaper.abort();
     reap_orphans(&known);
     Ok(())
@@ -330,6 +339,18 @@ async fn start_node(
             }
         })
     };
+    match start_init(state, node, known).await {
+        Ok(init) => update(shared, file, |s| {
+            if let Some(n) = s.nodes.get_mut(&node.name) {
+                n.init = Some(init);
+            }
+        }),
+        Err(e) => {
+            tracing::error!(node = %node.name, "{e}");
+            set(NodeRun::Failed, Some(e));
+            return false;
+        }
+    }
     if node.startup_delay_secs > 0 {
         tokio::time::sleep(Duration::from_secs(node.startup_delay_secs)).await;
     }
@@ -358,6 +379,53 @@ async fn start_node(
     }
     set(NodeRun::Ready, None);
     true
+}
+
+/// Gives the node its PID namespace and init (see [`crate::pidns`]) and pins the namespace.
+/// The init ends up this process's child: the helper that starts it exits at once.
+async fn start_init(state: &LabState, node: &NodeState, known: &Known) -> Result<ProcRef, String> {
+    let ns = crate::enter::NodeNamespaces::of(state, node);
+    let log = state.node_dir(&node.name).join("init.log");
+    let err = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .map_err(|e| format!("cannot open {}: {e}", log.display()))?;
+    let mut cmd = tokio::process::Command::new(&state.tartanlab);
+    cmd.arg("__pid-init")
+        .arg("--net")
+        .arg(&ns.net)
+        .arg("--mnt")
+        .arg(&ns.mnt)
+        .arg("--uts")
+        .arg(&ns.uts);
+    cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::piped()).stderr(err);
+    let child = cmd.spawn().map_err(|e| format!("cannot start the node's init: {e}"))?;
+    let helper = child.id().unwrap_or(0) as i32;
+    know(known, helper);
+    let output = tokio::time::timeout(READY_TIMEOUT, child.wait_with_output()).await;
+    forget(known, helper);
+    let output = match output {
+        Ok(Ok(o)) if o.status.success() => o,
+        Ok(Ok(o)) => {
+            return Err(format!("the node's init failed ({}); see {}", o.status, log.display()));
+        }
+        Ok(Err(e)) => return Err(format!("waiting for the node's init: {e}")),
+        Err(_) => {
+            return Err(format!(
+                "the node's init did not start within {} s",
+                READY_TIMEOUT.as_secs()
+            ));
+        }
+    };
+    let pid: i32 = String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .map_err(|_| format!("the node's init helper printed no PID; see {}", log.display()))?;
+    let init = ProcRef::of(pid)
+        .ok_or_else(|| format!("the node's init ({pid}) died at once; see {}", log.display()))?;
+    crate::netns::pin(pid, "pid", &state.pin(&node.name, "pid")).map_err(|e| e.to_string())?;
+    Ok(init)
 }
 
 /// Starts one service: `Ok(None)` when it is up (or a one-shot succeeded), `Ok(Some(warning))`
@@ -508,7 +576,7 @@ pub fn tcp_listening(pid: i32, port: u16) -> bool {
 /// Stops every process still running: SIGTERM to each process group, SIGKILL after the grace;
 /// then kills whatever else is still inside the lab (daemons an `exec` line left behind) and
 /// reaps it — those are the supervisor's children, as subreaper.
-async fn stop_all(state: &LabState, shared: &Shared, file: &Path) {
+async fn stop_all(state: &LabState, shared: &Shared, file: &Path, known: &Known) {
     update(shared, file, |s| s.phase = Phase::Stopping);
     let running = || -> Vec<ProcRef> {
         let status = shared.lock().unwrap_or_else(|p| p.into_inner());
@@ -548,6 +616,15 @@ async fn stop_all(state: &LabState, shared: &Shared, file: &Path) {
         Ok(0) => {}
         Ok(n) => tracing::info!("killed {n} process(es) left inside the lab"),
         Err(e) => tracing::error!("{e}"),
+    }
+    // Wait until every child — daemons, exec lines, adopted orphans, the nodes' inits (which
+    // first take their PID namespaces down) — has ended and been reaped, so none is left for
+    // init to find after this process exits.
+    let me = std::process::id() as i32;
+    let deadline = Instant::now() + SWEEP_WAIT;
+    while !crate::procfs::children(me).is_empty() && Instant::now() < deadline {
+        reap_orphans(known);
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     update(shared, file, |s| s.phase = Phase::Stopped);
 }

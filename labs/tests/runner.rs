@@ -142,15 +142,30 @@ fn mixed_topology_deploys_nodes_that_behave_like_containers_and_leaves_nothing()
     lab.wait_for("r2's BGP sessions", Duration::from_secs(40), || {
         frr_peers_established(&lab, "r2", &["10.1.12.1", "10.1.24.2"])
     });
-    assert_ne!(
-        lab.sh_ok("r1", "cat /run/frr/zebra.pid"),
-        lab.sh_ok("r2", "cat /run/frr/zebra.pid")
-    );
+    lab.sh_ok("r1", "touch /run/frr/r1-was-here");
+    assert!(!lab.sh("r2", "test -e /run/frr/r1-was-here").success(), "r1 and r2 share /run/frr");
     assert!(lab.sh_ok("r2", "vtysh -c 'show running-config'").contains("hostname r2"));
     assert!(lab.sh_ok("b1", "birdc show protocols").contains("Established"));
     assert!(
         lab.sh_ok("r1", "ls /tmp").contains("kind-exec-ran")
             && !Path::new("/tmp/kind-exec-ran").exists()
+    );
+
+    // Each node has its own PID namespace: its own processes, its init as PID 1, and a pkill
+    // that reaches nothing outside it.
+    let ps = lab.sh_ok("r1", "ps -eo pid,comm");
+    assert!(
+        ps.contains("zebra")
+            && ps.contains("bgpd")
+            && !ps.contains("bird")
+            && !ps.contains("gobgpd"),
+        "{ps}"
+    );
+    assert_eq!(lab.sh_ok("r1", "cat /proc/1/comm").trim(), "tartan-init");
+    assert!(!lab.sh("h1", "pkill -x bird").success(), "pkill in h1 must not find b1's bird");
+    assert!(
+        lab.sh_ok("b1", "birdc show status").contains("Daemon is up"),
+        "b1's bird survived h1's pkill"
     );
 
     // The project's binaries come first on every node's PATH.
