@@ -447,7 +447,7 @@ fn wait_ready(state: &LabState, log: &Path) -> Result<Status> {
         .iter()
         .map(|n| {
             n.startup_delay_secs
-                + supervisor::READY_TIMEOUT.as_secs() * n.services.len() as u64
+                + supervisor::READY_TIMEOUT.as_secs() * (n.services.len() as u64 + 1)
                 + state.exec_timeout_secs * n.exec.len() as u64
         })
         .max()

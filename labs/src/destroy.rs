@@ -19,11 +19,7 @@ use crate::error::{LabError, Result};
 use crate::netns;
 use crate::procfs::{ProcRef, processes_in};
 use crate::state::{LabLock, LabState, Phase, known_labs};
-use crate::supervisor::{STOP_GRACE, SWEEP_WAIT, Status};
-
-/// How long destroy gives the supervisor to stop its processes (two grace periods and a sweep).
-const SUPERVISOR_STOP: Duration =
-    Duration::from_secs(STOP_GRACE.as_secs() * 2 + SWEEP_WAIT.as_secs() + 3);
+use crate::supervisor::{STOP_TIME, SWEEP_WAIT, Status};
 use crate::topology::{self, LoadOptions};
 
 /// What destroy removed.
@@ -170,7 +166,7 @@ pub(crate) fn teardown(state: &LabState, keep_lab_dir: bool) -> Result<DestroyRe
         supervisors.dedup();
         for sup in supervisors.into_iter().filter(ProcRef::alive) {
             sup.signal(Signal::SIGTERM, false);
-            if !wait_gone(&[sup], SUPERVISOR_STOP) {
+            if !wait_gone(&[sup], STOP_TIME) {
                 tracing::warn!(pid = sup.pid, "the supervisor did not stop; killing it");
                 sup.signal(Signal::SIGKILL, false);
                 wait_gone(&[sup], Duration::from_secs(2));

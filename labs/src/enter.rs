@@ -1,17 +1,27 @@
-//! Entering a node: join its network, UTS, mount and PID namespaces, then run the command. Only
-//! children land in a joined PID namespace, so the entering process starts the command and waits
-//! for it, passing its exit status on (and surviving the terminal's Ctrl-C, which the command
-//! gets). Joining a mount namespace requires a single-threaded process, so this runs only in
+//! Entering a node: join its network, UTS, mount and PID namespaces, then start the command.
+//! Only children land in a joined PID namespace, so the entering process always starts a child,
+//! in one of two ways:
+//!
+//! - **attached** (`tartanlab exec`, `exec` lines, tests): it waits for the command and ends
+//!   the way the command ended — same exit code, or killed by the same signal. The command dies
+//!   with it (`PR_SET_PDEATHSIG`), and the terminal's Ctrl-C goes to the command alone.
+//! - **detached** (daemons the supervisor starts): it starts the command in its own process
+//!   group with its output in a log file, prints its PID and exits. The daemon is then adopted
+//!   by the supervisor (a child subreaper), which signals it, waits for it and records how it
+//!   ended — the daemon's own exit, not a wrapper's.
+//!
+//! Joining a mount namespace requires a single-threaded process, so this runs only in
 //! `tartanlab __nsexec` and `tartanlab exec`, before any runtime starts threads; everything
-//! else builds a [`command`] that goes through `__nsexec`.
+//! else builds a [`command`] or [`detached_command`] that goes through `__nsexec`.
 
 use std::collections::BTreeMap;
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use nix::sched::{CloneFlags, setns};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
 
 use crate::error::{LabError, Result};
 use crate::state::{LabState, NodeState};
@@ -33,7 +43,8 @@ impl NodeNamespaces {
             net: crate::netns::path(&node.netns),
             mnt: state.pin(&node.name, "mnt"),
             uts: state.pin(&node.name, "uts"),
-            pid: pid.exists().then_some(pid),
+            // Pinned means mounted: the file exists a moment before the namespace is on it.
+            pid: crate::procfs::is_mount_point(&pid).then_some(pid),
         }
     }
 }
@@ -57,14 +68,22 @@ pub fn enter(ns: &NodeNamespaces) -> Result<()> {
     nix::unistd::chdir("/").map_err(LabError::sys("changing to the node's /"))
 }
 
-/// Joins the node's namespaces and runs `argv` there: as a child in the node's PID namespace,
-/// exiting with its status; or, for a node without one yet, by replacing this process.
-/// Returns only on error.
+/// Joins the node's namespaces and runs `argv` there, attached — or, with `detach_log`,
+/// detached with its output appended to that file. Returns only on error.
 pub fn enter_and_run(
     ns: &NodeNamespaces,
     argv: &[String],
     env: Option<&BTreeMap<String, String>>,
+    detach_log: Option<&Path>,
 ) -> LabError {
+    // Opened before entering: the log lives on the host, outside the node's files.
+    let log = match detach_log
+        .map(|p| OpenOptions::new().create(true).append(true).open(p))
+        .transpose()
+    {
+        Ok(log) => log,
+        Err(e) => return LabError::Io { what: "opening the service log".into(), source: e },
+    };
     if let Err(e) = enter(ns) {
         return e;
     }
@@ -76,28 +95,98 @@ pub fn enter_and_run(
     if let Some(env) = env {
         cmd.env_clear().envs(env);
     }
+    let spawn_error = |e: std::io::Error| {
+        match e.raw_os_error() {
+        // fork() into a PID namespace whose init has died fails with ENOMEM.
+        Some(libc_enomem) if libc_enomem == nix::errno::Errno::ENOMEM as i32 && ns.pid.is_some() => LabError::Usage {
+            message: "the node's init has ended, and with it every process of the node; destroy and redeploy the lab".into(),
+        },
+        _ => LabError::Io { what: format!("running `{program}` in the node"), source: e },
+    }
+    };
+    if let Some(log) = log {
+        let err = match log.try_clone() {
+            Ok(f) => f,
+            Err(e) => return LabError::Io { what: "opening the service log".into(), source: e },
+        };
+        cmd.process_group(0).stdin(Stdio::null()).stdout(log).stderr(err);
+        return match cmd.spawn() {
+            Ok(child) => {
+                println!("{}", child.id());
+                std::process::exit(0)
+            }
+            Err(e) => spawn_error(e),
+        };
+    }
     if ns.pid.is_none() {
         let err = cmd.exec();
         return LabError::Io { what: format!("running `{program}` in the node"), source: err };
     }
-    // The terminal's Ctrl-C and Ctrl-\ are for the command; this process outlives them to pass
-    // its status on. (A handler, unlike an ignored signal, is not inherited by the command.)
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGQUIT] {
-        let _ = signal_hook::flag::register(signal, std::sync::Arc::default());
-    }
-    match cmd.status() {
+    die_with_parent(&mut cmd);
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => return spawn_error(e),
+    };
+    // The terminal's Ctrl-C and Ctrl-\ reach the command (same process group); this process
+    // holds them back until the command has ended, to end the same way. Blocked only now, so
+    // the command started with the signal mask and dispositions this process inherited.
+    let mut interactive = SigSet::empty();
+    interactive.add(Signal::SIGINT);
+    interactive.add(Signal::SIGQUIT);
+    let _ = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&interactive), None);
+    match child.wait() {
         Ok(status) => {
             use std::os::unix::process::ExitStatusExt;
-            let code = status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
-            std::process::exit(code)
+            if let Some(signal) = status.signal() {
+                // Die of the same signal (without a core dump), so callers such as a shell loop
+                // see what happened to the command.
+                let _ =
+                    nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_CORE, 0, 0);
+                let _ = signal_hook::low_level::emulate_default_handler(signal);
+                std::process::exit(128 + signal);
+            }
+            std::process::exit(status.code().unwrap_or(1))
         }
-        Err(err) => LabError::Io { what: format!("running `{program}` in the node"), source: err },
+        Err(e) => LabError::Io { what: format!("waiting for `{program}`"), source: e },
     }
 }
 
-/// A command that runs `argv` inside `node` (through `tartanlab __nsexec`), with the node's
-/// environment.
+/// The command dies with the process that started it, so an attached command is never left
+/// running when whoever waited for it was killed.
+#[allow(unsafe_code)]
+fn die_with_parent(cmd: &mut Command) {
+    // SAFETY: the closure runs in the child between fork and exec, and makes one
+    // async-signal-safe system call (prctl); it touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
+        });
+    }
+}
+
+/// A command that runs `argv` inside `node`, attached (through `tartanlab __nsexec`), with the
+/// node's environment.
 pub fn command(state: &LabState, node: &NodeState, argv: &[String]) -> Command {
+    nsexec(state, node, None, argv)
+}
+
+/// A command that starts `argv` inside `node` detached, output appended to `log`; it prints the
+/// PID of the started process and exits.
+pub fn detached_command(
+    state: &LabState,
+    node: &NodeState,
+    argv: &[String],
+    log: &Path,
+) -> Command {
+    nsexec(state, node, Some(log), argv)
+}
+
+fn nsexec(
+    state: &LabState,
+    node: &NodeState,
+    detach_log: Option<&Path>,
+    argv: &[String],
+) -> Command {
     let ns = NodeNamespaces::of(state, node);
     let mut cmd = Command::new(&state.tartanlab);
     cmd.arg("__nsexec")
@@ -109,6 +198,9 @@ pub fn command(state: &LabState, node: &NodeState, argv: &[String]) -> Command {
         .arg(&ns.uts);
     if let Some(pid) = &ns.pid {
         cmd.arg("--pid").arg(pid);
+    }
+    if let Some(log) = detach_log {
+        cmd.arg("--detach-log").arg(log);
     }
     cmd.arg("--").args(argv).env_clear().envs(&node.env);
     cmd

@@ -140,6 +140,9 @@ enum Command {
     NsExec {
         #[command(flatten)]
         ns: NsArgs,
+        /// Start the command detached, output appended to this file; print its PID.
+        #[arg(long)]
+        detach_log: Option<PathBuf>,
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
@@ -148,8 +151,7 @@ enum Command {
         #[command(flatten)]
         ns: NsArgs,
     },
-    #[command(name = "__node-init-pid1", hide = true)]
-    NodePid1,
+
     #[command(name = "__node-init", hide = true)]
     NodeInit { spec: String },
     #[command(name = "__supervise", hide = true)]
@@ -196,13 +198,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // The helpers must stay single-threaded until they have joined a mount namespace.
     match &cli.command {
-        Command::NsExec { ns, command } => {
-            let err = enter::enter_and_run(&ns.namespaces(), command, None);
+        Command::NsExec { ns, detach_log, command } => {
+            let err = enter::enter_and_run(&ns.namespaces(), command, None, detach_log.as_deref());
             eprintln!("tartanlab: {err}");
             return ExitCode::from(127);
         }
         Command::PidInit { ns } => return helper_exit(pidns::run_helper(&ns.namespaces())),
-        Command::NodePid1 => return helper_exit(pidns::run_init()),
         Command::NodeInit { spec } => {
             let result = serde_json::from_str::<node_init::NodeInitSpec>(spec)
                 .map_err(|e| format!("bad node spec: {e}"))
@@ -389,6 +390,7 @@ fn run(command: Command) -> Result<ExitCode> {
                 &enter::NodeNamespaces::of(&state, node),
                 &command,
                 Some(&env),
+                None,
             ))
         }
         Command::Graph { lab, format } => {
@@ -414,9 +416,8 @@ fn run(command: Command) -> Result<ExitCode> {
             supervisor::run(&lab)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::NsExec { .. }
-        | Command::NodeInit { .. }
-        | Command::PidInit { .. }
-        | Command::NodePid1 => Ok(ExitCode::SUCCESS),
+        Command::NsExec { .. } | Command::NodeInit { .. } | Command::PidInit { .. } => {
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
