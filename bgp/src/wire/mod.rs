@@ -60,6 +60,42 @@ pub struct Codec {
 }
 
 impl Codec {
+    /// What a session negotiated, from the OPEN we sent and the OPEN we received: four-octet
+    /// AS and extended messages when both advertised them (RFC 6793 §4, RFC 8654 §3); ADD-PATH
+    /// per family and direction where one side sends and the other receives (RFC 7911 §4).
+    pub fn negotiated(sent: &Open, received: &Open) -> Codec {
+        use capability::code;
+        let both = |c| sent.has(c) && received.has(c);
+        let add_path = |open: &Open| -> Vec<capability::AddPathFamily> {
+            open.capabilities
+                .iter()
+                .filter_map(|c| match c {
+                    Capability::AddPath(f) => Some(f.clone()),
+                    _ => None,
+                })
+                .flatten()
+                .collect()
+        };
+        let (ours, theirs) = (add_path(sent), add_path(received));
+        let mut codec = Codec {
+            four_octet_as: both(code::FOUR_OCTET_AS),
+            extended_message: both(code::EXTENDED_MESSAGE),
+            ..Codec::default()
+        };
+        for o in &ours {
+            let Some(family) = crate::types::Family::from_afi_safi(o.afi, o.safi) else { continue };
+            for t in theirs.iter().filter(|t| (t.afi, t.safi) == (o.afi, o.safi)) {
+                if o.receive && t.send {
+                    codec.add_path_rx.insert(family);
+                }
+                if o.send && t.receive {
+                    codec.add_path_tx.insert(family);
+                }
+            }
+        }
+        codec
+    }
+
     /// The largest message this session may carry.
     pub fn max_len(&self) -> usize {
         if self.extended_message { EXTENDED_MAX_LEN } else { MAX_LEN }
