@@ -50,16 +50,17 @@ pub struct Aggregator {
     pub addr: Ipv4Addr,
 }
 
-/// An attribute kept as it was received (an optional transitive attribute Tartan does not
-/// know, passed on with the Partial bit set).
+/// An optional transitive attribute Tartan does not know, kept as it was received and passed
+/// on with the Optional, Transitive and Partial bits set (RFC 4271 §5) — so its received flags
+/// carry nothing worth keeping.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RawAttribute {
-    pub flags: u8,
     pub type_code: u8,
     pub value: Vec<u8>,
 }
 
-/// The path attributes of an UPDATE, except MP_REACH_NLRI and MP_UNREACH_NLRI (which carry
+/// The path attributes of an UPDATE, in one canonical form (communities sorted and without
+/// repeats, unknown attributes in type order), except MP_REACH_NLRI and MP_UNREACH_NLRI (which carry
 /// routes, see [`super::update::MpReach`]) and AS4_PATH / AS4_AGGREGATOR (merged into AS_PATH
 /// and AGGREGATOR when decoding, produced again when encoding for an old speaker).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -163,18 +164,23 @@ pub(crate) fn decode(msg: &[u8], list: &[u8], cx: AttrContext) -> Result<Decoded
         let at = offset(msg, rest);
         let header = |n: usize| rest.get(..n).is_some();
         if !header(3) {
-            return overrun(&mut d, at);
+            overrun(&mut d, at)?;
+            break;
         }
         let (flags, tc) = (rest[0], rest[1]);
         let (hlen, len) = if flags & flag::EXTENDED_LENGTH != 0 {
             if !header(4) {
-                return overrun(&mut d, at);
+                overrun(&mut d, at)?;
+                break;
             }
             (4, usize::from(u16::from_be_bytes([rest[2], rest[3]])))
         } else {
             (3, usize::from(rest[2]))
         };
-        let Some(raw) = rest.get(..hlen + len) else { return overrun(&mut d, at) };
+        let Some(raw) = rest.get(..hlen + len) else {
+            overrun(&mut d, at)?;
+            break;
+        };
         let v = &raw[hlen..];
         rest = &rest[hlen + len..];
 
@@ -247,11 +253,7 @@ pub(crate) fn decode(msg: &[u8], list: &[u8], cx: AttrContext) -> Result<Decoded
                 ));
             }
             if flags & flag::TRANSITIVE != 0 {
-                d.attrs.unknown.push(RawAttribute {
-                    flags: flags & 0xe0,
-                    type_code: tc,
-                    value: v.to_vec(),
-                });
+                d.attrs.unknown.push(RawAttribute { type_code: tc, value: v.to_vec() });
             }
             continue;
         };
@@ -397,19 +399,17 @@ pub(crate) fn decode(msg: &[u8], list: &[u8], cx: AttrContext) -> Result<Decoded
                 });
                 as4_path = Some(p);
             }),
-            AS4_AGGREGATOR => {
-                if v.len() == 8 {
-                    {
-                        as4_aggregator = Some(Aggregator {
-                            asn: Asn(u32_of(v)),
-                            addr: Ipv4Addr::from(u32_of(&v[4..])),
-                        });
-                        Ok(())
-                    }
-                } else {
-                    Err("AS4_AGGREGATOR must be eight octets")
+            AS4_AGGREGATOR => match v.len() {
+                // It exists to carry an AS that does not fit AGGREGATOR's two octets.
+                8 if Asn(u32_of(v)).is_two_octet() => Err("AS4_AGGREGATOR with a two-octet AS"),
+                8 => {
+                    let asn = Asn(u32_of(v));
+                    as4_aggregator =
+                        Some(Aggregator { asn, addr: Ipv4Addr::from(u32_of(&v[4..])) });
+                    Ok(())
                 }
-            }
+                _ => Err("AS4_AGGREGATOR must be eight octets"),
+            },
             _ => Ok(()),
         };
         if let Err(reason) = outcome {
@@ -417,13 +417,33 @@ pub(crate) fn decode(msg: &[u8], list: &[u8], cx: AttrContext) -> Result<Decoded
         }
     }
 
+    // One form per meaning: communities are sets (RFC 1997, 4360, 8092 give their order no
+    // meaning), unknown attributes are kept in type order. Two peers sending the same
+    // attributes in another order then share one interned attribute set. (CLUSTER_LIST and
+    // AS_PATH keep their order, which means something.)
+    let a = &mut d.attrs;
+    a.communities.sort_unstable();
+    a.communities.dedup();
+    a.ext_communities.sort_unstable();
+    a.ext_communities.dedup();
+    a.large_communities.sort_unstable();
+    a.large_communities.dedup();
+    a.unknown.sort_by_key(|u| u.type_code);
+
     // RFC 6793 §4.2.3: rebuild the four-octet path from an old speaker's attributes. An
     // AGGREGATOR that is not AS_TRANS means AS4_AGGREGATOR and AS4_PATH are stale: ignore both.
     if !cx.four_octet_as {
         let aggregator_is_trans = d.attrs.aggregator.is_none_or(|a| a.asn == Asn::TRANS);
         if aggregator_is_trans {
-            if let Some(a4) = as4_aggregator {
-                d.attrs.aggregator = Some(a4);
+            match (as4_aggregator, d.attrs.aggregator) {
+                (Some(a4), Some(_)) => d.attrs.aggregator = Some(a4),
+                // Only AGGREGATOR with AS_TRANS makes AS4_AGGREGATOR mean anything.
+                (Some(_), None) => d.discarded.push(AttrProblem {
+                    type_code: AS4_AGGREGATOR,
+                    offset: offset(msg, list),
+                    reason: "AS4_AGGREGATOR without AGGREGATOR",
+                }),
+                (None, _) => {}
             }
             if let (Some(p), Some(p4)) = (&d.attrs.as_path, &as4_path) {
                 d.attrs.as_path = Some(p.merge_as4(p4));
@@ -434,16 +454,17 @@ pub(crate) fn decode(msg: &[u8], list: &[u8], cx: AttrContext) -> Result<Decoded
 }
 
 /// An attribute's length runs past the attribute list (RFC 7606 §4). Its routes can still be
-/// withdrawn if MP_REACH_NLRI was already found; otherwise it may be hiding in the unreadable
-/// rest, and only a session reset is safe.
-fn overrun(d: &mut Decoded, at: usize) -> Result<Decoded, DecodeError> {
+/// withdrawn if MP_REACH_NLRI was already found: then decoding stops here with
+/// treat-as-withdraw. Otherwise MP_REACH_NLRI may be hiding in the unreadable rest, and only a
+/// session reset is safe.
+fn overrun(d: &mut Decoded, at: usize) -> Result<(), DecodeError> {
     if d.mp_reach.is_some() {
         d.withdraw.get_or_insert(AttrProblem {
             type_code: 0,
             offset: at,
             reason: "attribute length runs past the attribute list",
         });
-        return Ok(std::mem::take(d));
+        return Ok(());
     }
     Err(DecodeError::new(
         at,
@@ -598,8 +619,8 @@ pub(crate) fn encode_split(a: &PathAttributes, four_octet_as: bool) -> (Vec<u8>,
     unknown.sort_by_key(|u| u.type_code);
     for u in unknown {
         // RFC 4271 §5: an unrecognized optional transitive attribute is passed on with the
-        // Partial bit set; RFC 7606 pitfall: the low four flag bits are not ours to copy.
-        let flags = (u.flags & (flag::OPTIONAL | flag::TRANSITIVE)) | flag::PARTIAL;
+        // Partial bit set (and none of the low four bits, which are not ours to copy).
+        let flags = flag::OPTIONAL | flag::TRANSITIVE | flag::PARTIAL;
         let dst = if u.type_code < MP_REACH_NLRI { &mut low } else { &mut high };
         put(dst, flags, u.type_code, &u.value);
     }

@@ -158,17 +158,12 @@ fn full_attrs() -> PathAttributes {
         atomic_aggregate: true,
         aggregator: Some(Aggregator { asn: Asn(4_200_000_000), addr: Ipv4Addr::new(192, 0, 2, 9) }),
         communities: vec![Community::new(65001, 1), Community::NO_EXPORT],
+        // (kept sorted, as decoding keeps them)
         originator_id: Some(Ipv4Addr::new(10, 0, 0, 9)),
         cluster_list: vec![Ipv4Addr::new(10, 0, 0, 100)],
         ext_communities: vec![ExtCommunity([0, 2, 0xfd, 0xe9, 0, 0, 0, 1])],
         large_communities: vec![LargeCommunity([4_200_000_000, 1, 2])],
-        unknown: vec![RawAttribute {
-            flags: attribute::flag::OPTIONAL
-                | attribute::flag::TRANSITIVE
-                | attribute::flag::PARTIAL,
-            type_code: 99,
-            value: vec![1, 2, 3],
-        }],
+        unknown: vec![RawAttribute { type_code: 99, value: vec![1, 2, 3] }],
     }
 }
 
@@ -428,10 +423,7 @@ fn unknown_attributes_pass_on_if_transitive_and_vanish_otherwise() {
     a.extend_from_slice(&hex("c0 63 02 abcd  80 64 01 ff"));
     let u = decode_update(&update_with(&a));
     let attrs = u.attrs.expect("attributes");
-    assert_eq!(
-        attrs.unknown,
-        [RawAttribute { flags: 0xc0, type_code: 0x63, value: vec![0xab, 0xcd] }]
-    );
+    assert_eq!(attrs.unknown, [RawAttribute { type_code: 0x63, value: vec![0xab, 0xcd] }]);
     // Re-encoded with the Partial bit set (RFC 4271 §5).
     let mut out = vec![];
     NEW.encode(
@@ -541,4 +533,43 @@ fn ipv4_next_hop_in_mp_reach_for_ipv4_unicast() {
         (r.next_hop, r.nlri),
         (NextHop::V4(Ipv4Addr::new(192, 0, 2, 2)), vec![nlri("10.0.0.0/8")])
     );
+}
+
+#[test]
+fn an_attribute_list_emptied_by_dropping_means_no_attributes() {
+    // Found by the round-trip fuzzer: only an unknown optional non-transitive attribute.
+    let mut body = hex("0000 0004");
+    body.extend_from_slice(&hex("80 63 01 ff"));
+    let u = decode_update(&msg(2, &body));
+    assert_eq!(u.attrs, None);
+    let mut out = vec![];
+    NEW.encode(&Message::Update(Box::new(u.clone())), &mut out).expect("encodes");
+    assert_eq!(decode_update(&out), u);
+}
+
+#[test]
+fn communities_are_a_set_and_unknown_attributes_are_in_type_order() {
+    let mut a = hex(GOOD);
+    a.extend_from_slice(&hex("c0 08 0c fde90002 fde90001 fde90002  c0 46 01 aa  c0 2d 01 bb"));
+    let u = decode_update(&update_with(&a));
+    let attrs = u.attrs.expect("attributes");
+    assert_eq!(attrs.communities, [Community::new(65001, 1), Community::new(65001, 2)]);
+    assert_eq!(attrs.unknown.iter().map(|u| u.type_code).collect::<Vec<_>>(), [0x2d, 0x46]);
+}
+
+#[test]
+fn as4_aggregator_is_discarded_alone_or_with_a_two_octet_as() {
+    // Found by the round-trip fuzzer: neither can be said back to a two-octet speaker.
+    let alone = hex(&format!("{GOOD} c0 12 08 fa56ea00 00000001"));
+    let u = match Codec::default().decode(&update_with(&alone)) {
+        Ok(Message::Update(u)) => *u,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!((u.attrs.and_then(|a| a.aggregator), u.discarded.len()), (None, 1));
+    let two_octet = hex(&format!("{GOOD} c0 07 06 5ba0 00000001 c0 12 08 00000001 00000001"));
+    let u = match Codec::default().decode(&update_with(&two_octet)) {
+        Ok(Message::Update(u)) => *u,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(u.attrs.and_then(|a| a.aggregator).map(|g| g.asn), Some(Asn::TRANS));
 }

@@ -48,7 +48,6 @@ impl Update {
         match family {
             Family::Ipv4Unicast => Update::default(),
             _ => Update {
-                attrs: Some(PathAttributes::default()),
                 mp_unreach: Some(MpUnreach { family, withdrawn: vec![] }),
                 ..Update::default()
             },
@@ -57,16 +56,15 @@ impl Update {
 
     /// The family this UPDATE marks the end of the initial table for, if it is an End-of-RIB.
     pub fn end_of_rib_family(&self) -> Option<Family> {
-        let empty_attrs = self.attrs.as_ref().is_none_or(|a| *a == PathAttributes::default());
         if !self.withdrawn.is_empty()
             || !self.nlri.is_empty()
             || self.mp_reach.is_some()
-            || !empty_attrs
+            || self.attrs.is_some()
         {
             return None;
         }
         match &self.mp_unreach {
-            None if self.attrs.is_none() => Some(Family::Ipv4Unicast),
+            None => Some(Family::Ipv4Unicast),
             Some(u) if u.withdrawn.is_empty() => Some(u.family),
             _ => None,
         }
@@ -145,7 +143,9 @@ pub fn decode(msg: &[u8], cx: UpdateContext) -> Result<Update, DecodeError> {
         u.mp_unreach = d.mp_unreach;
         u.treat_as_withdraw = d.withdraw;
         u.discarded = d.discarded;
-        u.attrs = Some(d.attrs);
+        // One form for "no path attributes": an attribute list whose every attribute was
+        // dropped (say, an unknown non-transitive one) means the same as none at all.
+        u.attrs = Some(d.attrs).filter(|a| *a != PathAttributes::default());
     }
     // RFC 7606 §3.d: routes without their mandatory attributes are withdrawn.
     let reaches = !u.nlri.is_empty() || u.mp_reach.as_ref().is_some_and(|r| !r.nlri.is_empty());

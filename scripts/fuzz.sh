@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Builds the BGP codec's fuzz targets (bgp/fuzz) and runs each one for a while, seeded with
+# the real FRR, BIRD and GoBGP messages in bgp/tests/captures/messages.txt.
+#
+#   scripts/fuzz.sh            # 30 s per target (what CI runs)
+#   scripts/fuzz.sh 3600       # an hour per target
+#
+# Installs cargo-fuzz when it is missing. Runs on stable Rust without sanitizers (`-s none`)
+# but with debug assertions on (`-a`), so overflow and slice bugs still abort. A crash leaves
+# its input in bgp/fuzz/artifacts/<target>/; replay it with
+#   cd bgp && cargo fuzz run -O -a -s none <target> fuzz/artifacts/<target>/crash-...
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+find_cargo
+
+seconds=${1:-30}
+case "$seconds" in '' | *[!0-9]*) die "usage: $0 [SECONDS_PER_TARGET]" ;; esac
+targets=(decode round_trip)
+
+if ! cargo fuzz --version >/dev/null 2>&1; then
+  say "installing cargo-fuzz"
+  cargo install cargo-fuzz --locked --version 0.13.2
+fi
+
+# One seed file per captured message, each behind the byte that chooses the negotiated codec:
+# 0x01 (four-octet AS) for every message, 0x00 (two-octet AS) too for the sessions without
+# capabilities.
+seed() {
+    local dir=$1 n=0 session hex
+  [ -f tests/captures/messages.txt ] || die "bgp/tests/captures/messages.txt is missing"
+  mkdir -p "$dir"
+  while read -r session _ _ hex; do
+    n=$((n + 1))
+    printf '%b' "\\x01$(sed 's/../\\x&/g' <<<"$hex")" >"$dir/capture-$n-4"
+    printf '%b' "\\x00$(sed 's/../\\x&/g' <<<"$hex")" >"$dir/capture-$n-2"
+  done < <(grep -v "^#" tests/captures/messages.txt)
+}
+
+cd bgp
+say "cargo fuzz build (release, debug assertions, no sanitizer)"
+cargo fuzz build -O -a -s none
+for t in "${targets[@]}"; do
+  seed "fuzz/corpus/$t"
+  say "fuzzing $t for ${seconds}s"
+    log="fuzz/$t.log"
+  if ! cargo fuzz run -O -a -s none "$t" -- -max_total_time="$seconds" -print_final_stats=1 \
+    >"$log" 2>&1; then
+    tail -n 40 "$log" >&2
+    die "fuzz target $t failed (whole log: bgp/$log; input: bgp/fuzz/artifacts/$t/)"
+  fi
+  grep -E '^(Done|stat::number_of_executed_units|stat::peak_rss_mb)' "$log" || true
+done
+say "fuzzing passed"
