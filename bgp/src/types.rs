@@ -239,6 +239,30 @@ impl FamilySet {
     pub fn is_empty(self) -> bool {
         self.0 == 0
     }
+
+    pub fn remove(&mut self, f: Family) {
+        self.0 &= !f.bit();
+    }
+
+    pub fn intersection(self, other: FamilySet) -> FamilySet {
+        FamilySet(self.0 & other.0)
+    }
+
+    pub fn union(self, other: FamilySet) -> FamilySet {
+        FamilySet(self.0 | other.0)
+    }
+
+    pub fn difference(self, other: FamilySet) -> FamilySet {
+        FamilySet(self.0 & !other.0)
+    }
+
+    pub fn all() -> FamilySet {
+        Family::ALL.into_iter().collect()
+    }
+
+    pub fn single(f: Family) -> FamilySet {
+        FamilySet(f.bit())
+    }
 }
 
 impl FromIterator<Family> for FamilySet {

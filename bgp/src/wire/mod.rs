@@ -19,6 +19,7 @@ pub mod header;
 pub mod nlri;
 pub mod notification;
 pub mod open;
+pub mod pack;
 pub mod route_refresh;
 pub mod update;
 

@@ -176,7 +176,7 @@ pub enum EncodeError {
 }
 
 /// What the negotiated capabilities change about encoding UPDATEs.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UpdateEncodeContext {
     pub four_octet_as: bool,
     /// Families for which each NLRI carries a path identifier (ADD-PATH send).

@@ -1,0 +1,161 @@
+//! Routes coming in: an UPDATE from a peer applied to the tables.
+//!
+//! Withdrawals first, then announcements: each replaces the peer's earlier path for the prefix
+//! (an implicit withdrawal, RFC 4271 §3.1), or removes it when the route is refused — by
+//! RFC 7606 treat-as-withdraw, a loop check, or the import policy. The attributes are prepared
+//! and interned once per UPDATE (and once per policy rule that changes them), not per route.
+
+use super::{AttrId, Path, PeerIdx, Rib, RibEvent, RouteAttrs, family_index};
+use crate::policy::Action;
+use crate::reflector::{self, PeerKind};
+use crate::types::{Family, NextHop};
+use crate::wire::{Nlri, PathAttributes, Update};
+
+impl Rib {
+    /// Applies an UPDATE received from an Established peer. Returns `false` if the peer has no
+    /// session (the UPDATE is ignored).
+    pub fn apply_update(&mut self, idx: PeerIdx, u: &Update) -> bool {
+        let Some(peer) = self.peer_mut(idx) else { return false };
+        if peer.session.is_none() {
+            return false;
+        }
+        peer.counters.updates_received += 1;
+        if u.treat_as_withdraw.is_some() {
+            peer.counters.treat_as_withdraw += 1;
+        }
+        let mut withdrawn = [0u64; 2];
+        let mut count = 0;
+        for n in u.withdrawals() {
+            count += 1;
+            if self.remove_path(n.prefix, idx, n.path_id.unwrap_or(0)) {
+                withdrawn[family_index(n.prefix.family())] += 1;
+            }
+        }
+        let mut accepted = [0u64; 2];
+        let mut rejected = 0;
+        let mut received = 0;
+        if u.treat_as_withdraw.is_none() {
+            if let Some(attrs) = &u.attrs {
+                if !u.nlri.is_empty() {
+                    let nh = attrs.next_hop.map(NextHop::V4);
+                    let r = self.announce(idx, attrs, nh, &u.nlri);
+                    (accepted, rejected, received) = add(accepted, rejected, received, r);
+                }
+                if let Some(reach) = &u.mp_reach {
+                    let r = self.announce(idx, attrs, Some(reach.next_hop), &reach.nlri);
+                    (accepted, rejected, received) = add(accepted, rejected, received, r);
+                }
+            }
+        }
+        let Some(peer) = self.peer_mut(idx) else { return true };
+        let c = &mut peer.counters;
+        c.withdrawals_received += count;
+        c.routes_received += received;
+        c.routes_rejected += rejected;
+        let mut exceeded = None;
+        for f in Family::ALL {
+            let i = family_index(f);
+            c.accepted[i] = (c.accepted[i] + accepted[i]).saturating_sub(withdrawn[i]);
+            if let Some(limit) = peer.settings.max_prefixes {
+                if c.accepted[i] > u64::from(limit) && exceeded.is_none() {
+                    exceeded = Some(RibEvent::MaxPrefixes { peer: idx, family: f, limit });
+                }
+            }
+        }
+        if let Some(e) = exceeded {
+            if !self.events.contains(&e) {
+                self.events.push(e);
+            }
+        }
+        true
+    }
+
+    /// Announces `routes` from the peer with `attrs` and next hop `nh`. Returns, per family, how
+    /// many paths are new, how many routes were refused, and how many were received.
+    fn announce(
+        &mut self,
+        idx: PeerIdx,
+        attrs: &PathAttributes,
+        nh: Option<NextHop>,
+        routes: &[Nlri],
+    ) -> ([u64; 2], u64, u64) {
+        let mut accepted = [0u64; 2];
+        let received = routes.len() as u64;
+        let Some((kind, import)) = self.peer(idx).map(|p| (p.kind, p.settings.import.clone()))
+        else {
+            return (accepted, 0, received);
+        };
+        let base = prepare(attrs, kind);
+        let refused = nh.is_none()
+            || reflector::check_loops(
+                &base,
+                kind,
+                self.cfg.local_as,
+                self.cfg.router_id,
+                self.cluster_id(),
+            )
+            .is_err();
+        if refused {
+            for n in routes {
+                self.remove_path(n.prefix, idx, n.path_id.unwrap_or(0));
+            }
+            return (accepted, received, received);
+        }
+        // One verdict for the whole UPDATE unless a rule looks at prefixes.
+        let per_prefix = import.depends_on_prefix();
+        let first = routes.first().map(|n| n.prefix);
+        let shared = first.map(|p| import.evaluate(p, &base));
+        // Interned attribute sets by the rule that produced them (at most a few per UPDATE).
+        let mut sets: Vec<(Option<usize>, AttrId)> = Vec::new();
+        let mut rejected = 0;
+        for n in routes {
+            let verdict = match (per_prefix, shared) {
+                (false, Some(v)) => v,
+                _ => import.evaluate(n.prefix, &base),
+            };
+            if verdict.action == Action::Reject {
+                rejected += 1;
+                self.remove_path(n.prefix, idx, n.path_id.unwrap_or(0));
+                continue;
+            }
+            // Each path holds one reference: `intern` gives the first, `retain` the others.
+            let id = match sets.iter().find(|(rule, _)| *rule == verdict.rule) {
+                Some(&(_, id)) => {
+                    self.attrs.retain(id, 1);
+                    id
+                }
+                None => {
+                    let mut a = base.clone();
+                    if let Some(m) = import.modifications(verdict) {
+                        m.apply(&mut a, self.cfg.local_as);
+                    }
+                    let id = self.attrs.intern(RouteAttrs { attrs: a, next_hop: nh });
+                    sets.push((verdict.rule, id));
+                    id
+                }
+            };
+            let path = Path { peer: idx, flags: 0, path_id: n.path_id.unwrap_or(0), attrs: id };
+            if self.upsert(n.prefix, path) {
+                accepted[family_index(n.prefix.family())] += 1;
+            }
+        }
+        (accepted, rejected, received)
+    }
+}
+
+fn add(a: [u64; 2], r: u64, n: u64, x: ([u64; 2], u64, u64)) -> ([u64; 2], u64, u64) {
+    ([a[0] + x.0[0], a[1] + x.0[1]], r + x.1, n + x.2)
+}
+
+/// The attributes as stored: NEXT_HOP moves to the route's next hop; from eBGP, LOCAL_PREF is
+/// ignored (RFC 4271 §5.1.5) and the iBGP-only reflection attributes are dropped.
+fn prepare(a: &PathAttributes, kind: PeerKind) -> PathAttributes {
+    let mut a = a.clone();
+    a.next_hop = None;
+    if kind == PeerKind::Ebgp {
+        a.local_pref = None;
+        a.originator_id = None;
+        a.cluster_list.clear();
+    }
+    a
+}
