@@ -379,6 +379,27 @@ impl fmt::Display for LargeCommunity {
     }
 }
 
+/// Why a large community did not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a large community (GLOBAL:LOCAL1:LOCAL2, each at most 4294967295)")]
+pub struct LargeCommunityParseError(pub String);
+
+impl FromStr for LargeCommunity {
+    type Err = LargeCommunityParseError;
+
+    /// `GLOBAL:LOCAL1:LOCAL2`, each a 32-bit number.
+    fn from_str(s: &str) -> Result<LargeCommunity, LargeCommunityParseError> {
+        let bad = || LargeCommunityParseError(s.to_string());
+        let mut parts = s.split(':').map(|x| x.parse::<u32>().map_err(|_| bad()));
+        let (Some(a), Some(b), Some(c), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(bad());
+        };
+        Ok(LargeCommunity([a?, b?, c?]))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

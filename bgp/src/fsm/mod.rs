@@ -85,7 +85,9 @@ pub enum Direction {
 
 /// The states of RFC 4271 §8.2.2, for the peer as a whole: that of its most advanced
 /// connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub enum State {
     Idle,
     Connect,

@@ -109,7 +109,7 @@ pub struct SessionInfo {
 }
 
 /// Counters kept per peer.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PeerCounters {
     pub updates_received: u64,
     /// Routes announced to us (each announcement counts, also replacements).

@@ -1,41 +1,214 @@
 //! `tartan`: the daemons (`apiserver`, `node`, `bgp`) and, when `CNI_COMMAND` is set, the CNI
-//! plugin. The modes arrive with their issues; until then this says so instead of pretending.
+//! plugin. Modes arrive with their issues; those not built yet say so instead of pretending.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-const USAGE: &str = "\
-tartan — Tartan's daemons and CNI plugin
+use clap::{Parser, Subcommand};
+use tartan_bgp::daemon::{self, control, show};
+use tartan_bgp::types::{Family, Prefix};
 
-Usage: tartan <MODE> [OPTIONS]
+const ABOUT: &str = "Tartan's daemons and CNI plugin.";
 
-Modes (each arrives with its issue; none is implemented yet):
-  apiserver      the datastore and HTTP API (block IPAM over sled)
-  node           the node agent: BGP speaker, route programmer, CNI handler
-  bgp -c FILE    the BGP speaker alone (route server, reflector, injector)
-  sandbox ...    a minimal container runtime for debugging
+const LONG_ABOUT: &str = "\
+Tartan's daemons and CNI plugin.
 
-With CNI_COMMAND set, tartan runs as the CNI plugin of type `tartan`.
+Modes:
+  bgp -c FILE    the BGP speaker alone (route server, reflector, injector) — `tartan bgp --help`
+  apiserver      the datastore and HTTP API (not in this build yet)
+  node           the node agent (not in this build yet)
+  sandbox        a minimal container runtime for debugging (not in this build yet)
 
-Options:
-  -h, --help     print this help
-  -V, --version  print the version";
+With CNI_COMMAND set, tartan runs as the CNI plugin of type `tartan` (not in this build yet).";
+
+#[derive(Parser, Debug)]
+#[command(name = "tartan", version, about = ABOUT, long_about = LONG_ABOUT)]
+struct Cli {
+    #[command(subcommand)]
+    mode: Mode,
+}
+
+#[derive(Subcommand, Debug)]
+enum Mode {
+    /// The BGP speaker alone: `tartan bgp -c FILE` runs it; `status` and `rib` ask a running one.
+    #[command(long_about = BGP_ABOUT, after_help = BGP_EXAMPLES)]
+    Bgp(BgpArgs),
+    /// The datastore and HTTP API (not in this build yet).
+    Apiserver,
+    /// The node agent (not in this build yet).
+    Node,
+    /// A minimal container runtime for debugging (not in this build yet).
+    Sandbox,
+}
+
+const BGP_ABOUT: &str = "\
+The BGP speaker alone — a route server, a reflector, an injector — configured by a TOML file.
+
+The file has a [global] table (asn, router-id, listen, cluster-id, multipath, graceful-restart,
+restart-time, control-socket), [[neighbor]] tables (address or range, remote-as, passive,
+hold-time, keepalive, connect-retry, families, route-reflector-client, cluster-id, next-hop-self,
+next-hop-keep, password, graceful-restart, add-path-receive, extended-messages,
+extended-next-hop, max-prefixes, max-prefixes-restart, import, export, local-address, port,
+interface, description), [[originate]] tables (prefix, communities, large-communities, med,
+local-pref) and [[policy]] tables with [[policy.rule]]s. docs/bgp.md describes every key.
+
+Defaults fit a fabric: hold time 90 s (set 9 with keepalive 3 for fast failure detection),
+connect retry 5 s, graceful restart on (restart time 120 s), every route accepted and
+advertised (name an import or export policy to filter), next hop self towards eBGP peers.
+
+Signals: SIGHUP re-reads the file and applies only what changed (neighbors added, removed or
+changed without touching the others; originated prefixes). SIGTERM and SIGINT stop the speaker;
+with graceful restart on, connections close without a NOTIFICATION so that peers keep our
+routes until we return (up to the restart time).";
+
+const BGP_EXAMPLES: &str = "\
+Examples:
+  tartan bgp -c /etc/tartan/bgp.toml            run the speaker
+  tartan bgp -c /etc/tartan/bgp.toml --check    check the file and exit
+  tartan bgp status                             neighbors: state, uptime, routes
+  tartan bgp rib                                IPv4 routes with their attributes
+  tartan bgp rib --family ipv6-unicast 2001:db8::/32 --json";
+
+#[derive(clap::Args, Debug)]
+struct BgpArgs {
+    /// The configuration file.
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Check the configuration file and exit.
+    #[arg(long, requires = "config")]
+    check: bool,
+    /// The control socket (default: control-socket from the file, else /run/tartan/bgp.sock).
+    #[arg(long, value_name = "PATH", global = true)]
+    socket: Option<PathBuf>,
+    /// Log level: error, warn, info, debug, trace.
+    #[arg(long, value_name = "LEVEL", default_value = "info")]
+    log_level: tracing_subscriber::filter::LevelFilter,
+    #[command(subcommand)]
+    command: Option<BgpCommand>,
+}
+
+#[derive(Subcommand, Debug)]
+enum BgpCommand {
+    /// A running speaker's neighbors: state, uptime, routes received, accepted and advertised.
+    Status {
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A running speaker's routes, every path with its attributes, best first.
+    Rib {
+        /// Only routes inside this prefix.
+        prefix: Option<Prefix>,
+        /// ipv4-unicast or ipv6-unicast (default: the family of PREFIX, else ipv4-unicast).
+        #[arg(long, value_parser = parse_family)]
+        family: Option<Family>,
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_family(s: &str) -> Result<Family, String> {
+    Family::ALL
+        .into_iter()
+        .find(|f| f.name() == s)
+        .ok_or_else(|| format!("`{s}` is not a family: use ipv4-unicast or ipv6-unicast"))
+}
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        None | Some("-h" | "--help" | "help") => {
-            println!("{USAGE}");
-            ExitCode::SUCCESS
-        }
-        Some("-V" | "--version") => {
-            println!("tartan {}", env!("CARGO_PKG_VERSION"));
-            ExitCode::SUCCESS
-        }
-        Some(mode) => {
-            eprintln!(
-                "tartan: `{mode}` is not implemented yet in this build (see `tartan --help`)"
-            );
+    if std::env::var_os("CNI_COMMAND").is_some() {
+        eprintln!("tartan: the CNI plugin is not in this build yet");
+        return ExitCode::from(2);
+    }
+    let cli = Cli::parse();
+    match cli.mode {
+        Mode::Bgp(args) => bgp(args),
+        Mode::Apiserver | Mode::Node | Mode::Sandbox => {
+            eprintln!("tartan: this mode is not in this build yet (see `tartan --help`)");
             ExitCode::from(2)
         }
     }
+}
+
+fn bgp(args: BgpArgs) -> ExitCode {
+    let socket = || {
+        args.socket.clone().unwrap_or_else(|| {
+            args.config
+                .as_ref()
+                .and_then(|c| daemon::DaemonConfig::load(c).ok())
+                .map(|c| c.control_socket)
+                .unwrap_or_else(|| PathBuf::from(daemon::config::DEFAULT_CONTROL_SOCKET))
+        })
+    };
+    match &args.command {
+        Some(BgpCommand::Status { json }) => match control::status(&socket()) {
+            Ok(s) if *json => print_json(&s),
+            Ok(s) => {
+                print!("{}", show::status(&s));
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        },
+        Some(BgpCommand::Rib { prefix, family, json }) => {
+            let family = family.or(prefix.map(|p| p.family())).unwrap_or(Family::Ipv4Unicast);
+            match control::rib(&socket(), family, *prefix) {
+                Ok(r) if *json => print_json(&r),
+                Ok(r) => {
+                    print!("{}", show::rib(&r));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
+        None => {
+            let Some(path) = &args.config else {
+                eprintln!(
+                    "tartan bgp: give the configuration file with -c FILE (or run `status` or `rib`)"
+                );
+                return ExitCode::from(2);
+            };
+            if args.check {
+                return match daemon::DaemonConfig::load(path) {
+                    Ok(c) => {
+                        println!(
+                            "{}: valid ({} neighbors, {} originated prefixes)",
+                            path.display(),
+                            c.neighbors.len(),
+                            c.originate.len()
+                        );
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => fail(e),
+                };
+            }
+            tracing_subscriber::fmt()
+                .with_writer(std::io::stderr)
+                .with_target(false)
+                .with_max_level(args.log_level)
+                .init();
+            let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => return fail(e),
+            };
+            match rt.block_on(daemon::run(path, args.socket.clone())) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(e),
+            }
+        }
+    }
+}
+
+fn print_json<T: serde::Serialize>(v: &T) -> ExitCode {
+    match serde_json::to_string_pretty(v) {
+        Ok(s) => {
+            println!("{s}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
+fn fail(e: impl std::fmt::Display) -> ExitCode {
+    eprintln!("tartan: {e}");
+    ExitCode::FAILURE
 }

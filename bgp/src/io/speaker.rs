@@ -1,0 +1,509 @@
+//! The embedding API: a running speaker and what its owner (the node agent, the standalone
+//! daemon, a test) can do with it — add, change and remove peers without touching the others,
+//! originate and withdraw prefixes, follow best-path changes, and read every peer's state.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use super::peer::{self, Peer, PeerCommand, PeerState};
+use super::rib_task::{self, RibCommand, RibSummary};
+use super::socket;
+use crate::config::{PeerAddress, PeerConfig, SpeakerConfig};
+use crate::fsm::State;
+use crate::rib::{BestChange, Origination, PeerCounters, PeerIdx, Rib, RouteView};
+use crate::types::{Family, Prefix};
+use crate::wire::Notification;
+use crate::wire::notification::cease;
+
+/// Why the speaker refused something.
+#[derive(Debug, thiserror::Error)]
+pub enum SpeakerError {
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("a neighbor {0} is already configured")]
+    Duplicate(String),
+    #[error("no neighbor {0} is configured")]
+    UnknownPeer(String),
+    #[error(transparent)]
+    Md5(#[from] socket::Md5Error),
+    #[error("the speaker has stopped")]
+    Stopped,
+}
+
+/// A peer's state, counters and negotiated session, for status displays.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct PeerStatus {
+    pub address: String,
+    pub description: Option<String>,
+    /// The AS the peer announced, or the configured one before that.
+    pub remote_as: Option<u32>,
+    pub state: State,
+    pub dynamic: bool,
+    /// Seconds in Established.
+    pub uptime_secs: Option<u64>,
+    pub last_error: Option<String>,
+    pub hold_time: Option<u16>,
+    pub keepalive: Option<u16>,
+    pub families: Vec<Family>,
+    /// Capabilities both sides announced, by name.
+    pub capabilities: Vec<String>,
+    pub remote_id: Option<String>,
+    pub stale_families: Vec<Family>,
+    pub flaps: u64,
+    pub counters: PeerCounters,
+}
+
+/// Speaker-wide status.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct SpeakerStatus {
+    pub asn: u32,
+    pub router_id: String,
+    pub uptime_secs: u64,
+    pub rib: RibSummary,
+    pub peers: Vec<PeerStatus>,
+}
+
+struct PeerEntry {
+    idx: PeerIdx,
+    cfg: PeerConfig,
+    commands: mpsc::Sender<PeerCommand>,
+    state: Arc<Mutex<PeerState>>,
+    task: JoinHandle<()>,
+    dynamic: bool,
+}
+
+#[derive(Default)]
+struct Registry {
+    peers: HashMap<IpAddr, PeerEntry>,
+    /// Dynamic neighbours: ranges and their settings.
+    ranges: Vec<PeerConfig>,
+    /// Listening sockets (owned by their accept tasks) and their addresses.
+    listeners: Vec<(RawFd, SocketAddr)>,
+}
+
+struct Inner {
+    cfg: Arc<SpeakerConfig>,
+    rib: mpsc::Sender<RibCommand>,
+    registry: Mutex<Registry>,
+    started: tokio::time::Instant,
+    /// Peers start with the graceful restart R bit (we are a restarting speaker).
+    restarting: bool,
+}
+
+/// A running BGP speaker. Cloning gives another handle to the same speaker.
+#[derive(Clone)]
+pub struct Speaker {
+    inner: Arc<Inner>,
+    background: Arc<Mutex<Background>>,
+}
+
+#[derive(Default)]
+struct Background {
+    listeners: Vec<JoinHandle<()>>,
+    rib_thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Speaker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Speaker").field("asn", &self.inner.cfg.asn).finish_non_exhaustive()
+    }
+}
+
+/// Messages queued from sessions to the RIB.
+const RIB_QUEUE: usize = 1024;
+
+impl Speaker {
+    /// Starts the RIB thread and the listeners; no peers yet. Must run inside a tokio runtime.
+    pub async fn start(cfg: SpeakerConfig) -> Result<Speaker, SpeakerError> {
+        let mut listeners = Vec::new();
+        for addr in &cfg.listen {
+            let l = socket::listen(*addr)
+                .map_err(|source| SpeakerError::Listen { addr: *addr, source })?;
+            listeners.push(l);
+        }
+        let (rib_tx, rib_rx) = mpsc::channel(RIB_QUEUE);
+        let rib = Rib::new(cfg.rib());
+        let rib_thread = std::thread::Builder::new()
+            .name("tartan-rib".into())
+            .spawn(move || rib_task::run(rib, rib_rx))
+            .map_err(|e| SpeakerError::Listen {
+                addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+                source: e,
+            })?;
+        let inner = Arc::new(Inner {
+            restarting: cfg.graceful_restart.is_some(),
+            cfg: Arc::new(cfg),
+            rib: rib_tx,
+            registry: Mutex::new(Registry::default()),
+            started: tokio::time::Instant::now(),
+        });
+        let mut background = Background { rib_thread: Some(rib_thread), ..Background::default() };
+        for l in listeners {
+            let addr = l.local_addr().map_err(|source| SpeakerError::Listen {
+                addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+                source,
+            })?;
+            info!(%addr, "listening");
+            inner.registry().listeners.push((l.as_raw_fd(), addr));
+            let weak = Arc::downgrade(&inner);
+            background.listeners.push(tokio::spawn(accept_loop(l, weak)));
+        }
+        Ok(Speaker { inner, background: Arc::new(Mutex::new(background)) })
+    }
+
+    pub fn config(&self) -> &SpeakerConfig {
+        &self.inner.cfg
+    }
+
+    /// The addresses the speaker listens on (useful with port 0).
+    pub fn listen_addresses(&self) -> Vec<SocketAddr> {
+        self.inner.registry().listeners.iter().map(|(_, a)| *a).collect()
+    }
+
+    /// Adds a neighbour (or a range of dynamic ones); other sessions are untouched.
+    pub async fn add_peer(&self, cfg: PeerConfig) -> Result<(), SpeakerError> {
+        self.set_md5(&cfg, false)?;
+        match cfg.address {
+            PeerAddress::Range(range) => {
+                let mut reg = self.inner.registry();
+                if reg.ranges.iter().any(|r| r.address == cfg.address) {
+                    return Err(SpeakerError::Duplicate(range.to_string()));
+                }
+                reg.ranges.push(cfg);
+                Ok(())
+            }
+            PeerAddress::Single(addr) => {
+                if self.inner.registry().peers.contains_key(&addr) {
+                    return Err(SpeakerError::Duplicate(addr.to_string()));
+                }
+                let entry = self.inner.spawn_peer(addr, cfg, false).await?;
+                let mut reg = self.inner.registry();
+                if reg.peers.contains_key(&addr) {
+                    entry.task.abort();
+                    return Err(SpeakerError::Duplicate(addr.to_string()));
+                }
+                reg.peers.insert(addr, entry);
+                Ok(())
+            }
+        }
+    }
+
+    /// Changes a neighbour: policy and next-hop changes apply without a reset (an import
+    /// policy change asks the peer for its routes again); anything the OPEN carries resets
+    /// that session only.
+    pub async fn update_peer(&self, cfg: PeerConfig) -> Result<(), SpeakerError> {
+        let addr = match cfg.address {
+            PeerAddress::Single(a) => a,
+            PeerAddress::Range(_) => {
+                let mut reg = self.inner.registry();
+                let Some(r) = reg.ranges.iter_mut().find(|r| r.address == cfg.address) else {
+                    return Err(SpeakerError::UnknownPeer(cfg.address.to_string()));
+                };
+                *r = cfg;
+                return Ok(());
+            }
+        };
+        let (idx, commands, old) = {
+            let reg = self.inner.registry();
+            let e =
+                reg.peers.get(&addr).ok_or_else(|| SpeakerError::UnknownPeer(addr.to_string()))?;
+            (e.idx, e.commands.clone(), e.cfg.clone())
+        };
+        if old.password != cfg.password {
+            self.set_md5(&cfg, false)?;
+        }
+        let (tx, rx) = oneshot::channel();
+        self.inner.send(RibCommand::SetPeer(idx, cfg.rib(&self.inner.cfg, addr), tx)).await?;
+        let refresh = rx.await.map_err(|_| SpeakerError::Stopped)?;
+        let reset = old.needs_reset(&cfg);
+        if let Some(e) = self.inner.registry().peers.get_mut(&addr) {
+            e.cfg = cfg.clone();
+        }
+        commands
+            .send(PeerCommand::Reconfigure(Box::new(cfg)))
+            .await
+            .map_err(|_| SpeakerError::Stopped)?;
+        if refresh && !reset {
+            commands.send(PeerCommand::RequestRefresh).await.map_err(|_| SpeakerError::Stopped)?;
+        }
+        Ok(())
+    }
+
+    /// Removes a neighbour: its session ends with Cease "Peer De-configured" and its routes go.
+    pub async fn remove_peer(&self, address: PeerAddress) -> Result<(), SpeakerError> {
+        let entry = match address {
+            PeerAddress::Range(_) => {
+                let mut reg = self.inner.registry();
+                let before = reg.ranges.len();
+                reg.ranges.retain(|r| r.address != address);
+                if reg.ranges.len() == before {
+                    return Err(SpeakerError::UnknownPeer(address.to_string()));
+                }
+                return Ok(());
+            }
+            PeerAddress::Single(a) => self.inner.registry().peers.remove(&a),
+        };
+        let Some(entry) = entry else { return Err(SpeakerError::UnknownPeer(address.to_string())) };
+        let n = Notification::cease(cease::PEER_DECONFIGURED);
+        let _ = entry.commands.send(PeerCommand::Stop { notification: n, restart: None }).await;
+        let (tx, rx) = oneshot::channel();
+        let _ = entry.commands.send(PeerCommand::Shutdown { graceful: false, done: tx }).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), rx).await;
+        entry.task.abort();
+        self.set_md5(&entry.cfg, true)?;
+        self.inner.send(RibCommand::RemovePeer(entry.idx)).await
+    }
+
+    /// Originates `prefix` with these attributes (replacing an earlier origination of it).
+    pub async fn originate(&self, prefix: Prefix, o: Origination) -> Result<(), SpeakerError> {
+        self.inner.send(RibCommand::Originate(prefix, o)).await
+    }
+
+    /// Stops originating `prefix`.
+    pub async fn withdraw(&self, prefix: Prefix) -> Result<(), SpeakerError> {
+        self.inner.send(RibCommand::Withdraw(prefix)).await
+    }
+
+    /// A stream of best-path changes: first every current route, then each change.
+    pub async fn subscribe(
+        &self,
+    ) -> Result<mpsc::UnboundedReceiver<Vec<BestChange>>, SpeakerError> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.inner.send(RibCommand::Subscribe(tx)).await?;
+        Ok(rx)
+    }
+
+    /// The routes of a family (within `within`, if given), best path first.
+    pub async fn routes(
+        &self,
+        family: Family,
+        within: Option<Prefix>,
+    ) -> Result<Vec<RouteView>, SpeakerError> {
+        let (tx, rx) = oneshot::channel();
+        self.inner.send(RibCommand::Routes(family, within, tx)).await?;
+        rx.await.map_err(|_| SpeakerError::Stopped)
+    }
+
+    /// Every peer's state and counters.
+    pub async fn status(&self) -> Result<SpeakerStatus, SpeakerError> {
+        let peers: Vec<(IpAddr, PeerIdx, PeerConfig, PeerState, bool)> = {
+            let reg = self.inner.registry();
+            reg.peers
+                .iter()
+                .map(|(a, e)| {
+                    let s =
+                        e.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+                    (*a, e.idx, e.cfg.clone(), s, e.dynamic)
+                })
+                .collect()
+        };
+        let (tx, rx) = oneshot::channel();
+        self.inner.send(RibCommand::Counters(peers.iter().map(|p| p.1).collect(), tx)).await?;
+        let counters = rx.await.map_err(|_| SpeakerError::Stopped)?;
+        let (tx, rx) = oneshot::channel();
+        self.inner.send(RibCommand::Summary(tx)).await?;
+        let rib = rx.await.map_err(|_| SpeakerError::Stopped)?;
+        let mut out: Vec<PeerStatus> = peers
+            .into_iter()
+            .zip(counters)
+            .map(|((addr, _, cfg, s, dynamic), c)| {
+                peer_status(addr, &cfg, &s, dynamic, c.unwrap_or_default())
+            })
+            .collect();
+        out.sort_by(|a, b| a.address.cmp(&b.address));
+        Ok(SpeakerStatus {
+            asn: self.inner.cfg.asn.0,
+            router_id: self.inner.cfg.router_id.to_string(),
+            uptime_secs: self.inner.started.elapsed().as_secs(),
+            rib,
+            peers: out,
+        })
+    }
+
+    /// Stops every session and the RIB. With `graceful` (and graceful restart configured),
+    /// connections close without NOTIFICATION so that peers keep forwarding on our routes
+    /// until we are back; otherwise peers get an Administrative Shutdown.
+    pub async fn shutdown(&self, graceful: bool) {
+        let entries: Vec<PeerEntry> = self.inner.registry().peers.drain().map(|(_, e)| e).collect();
+        let mut waits = Vec::new();
+        for e in &entries {
+            let (tx, rx) = oneshot::channel();
+            if e.commands.send(PeerCommand::Shutdown { graceful, done: tx }).await.is_ok() {
+                waits.push(rx);
+            }
+        }
+        for w in waits {
+            let _ = tokio::time::timeout(Duration::from_secs(2), w).await;
+        }
+        // Let the writers put the last NOTIFICATIONs on the wire.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        for e in entries {
+            e.task.abort();
+        }
+        let thread = {
+            let mut bg = self.background.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            for l in bg.listeners.drain(..) {
+                l.abort();
+            }
+            bg.rib_thread.take()
+        };
+        let _ = self.inner.rib.send(RibCommand::Stop).await;
+        if let Some(t) = thread {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+    }
+
+    /// Sets (or removes) a neighbour's TCP-MD5 key on every listening socket.
+    fn set_md5(&self, cfg: &PeerConfig, remove: bool) -> Result<(), SpeakerError> {
+        let Some(password) = &cfg.password else { return Ok(()) };
+        let key = if remove { &[][..] } else { password.as_bytes() };
+        let (addr, len) = match cfg.address {
+            PeerAddress::Single(a) => (a, None),
+            PeerAddress::Range(Prefix::V4(p)) => (IpAddr::V4(p.addr()), Some(p.prefix_len())),
+            PeerAddress::Range(Prefix::V6(p)) => (IpAddr::V6(p.addr()), Some(p.prefix_len())),
+        };
+        let reg = self.inner.registry();
+        for &(fd, listening) in &reg.listeners {
+            let v6 = listening.is_ipv6();
+            if !v6 && addr.is_ipv6() {
+                continue;
+            }
+            socket::set_md5(fd, v6, addr, len, key)?;
+        }
+        Ok(())
+    }
+}
+
+impl Inner {
+    fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    async fn send(&self, c: RibCommand) -> Result<(), SpeakerError> {
+        self.rib.send(c).await.map_err(|_| SpeakerError::Stopped)
+    }
+
+    /// Registers the peer with the RIB and starts its task.
+    async fn spawn_peer(
+        &self,
+        addr: IpAddr,
+        cfg: PeerConfig,
+        dynamic: bool,
+    ) -> Result<PeerEntry, SpeakerError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(RibCommand::AddPeer(cfg.rib(&self.cfg, addr), tx)).await?;
+        let idx = rx.await.map_err(|_| SpeakerError::Stopped)?;
+        let (commands, commands_rx) = mpsc::channel(16);
+        let state = Arc::new(Mutex::new(PeerState::default()));
+        let peer = Peer {
+            idx,
+            address: addr,
+            cfg: cfg.clone(),
+            speaker: self.cfg.clone(),
+            shared: state.clone(),
+            self_tx: commands.clone(),
+            dynamic,
+            restarting: self.restarting,
+        };
+        let task = tokio::spawn(peer::run(peer, commands_rx, self.rib.clone()));
+        Ok(PeerEntry { idx, cfg, commands, state, task, dynamic })
+    }
+}
+
+/// Accepts connections and hands each to its peer, starting a dynamic peer for an address in
+/// a configured range.
+async fn accept_loop(l: TcpListener, inner: std::sync::Weak<Inner>) {
+    loop {
+        let (stream, from) = match l.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Some(inner) = inner.upgrade() else { return };
+        let addr = socket::canonical(from.ip());
+        let known = {
+            let mut reg = inner.registry();
+            // A dynamic peer whose task ended is gone.
+            if reg.peers.get(&addr).is_some_and(|e| e.dynamic && e.commands.is_closed()) {
+                reg.peers.remove(&addr);
+            }
+            reg.peers.get(&addr).map(|e| e.commands.clone())
+        };
+        let commands = match known {
+            Some(c) => c,
+            None => {
+                let range =
+                    inner.registry().ranges.iter().find(|r| r.address.matches(addr)).cloned();
+                let Some(cfg) = range else {
+                    info!(%addr, "connection from an address that is not a neighbor: closed");
+                    continue;
+                };
+                match inner.spawn_peer(addr, cfg, true).await {
+                    Ok(entry) => {
+                        info!(%addr, "dynamic neighbor");
+                        let c = entry.commands.clone();
+                        inner.registry().peers.insert(addr, entry);
+                        c
+                    }
+                    Err(e) => {
+                        warn!(%addr, error = %e, "dynamic neighbor not started");
+                        continue;
+                    }
+                }
+            }
+        };
+        let _ = commands.send(PeerCommand::Inbound(stream)).await;
+    }
+}
+
+fn peer_status(
+    addr: IpAddr,
+    cfg: &PeerConfig,
+    s: &PeerState,
+    dynamic: bool,
+    counters: PeerCounters,
+) -> PeerStatus {
+    let n = s.negotiated.as_deref();
+    let mut capabilities = Vec::new();
+    if let Some(n) = n {
+        let flags = [
+            (n.codec.four_octet_as, "four-octet-as"),
+            (n.route_refresh, "route-refresh"),
+            (n.enhanced_route_refresh, "enhanced-route-refresh"),
+            (n.peer_gr.is_some(), "graceful-restart"),
+            (!n.codec.add_path_rx.is_empty(), "add-path-receive"),
+            (n.codec.extended_message, "extended-message"),
+            (n.extended_next_hop, "extended-next-hop"),
+        ];
+        capabilities =
+            flags.iter().filter(|(on, _)| *on).map(|(_, name)| name.to_string()).collect();
+    }
+    PeerStatus {
+        address: addr.to_string(),
+        description: cfg.description.clone(),
+        remote_as: n.map(|n| n.remote_as.0).or(cfg.remote_as.map(|a| a.0)),
+        state: s.state,
+        dynamic,
+        uptime_secs: s.established_at.map(|t| t.elapsed().as_secs()),
+        last_error: s.last_error.clone(),
+        hold_time: n.map(|n| n.hold_time),
+        keepalive: n.map(|n| n.keepalive),
+        families: n.map(|n| n.families.iter().collect()).unwrap_or_default(),
+        capabilities,
+        remote_id: n.map(|n| n.remote_id.to_string()),
+        stale_families: s.stale.iter().collect(),
+        flaps: s.flaps,
+        counters,
+    }
+}
