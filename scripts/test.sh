@@ -8,6 +8,10 @@ cd "$(dirname "$0")/.."
 
 prepare
 
+# Lab tests run the project's binaries inside their nodes: build them all first.
+say "cargo build --workspace --bins"
+cargo build --workspace --bins
+
 labs_before=$(ip netns list | awk '{print $1}' | grep -E '^(clab-|tartanlab-)' | sort || true)
 if cargo nextest --version >/dev/null 2>&1; then
   say "cargo nextest run --workspace"

@@ -162,6 +162,15 @@ pub fn deploy(file: &Path, opts: &DeployOptions) -> Result<Deployed> {
 fn preflight(topo: &Topology, bin_dir: &Path) -> Result<()> {
     let path = crate::enter::node_path(bin_dir);
     for node in &topo.nodes {
+        // Tartan's images run the project's own `tartan`, whatever shell line wraps it.
+        if node.profile == crate::profile::Profile::Tartan
+            && crate::profile::which_in_node(&node.binds, "tartan", &path).is_none()
+        {
+            return Err(LabError::TartanNotBuilt {
+                node: node.name.clone(),
+                bin_dir: bin_dir.display().to_string(),
+            });
+        }
         match &node.cmd {
             Some(cmd) if !crate::profile::is_idle_shell(cmd) => {
                 let program = &cmd[0];

@@ -23,6 +23,10 @@ pub enum LabError {
     NetnsExists { name: String },
     #[error("node `{node}` needs {path}, which is not installed: apt-get install -y {package}")]
     MissingBinary { node: String, path: String, package: &'static str },
+    #[error(
+        "node `{node}` runs Tartan, but there is no `tartan` in {bin_dir}: build it (`cargo build -p tartan-cli`, or --release) or point TARTAN_BIN_DIR at it"
+    )]
+    TartanNotBuilt { node: String, bin_dir: String },
     #[error("node `{node}`: command `{command}` is not found on the node's PATH ({path})")]
     CommandNotFound { node: String, command: String, path: String },
     #[error("{what}: {source}")]

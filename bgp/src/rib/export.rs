@@ -525,6 +525,9 @@ fn self_next_hop(family: Family, s: &SessionInfo) -> Option<NextHop> {
 /// dropped: it means something only on the link it was learned on.
 fn keep_next_hop(nh: NextHop, family: Family, s: &SessionInfo) -> Option<NextHop> {
     match (family, nh) {
+        // `::` with a link-local address (BIRD over a link-local session): nothing global to
+        // pass on.
+        (_, NextHop::V6 { global, .. }) if global.is_unspecified() => None,
         (Family::Ipv4Unicast, NextHop::V4(_)) => Some(nh),
         (_, NextHop::V6 { global, .. }) if is_link_local(global) => None,
         (Family::Ipv4Unicast, NextHop::V6 { global, .. }) if s.extended_next_hop => {
