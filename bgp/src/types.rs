@@ -58,17 +58,20 @@ impl Ipv4Prefix {
     }
 }
 
-/// An IPv6 prefix; the address never has bits set beyond the length.
+/// An IPv6 prefix; the address never has bits set beyond the length. The address is kept as
+/// octets (big-endian, so the derived order is the numeric one) to keep the type 17 octets and
+/// unaligned: every decoded route carries one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Ipv6Prefix {
-    addr: u128,
+    addr: [u8; 16],
     len: u8,
 }
 
 impl Ipv6Prefix {
     /// Builds a prefix, clearing host bits; `None` when `len` exceeds 128.
     pub fn new(addr: Ipv6Addr, len: u8) -> Option<Ipv6Prefix> {
-        (len <= 128).then(|| Ipv6Prefix { addr: u128::from(addr) & mask128(len), len })
+        (len <= 128)
+            .then(|| Ipv6Prefix { addr: (u128::from(addr) & mask128(len)).to_be_bytes(), len })
     }
 
     pub fn addr(self) -> Ipv6Addr {
@@ -80,11 +83,11 @@ impl Ipv6Prefix {
     }
 
     pub fn bits(self) -> u128 {
-        self.addr
+        u128::from_be_bytes(self.addr)
     }
 
     pub fn contains(self, other: Ipv6Prefix) -> bool {
-        other.len >= self.len && other.addr & mask128(self.len) == self.addr
+        other.len >= self.len && other.bits() & mask128(self.len) == self.bits()
     }
 }
 

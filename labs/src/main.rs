@@ -65,6 +65,36 @@ struct LabArgs {
 }
 
 #[derive(Subcommand, Debug)]
+enum BenchCommand {
+    /// BGP convergence, bgperf-style: N BIRD injectors each send P unique /32s through the
+    /// target to a BIRD monitor; time from the injectors' start until the monitor holds every
+    /// route, the target's peak memory and CPU, and any session that dropped (3 s / 9 s timers).
+    #[command(
+        after_help = "Example:\n  sudo tartanlab bench bgp --peers 10 --prefixes 100000 --targets tartan,bird,frr,gobgp"
+    )]
+    Bgp {
+        /// Injector peers.
+        #[arg(long, default_value_t = 10)]
+        peers: usize,
+        /// Unique prefixes each injector sends.
+        #[arg(long, default_value_t = 100_000)]
+        prefixes: usize,
+        /// Targets to measure, in order (tartan, bird, frr, gobgp).
+        #[arg(long, value_delimiter = ',', default_value = "tartan,bird")]
+        targets: Vec<tartan_labs::bench::bgp::Target>,
+        /// Give up on a target after this many seconds.
+        #[arg(long, default_value_t = 400)]
+        timeout: u64,
+        /// Print the results as JSON too.
+        #[arg(long)]
+        json: bool,
+        /// Keep each run's configurations and daemon logs (under /tmp/tartanlab-bench/).
+        #[arg(long)]
+        keep_files: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 enum Command {
     /// Create the lab: namespaces, links, management network, node processes, exec lines.
     #[command(visible_alias = "dep")]
@@ -136,6 +166,9 @@ enum Command {
         #[command(flatten)]
         lab: LabArgs,
     },
+    /// Benchmarks: each deploys its own labs and prints Tartan beside the reference daemons.
+    #[command(subcommand)]
+    Bench(BenchCommand),
     #[command(name = "__nsexec", hide = true)]
     NsExec {
         #[command(flatten)]
@@ -396,6 +429,35 @@ fn run(command: Command) -> Result<ExitCode> {
         Command::Graph { lab, format } => {
             let topo = topology::load(&topo_file(lab.topo.as_deref())?, &load_options(&lab, true))?;
             print!("{}", graph::render(&topo, format));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(BenchCommand::Bgp {
+            peers,
+            prefixes,
+            targets,
+            timeout,
+            json,
+            keep_files,
+        }) => {
+            require_root("tartanlab bench")?;
+            let opts = tartan_labs::bench::bgp::BenchOptions {
+                peers,
+                prefixes,
+                targets,
+                timeout: Duration::from_secs(timeout),
+                work_dir: std::env::temp_dir().join("tartanlab-bench"),
+                tartanlab: std::env::current_exe().map_err(LabError::io("finding tartanlab"))?,
+                keep_files,
+            };
+            let results = tartan_labs::bench::bgp::run(&opts)?;
+            println!(
+                "BGP convergence: {peers} peers × {prefixes} prefixes ({} routes), BIRD injectors and monitor, 3 s / 9 s timers",
+                peers * prefixes
+            );
+            print!("{}", tartan_labs::bench::bgp::table(&opts, &results));
+            if json {
+                println!("{}", serde_json::to_string_pretty(&results).unwrap_or_default());
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Validate { lab } => {

@@ -119,6 +119,24 @@ fn tartan_exchanges_routes_with_frr_bird_gobgp_an_old_speaker_and_ibgp() {
     let bird6 =
         lab.wait_for("BIRD's IPv6 route at Tartan", CONVERGE, || tartan_paths(&lab, "fd00:3::/48"));
     assert!(bird6[0]["next_hop"].as_str().is_some_and(|n| n.contains("fe80::13:3")), "{bird6:?}");
+    // Attributes passed on: an extended community, and OTC (type 35, RFC 9234), which Tartan does
+    // not know — an optional transitive attribute goes on (RFC 4271 §5).
+    let ext = lab
+        .wait_for("FRR's second route at Tartan", CONVERGE, || tartan_paths(&lab, "10.2.1.0/24"));
+    assert_eq!(ext[0]["ext_communities"], serde_json::json!(["0002fdea00000014"]), "{ext:?}");
+    assert_eq!(ext[0]["unknown_attributes"], serde_json::json!([35]), "{ext:?}");
+    let b =
+        lab.wait_for("FRR's second route at BIRD", CONVERGE, || bird_route(&lab, "10.2.1.0/24"));
+    assert!(
+        b.contains("BGP.ext_community: (rt, 65002, 20)") && b.contains("BGP.otc: 65002"),
+        "{b}"
+    );
+    assert!(!b.contains("BGP.med"), "a neighbour's MED stays in its AS: {b}");
+    // AIGP (optional non-transitive, unknown to Tartan) stops here; AGGREGATOR goes on.
+    let g =
+        lab.wait_for("GoBGP's second route at BIRD", CONVERGE, || bird_route(&lab, "10.4.1.0/24"));
+    assert!(g.contains("BGP.aggregator: 10.255.0.4 AS65004") && g.contains("(65004, 4, 4)"), "{g}");
+    assert!(!g.contains("aigp") && !g.contains("BGP.med"), "{g}");
     // The speaker without capabilities negotiated two-octet AS numbers.
     let status = tartan_down(&lab).unwrap_or_default();
     let old_peer = status["peers"]

@@ -56,6 +56,8 @@ pub struct PathJson {
     pub cluster_list: Vec<String>,
     pub atomic_aggregate: bool,
     pub aggregator: Option<String>,
+    /// Type codes of attributes Tartan passes on without knowing them.
+    pub unknown_attributes: Vec<u8>,
 }
 
 impl RouteJson {
@@ -93,6 +95,7 @@ impl RouteJson {
                         cluster_list: a.cluster_list.iter().map(ToString::to_string).collect(),
                         atomic_aggregate: a.atomic_aggregate,
                         aggregator: a.aggregator.map(|g| format!("{} {}", g.asn, g.addr)),
+                        unknown_attributes: a.unknown.iter().map(|u| u.type_code).collect(),
                     }
                 })
                 .collect(),

@@ -62,8 +62,10 @@ pub struct RibSummary {
     pub attribute_sets: usize,
 }
 
-/// Commands handled per round before exporting.
+/// Work per round before exporting: this many commands, or UPDATEs carrying this many routes,
+/// whichever comes first — so that routes flow out while a full table is still coming in.
 const COMMANDS_PER_ROUND: usize = 64;
+const ROUTES_PER_ROUND: usize = 16 * 1024;
 /// Changes per feed message.
 const FEED_BATCH: usize = 4096;
 
@@ -99,14 +101,20 @@ pub fn run(rib: Rib, mut rx: mpsc::Receiver<RibCommand>) {
             }
         };
         let mut cmd = first;
-        let mut n = 0;
+        let (mut n, mut routes) = (0, 0);
         while let Some(c) = cmd {
             if matches!(c, RibCommand::Stop) {
                 return;
             }
+            if let RibCommand::Updates(_, updates) = &c {
+                routes += updates
+                    .iter()
+                    .map(|u| u.announced().count() + u.withdrawals().count())
+                    .sum::<usize>();
+            }
             task.handle(c);
             n += 1;
-            if n >= COMMANDS_PER_ROUND {
+            if n >= COMMANDS_PER_ROUND || routes >= ROUTES_PER_ROUND {
                 break;
             }
             cmd = rx.try_recv().ok();

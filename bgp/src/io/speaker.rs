@@ -117,8 +117,9 @@ impl std::fmt::Debug for Speaker {
     }
 }
 
-/// Messages queued from sessions to the RIB.
-const RIB_QUEUE: usize = 1024;
+/// Commands queued from sessions to the RIB. An UPDATE batch is what one socket read held
+/// (up to a few thousand routes); a session that gets further ahead waits, and so does its peer.
+const RIB_QUEUE: usize = 8;
 
 impl Speaker {
     /// Starts the RIB thread and the listeners; no peers yet. Must run inside a tokio runtime.

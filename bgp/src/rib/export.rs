@@ -323,7 +323,11 @@ impl Exporter<'_> {
         }
         let mut batch = Vec::with_capacity(BATCH);
         let mut withdrawals: Vec<Nlri> = Vec::new();
-        let mut groups: HashMap<AttrId, Vec<Nlri>, FoldBuildHasher> = HashMap::default();
+        let mut groups = Groups::default();
+        // Routes arrive in runs that share attributes and source: without a policy rule that
+        // looks at prefixes, a run's outcome is computed once.
+        let prefix_free = !self.dst.peer.settings.export.depends_on_prefix();
+        let mut last: Option<((AttrId, PeerIdx), Option<AttrId>)> = None;
         // Routes gathered (in encoded octets, roughly): gather up to what the budget allows
         // before packing, so UPDATEs go out full.
         let mut gathered = 0;
@@ -332,14 +336,24 @@ impl Exporter<'_> {
             for &slot in &batch {
                 let d = t.dest(slot);
                 let prefix: Prefix = d.prefix.into();
-                let exported = d.best().and_then(|b| self.export(b, prefix, family));
+                let exported = match d.best() {
+                    None => None,
+                    Some(b) => match last {
+                        Some((key, result)) if prefix_free && key == (b.attrs, b.peer) => result,
+                        _ => {
+                            let result = self.export(b, prefix, family);
+                            last = Some(((b.attrs, b.peer), result));
+                            result
+                        }
+                    },
+                };
                 match exported {
                     Some(id) => {
                         if !adj.advertised(slot) {
                             adj.set_advertised(slot, true);
                             self.stats.announced[fi] += 1;
                         }
-                        groups.entry(id).or_default().push(Nlri::new(prefix));
+                        groups.push(id, Nlri::new(prefix));
                     }
                     None if adj.advertised(slot) => {
                         adj.set_advertised(slot, false);
@@ -379,7 +393,7 @@ impl Exporter<'_> {
         &mut self,
         family: Family,
         withdrawals: &mut Vec<Nlri>,
-        groups: &mut HashMap<AttrId, Vec<Nlri>, FoldBuildHasher>,
+        groups: &mut Groups,
         out: &mut Vec<u8>,
     ) {
         let cx = self.dst.info.encode;
@@ -542,6 +556,38 @@ fn keep_next_hop(nh: NextHop, family: Family, s: &SessionInfo) -> Option<NextHop
 
 fn is_link_local(a: Ipv6Addr) -> bool {
     a.segments()[0] & 0xffc0 == 0xfe80
+}
+
+/// Routes gathered for export, grouped by the attribute set they go out with, in the order
+/// the sets first appeared. The set of the previous route is checked first: routes come in runs.
+#[derive(Default)]
+struct Groups {
+    groups: Vec<(AttrId, Vec<Nlri>)>,
+    index: HashMap<AttrId, usize, FoldBuildHasher>,
+    last: usize,
+}
+
+impl Groups {
+    fn push(&mut self, id: AttrId, n: Nlri) {
+        if let Some((gid, routes)) = self.groups.get_mut(self.last) {
+            if *gid == id {
+                routes.push(n);
+                return;
+            }
+        }
+        let i = *self.index.entry(id).or_insert_with(|| {
+            self.groups.push((id, Vec::new()));
+            self.groups.len() - 1
+        });
+        self.groups[i].1.push(n);
+        self.last = i;
+    }
+
+    fn drain(&mut self) -> impl Iterator<Item = (AttrId, Vec<Nlri>)> + '_ {
+        self.index.clear();
+        self.last = 0;
+        self.groups.drain(..)
+    }
 }
 
 /// Appends a ROUTE-REFRESH of the given subtype.

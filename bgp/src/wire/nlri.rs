@@ -156,3 +156,12 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod size {
+    #[test]
+    fn a_decoded_route_stays_small() {
+        // Every route of a full table passes through this type on its way to the RIB.
+        assert!(size_of::<super::Nlri>() <= 28, "{}", size_of::<super::Nlri>());
+    }
+}

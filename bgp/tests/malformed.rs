@@ -1,0 +1,177 @@
+//! RFC 7606 end to end: a peer played by hand over a real TCP connection sends malformed
+//! UPDATEs to a running speaker. Treat-as-withdraw really withdraws and keeps the session,
+//! a broken optional attribute is discarded, and only a broken MP_REACH_NLRI resets.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use tartan_bgp::config::{PeerConfig, SpeakerConfig};
+use tartan_bgp::fsm::State;
+use tartan_bgp::io::Speaker;
+use tartan_bgp::types::{Asn, Family, FamilySet, Prefix};
+use tartan_bgp::wire::{Capability, Codec, Message, Open};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+
+const PEER_AS: u32 = 65099;
+
+/// The speaker under test on `addr`, with one passive neighbor at `peer`.
+async fn speaker(addr: &str, peer: &str) -> Speaker {
+    let a: IpAddr = addr.parse().expect("addr");
+    let IpAddr::V4(id) = a else { panic!("v4") };
+    let mut cfg = SpeakerConfig::new(Asn(65001), id);
+    cfg.listen = vec![SocketAddr::new(a, 0)];
+    let s = Speaker::start(cfg).await.expect("starts");
+    let mut n = PeerConfig::new(peer.parse().expect("addr"), Asn(PEER_AS));
+    n.passive = true;
+    n.families = FamilySet::all();
+    s.add_peer(n).await.expect("peer");
+    s
+}
+
+/// A hand-played peer: connects from `from`, exchanges OPENs and KEEPALIVEs.
+struct RawPeer {
+    stream: TcpStream,
+    codec: Codec,
+}
+
+impl RawPeer {
+    async fn connect(from: &str, to: SocketAddr) -> RawPeer {
+        let socket = TcpSocket::new_v4().expect("socket");
+        socket.bind(SocketAddr::new(from.parse().expect("addr"), 0)).expect("bind");
+        let mut stream = socket.connect(to).await.expect("connect");
+        let caps = vec![
+            Capability::multiprotocol(Family::Ipv4Unicast),
+            Capability::multiprotocol(Family::Ipv6Unicast),
+        ];
+        let open = Open::new(Asn(PEER_AS), 90, Ipv4Addr::new(10, 99, 0, 1), caps);
+        let codec = Codec { four_octet_as: true, ..Codec::default() };
+        let mut out = Vec::new();
+        codec.encode(&Message::Open(open), &mut out).expect("encode");
+        codec.encode(&Message::Keepalive, &mut out).expect("encode");
+        stream.write_all(&out).await.expect("send");
+        let mut peer = RawPeer { stream, codec };
+        assert!(matches!(peer.next().await, Some(Message::Open(_))));
+        peer
+    }
+
+    /// The next message, or `None` when the connection ends.
+    async fn next(&mut self) -> Option<Message> {
+        let mut header = [0u8; 19];
+        tokio::time::timeout(Duration::from_secs(10), self.stream.read_exact(&mut header))
+            .await
+            .ok()?
+            .ok()?;
+        let len = usize::from(u16::from_be_bytes([header[16], header[17]]));
+        let mut msg = header.to_vec();
+        msg.resize(len, 0);
+        self.stream.read_exact(&mut msg[19..]).await.ok()?;
+        Some(self.codec.decode(&msg).expect("the speaker sends valid messages"))
+    }
+
+    async fn send_raw(&mut self, update_body: &[u8]) {
+        let mut msg = vec![0xff; 16];
+        msg.extend_from_slice(&((19 + update_body.len()) as u16).to_be_bytes());
+        msg.push(2);
+        msg.extend_from_slice(update_body);
+        self.stream.write_all(&msg).await.expect("send");
+    }
+}
+
+/// An UPDATE body: no withdrawals, `attrs`, and NLRI `10.0.<n>.0/24`.
+fn update(attrs: &[u8], nets: &[u8]) -> Vec<u8> {
+    let mut b = vec![0, 0];
+    b.extend_from_slice(&(attrs.len() as u16).to_be_bytes());
+    b.extend_from_slice(attrs);
+    for n in nets {
+        b.extend_from_slice(&[24, 10, 0, *n]);
+    }
+    b
+}
+
+/// ORIGIN IGP, AS_PATH [65099], NEXT_HOP 10.99.0.1.
+const BASE: &[u8] = &[
+    0x40, 1, 1, 0, // ORIGIN
+    0x40, 2, 6, 2, 1, 0, 0, 0xfe, 0x4b, // AS_PATH: one sequence of one four-octet AS
+    0x40, 3, 4, 10, 99, 0, 1, // NEXT_HOP
+];
+
+async fn routes(s: &Speaker) -> Vec<Prefix> {
+    s.routes(Family::Ipv4Unicast, None).await.unwrap_or_default().iter().map(|r| r.prefix).collect()
+}
+
+async fn eventually<F: AsyncFnMut() -> bool>(what: &str, mut f: F) {
+    for _ in 0..200 {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn p(s: &str) -> Prefix {
+    s.parse().expect("prefix")
+}
+
+async fn state(s: &Speaker) -> State {
+    s.status().await.map(|x| x.peers[0].state).unwrap_or(State::Idle)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn treat_as_withdraw_removes_the_route_and_keeps_the_session() {
+    let s = speaker("127.0.0.61", "127.0.0.62").await;
+    let mut peer = RawPeer::connect("127.0.0.62", s.listen_addresses()[0]).await;
+    eventually("Established", async || state(&s).await == State::Established).await;
+    peer.send_raw(&update(BASE, &[1, 2])).await;
+    eventually("both routes", async || routes(&s).await.len() == 2).await;
+    // The same routes again with a COMMUNITIES attribute whose length is not a multiple of
+    // four: RFC 7606 §7.8 says treat-as-withdraw.
+    let mut attrs = BASE.to_vec();
+    attrs.extend_from_slice(&[0xc0, 8, 3, 1, 2, 3]);
+    peer.send_raw(&update(&attrs, &[1])).await;
+    eventually("10.0.1.0/24 withdrawn", async || routes(&s).await == vec![p("10.0.2.0/24")]).await;
+    assert_eq!(state(&s).await, State::Established);
+    let counters = s.status().await.expect("status").peers[0].counters;
+    assert_eq!(counters.treat_as_withdraw, 1);
+    s.shutdown(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_optional_attribute_is_discarded_and_the_route_kept() {
+    let s = speaker("127.0.0.63", "127.0.0.64").await;
+    let mut peer = RawPeer::connect("127.0.0.64", s.listen_addresses()[0]).await;
+    eventually("Established", async || state(&s).await == State::Established).await;
+    // AGGREGATOR of the wrong length: RFC 7606 §7.7 says discard the attribute.
+    let mut attrs = BASE.to_vec();
+    attrs.extend_from_slice(&[0xc0, 7, 3, 1, 2, 3]);
+    peer.send_raw(&update(&attrs, &[3])).await;
+    eventually("the route", async || routes(&s).await == vec![p("10.0.3.0/24")]).await;
+    let r = s.routes(Family::Ipv4Unicast, None).await.expect("routes");
+    assert_eq!(r[0].paths[0].attrs.attrs.aggregator, None);
+    assert_eq!(state(&s).await, State::Established);
+    s.shutdown(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_mp_reach_resets_the_session_with_the_right_notification() {
+    let s = speaker("127.0.0.65", "127.0.0.66").await;
+    let mut peer = RawPeer::connect("127.0.0.66", s.listen_addresses()[0]).await;
+    eventually("Established", async || state(&s).await == State::Established).await;
+    // MP_REACH_NLRI for IPv6 with a next hop length of 7: its routes cannot be found, so
+    // RFC 7606 §7.11 resets the session (UPDATE Message Error / Optional Attribute Error).
+    let mut attrs = BASE[..13].to_vec();
+    attrs.extend_from_slice(&[0x80, 14, 12, 0, 2, 1, 7, 1, 2, 3, 4, 5, 6, 7, 0]);
+    peer.send_raw(&update(&attrs, &[])).await;
+    let mut notification = None;
+    while let Some(m) = peer.next().await {
+        if let Message::Notification(n) = m {
+            notification = Some(n);
+            break;
+        }
+    }
+    let n = notification.expect("a NOTIFICATION before the close");
+    assert_eq!((n.code, n.subcode), (3, 9), "{n}");
+    eventually("the session down", async || state(&s).await != State::Established).await;
+    s.shutdown(false).await;
+}

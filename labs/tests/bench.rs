@@ -1,0 +1,48 @@
+//! The benchmark still runs end to end (a tiny one: it measures nothing worth keeping, and its
+//! times are never asserted): labs come up, routes flow through each target to the monitor,
+//! the table is printed, and every lab is gone afterwards.
+
+use std::process::Command;
+
+use tartan_labs::harness::{lab_tests_enabled, tartanlab_bin};
+
+#[test]
+fn a_tiny_bgp_benchmark_runs_for_tartan_and_bird() {
+    if !lab_tests_enabled() {
+        return;
+    }
+    let out = Command::new(tartanlab_bin())
+        .args([
+            "bench",
+            "bgp",
+            "--peers",
+            "2",
+            "--prefixes",
+            "300",
+            "--targets",
+            "tartan,bird",
+            "--timeout",
+            "60",
+            "--json",
+        ])
+        .output()
+        .expect("tartanlab runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let json_start = stdout.find('[').expect("JSON results");
+    let results: serde_json::Value =
+        serde_json::from_str(&stdout[json_start..]).expect("valid JSON");
+    for r in results.as_array().expect("a list") {
+        assert_eq!(r["routes"], 600, "{r}");
+        assert!(r["seconds"].is_number(), "{r}");
+        assert_eq!(r["session_drops"], 0, "{r}");
+        assert!(r["peak_rss_bytes"].as_u64().is_some_and(|b| b > 0), "{r}");
+    }
+    assert!(stdout.contains("TIME VS BIRD"), "{stdout}");
+    let left = Command::new("ip").args(["netns", "list"]).output().expect("ip");
+    assert!(
+        !String::from_utf8_lossy(&left.stdout).contains("clab-bench-"),
+        "a bench lab was left behind"
+    );
+}
