@@ -101,6 +101,10 @@ pub enum Readiness {
     Started,
     /// When this Unix socket exists inside the node.
     UnixSocket(PathBuf),
+    /// When BIRD answers on this control socket inside the node. (BIRD creates its socket
+    /// before it reads its configuration, so the socket alone does not say it started: one
+    /// whose configuration is broken has it for a moment, then exits.)
+    BirdSocket(PathBuf),
     /// When something listens on this TCP port inside the node.
     TcpListen(u16),
 }
@@ -250,7 +254,7 @@ pub fn services_for(node: &crate::topology::Node) -> Vec<Service> {
             argv: ["bird", "-f", "-c", "/etc/bird/bird.conf", "-s", "/run/bird/bird.ctl"]
                 .map(String::from)
                 .to_vec(),
-            kind: ServiceKind::Daemon { ready: Readiness::UnixSocket("/run/bird/bird.ctl".into()) },
+            kind: ServiceKind::Daemon { ready: Readiness::BirdSocket("/run/bird/bird.ctl".into()) },
         }],
         Profile::Gobgp => {
             let mut argv: Vec<String> = vec!["gobgpd".into()];

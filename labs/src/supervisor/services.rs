@@ -266,8 +266,22 @@ fn is_ready(ready: &Readiness, pid: i32, state: &LabState, node: &NodeState) -> 
                     .join(path.strip_prefix("/").unwrap_or(path))
                     .exists()
         }
+        Readiness::BirdSocket(path) => {
+            let socket = Path::new(&format!("/proc/{pid}/root"))
+                .join(path.strip_prefix("/").unwrap_or(path));
+            inside && bird_answers(&socket)
+        }
         Readiness::TcpListen(port) => inside && tcp_listening(pid, *port),
     }
+}
+
+/// Whether a BIRD answers on its control socket with its greeting (`0001 BIRD ... ready.`).
+fn bird_answers(socket: &Path) -> bool {
+    use std::io::BufRead;
+    let Ok(stream) = std::os::unix::net::UnixStream::connect(socket) else { return false };
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+    let mut line = String::new();
+    std::io::BufReader::new(stream).read_line(&mut line).is_ok() && line.starts_with("0001")
 }
 
 /// Whether something listens on TCP `port` in the network namespace of `pid`.
