@@ -215,3 +215,31 @@ async fn tcp_md5_sessions_come_up_with_the_same_password_and_not_with_another() 
     c.shutdown(false).await;
     d.shutdown(false).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_over_its_prefix_limit_is_stopped_with_cease_1_and_retried_later() {
+    let a = speaker(65001, "127.0.0.71").await;
+    let b = speaker(65002, "127.0.0.72").await;
+    a.add_peer(neighbor("127.0.0.71", &b, "127.0.0.72")).await.expect("peer");
+    let mut limited = neighbor("127.0.0.72", &a, "127.0.0.71");
+    limited.max_prefixes = Some(2);
+    limited.max_prefixes_restart = Duration::from_secs(60);
+    b.add_peer(limited).await.expect("peer");
+    wait_for("the session", || established(&b, "127.0.0.71")).await;
+    for n in 0..3 {
+        a.originate(p(&format!("10.7.{n}.0/24")), Origination::default()).await.expect("originate");
+    }
+    wait_for("A to hear why", || async {
+        let st = a.status().await.expect("status");
+        st.peers[0].last_error.as_deref().is_some_and(|e| e.contains("Maximum Number of Prefixes"))
+    })
+    .await;
+    wait_for("B to drop A's routes", || async {
+        b.routes(Family::Ipv4Unicast, None).await.is_ok_and(|r| r.is_empty())
+    })
+    .await;
+    let st = b.status().await.expect("status");
+    assert_eq!(st.peers[0].state, State::Idle, "it waits max-prefixes-restart before trying again");
+    a.shutdown(false).await;
+    b.shutdown(false).await;
+}

@@ -185,7 +185,11 @@ fn a_node_that_cannot_start_fails_the_deploy_by_name_and_rolls_everything_back()
     adopt_orphans();
     let name = unique("broken");
     let out = tartanlab(&["deploy", "-t", BROKEN, "--name", &name], &[]);
-    assert!(!out.status.success());
+    if out.status.success() {
+        // Never leave the lab behind, even when the deploy wrongly succeeded.
+        tartanlab(&["destroy", "--lab", &name], &[]);
+        panic!("deploying a lab whose BIRD cannot start succeeded:\n{}", stderr(&out));
+    }
     let err = stderr(&out);
     assert!(
         err.contains("node `bad`") && err.contains("bird.log") && err.contains("syntax error"),

@@ -126,8 +126,24 @@ impl Speaker {
     pub async fn start(cfg: SpeakerConfig) -> Result<Speaker, SpeakerError> {
         let mut listeners = Vec::new();
         for addr in &cfg.listen {
-            let l = socket::listen(*addr)
-                .map_err(|source| SpeakerError::Listen { addr: *addr, source })?;
+            let l = match socket::listen(*addr) {
+                Ok(l) => l,
+                // A kernel without IPv6 cannot listen on [::]: the IPv4 wildcard does the job.
+                Err(e)
+                    if addr.ip() == IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
+                        && matches!(
+                            e.raw_os_error(),
+                            Some(libc::EAFNOSUPPORT | libc::EADDRNOTAVAIL)
+                        ) =>
+                {
+                    let v4 =
+                        SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), addr.port());
+                    warn!(%addr, error = %e, "no IPv6 here: listening on {v4} instead");
+                    socket::listen(v4)
+                        .map_err(|source| SpeakerError::Listen { addr: v4, source })?
+                }
+                Err(source) => return Err(SpeakerError::Listen { addr: *addr, source }),
+            };
             listeners.push(l);
         }
         let (rib_tx, rib_rx) = mpsc::channel(RIB_QUEUE);

@@ -16,16 +16,15 @@ impl Rib {
     /// session (the UPDATE is ignored).
     pub fn apply_update(&mut self, idx: PeerIdx, u: &Update) -> bool {
         let Some(peer) = self.peer_mut(idx) else { return false };
-        if peer.session.is_none() {
-            return false;
-        }
+        // Routes of a family the session did not negotiate are ignored (RFC 4760 §6).
+        let Some(families) = peer.session.as_ref().map(|s| s.info.families) else { return false };
         peer.counters.updates_received += 1;
         if u.treat_as_withdraw.is_some() {
             peer.counters.treat_as_withdraw += 1;
         }
         let mut withdrawn = [0u64; 2];
         let mut count = 0;
-        for n in u.withdrawals() {
+        for n in u.withdrawals().filter(|n| families.contains(n.prefix.family())) {
             count += 1;
             if self.remove_path(n.prefix, idx, n.path_id.unwrap_or(0)) {
                 withdrawn[family_index(n.prefix.family())] += 1;
@@ -36,12 +35,12 @@ impl Rib {
         let mut received = 0;
         if u.treat_as_withdraw.is_none() {
             if let Some(attrs) = &u.attrs {
-                if !u.nlri.is_empty() {
+                if !u.nlri.is_empty() && families.contains(Family::Ipv4Unicast) {
                     let nh = attrs.next_hop.map(NextHop::V4);
                     let r = self.announce(idx, attrs, nh, &u.nlri);
                     (accepted, rejected, received) = add(accepted, rejected, received, r);
                 }
-                if let Some(reach) = &u.mp_reach {
+                if let Some(reach) = u.mp_reach.as_ref().filter(|r| families.contains(r.family)) {
                     let r = self.announce(idx, attrs, Some(reach.next_hop), &reach.nlri);
                     (accepted, rejected, received) = add(accepted, rejected, received, r);
                 }

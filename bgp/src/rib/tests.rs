@@ -674,3 +674,37 @@ fn nothing_leaks_once_every_peer_is_gone() {
     assert_eq!(lab.rib.attribute_sets(), 0);
     assert_eq!(lab.rib.prefix_counts(), [0, 0]);
 }
+
+#[test]
+fn routes_of_a_family_the_session_did_not_negotiate_are_ignored() {
+    let mut lab = Lab::new();
+    let a = lab.rib.add_peer(Lab::settings(&ebgp(1)));
+    let mut info_families = FamilySet::EMPTY;
+    info_families.insert(Family::Ipv4Unicast);
+    lab.rib.peer_up(
+        a,
+        SessionInfo {
+            remote_as: Asn(65001),
+            remote_id: Ipv4Addr::new(10, 0, 0, 1),
+            families: info_families,
+            encode: codec(true).update_encode(),
+            extended_next_hop: false,
+            local_v4: Some(Ipv4Addr::new(192, 0, 2, 101)),
+            local_v6: None,
+            local_v6_link_local: None,
+            enhanced_route_refresh: false,
+        },
+    );
+    let nh = NextHop::V6 { global: "2001:db8::1".parse().expect("addr"), link_local: None };
+    let u = Update {
+        attrs: Some(attrs_from(&[65001], [192, 0, 2, 1])),
+        mp_reach: Some(MpReach {
+            family: Family::Ipv6Unicast,
+            next_hop: nh,
+            nlri: vec![Nlri::new(p("2001:db8:5::/48"))],
+        }),
+        ..Update::default()
+    };
+    lab.rib.apply_update(a, &u);
+    assert_eq!(lab.rib.prefix_counts(), [0, 0]);
+}
