@@ -225,6 +225,9 @@ impl PeerConfig {
             max_prefixes: None,
             max_prefixes_restart: Duration::ZERO,
             description: None,
+            // How we connect matters only while there is no session.
+            connect_retry: 0,
+            passive: false,
             ..c.clone()
         };
         strip(self) != strip(new)

@@ -140,8 +140,10 @@ impl Modifications {
         *self == Modifications::default()
     }
 
-    /// Applies the changes; `local_as` is what `prepend` repeats.
-    pub fn apply(&self, a: &mut PathAttributes, local_as: Asn) {
+    /// Applies the changes. `prepend_as` is what `prepend` repeats — `None` where prepending
+    /// makes no sense (on import, and towards iBGP peers, where our own AS in the path would
+    /// make them refuse the route as a loop).
+    pub fn apply(&self, a: &mut PathAttributes, prepend_as: Option<Asn>) {
         if let Some(lp) = self.local_pref {
             a.local_pref = Some(lp);
         }
@@ -161,8 +163,10 @@ impl Modifications {
             a.large_communities.sort();
             a.large_communities.dedup();
         }
-        for _ in 0..self.prepend {
-            a.as_path.get_or_insert_with(Default::default).prepend(local_as);
+        if let Some(asn) = prepend_as {
+            for _ in 0..self.prepend {
+                a.as_path.get_or_insert_with(Default::default).prepend(asn);
+            }
         }
     }
 }
@@ -325,7 +329,7 @@ mod tests {
             ..Modifications::default()
         };
         let mut a = attrs(&[65001], &[(65000, 2), (65000, 1)]);
-        m.apply(&mut a, Asn(64512));
+        m.apply(&mut a, Some(Asn(64512)));
         assert_eq!(a.local_pref, Some(50));
         assert_eq!(a.communities, vec![Community::new(1, 1), Community::new(65000, 1)]);
         assert_eq!(a.as_path.map(|p| p.len()), Some(3));

@@ -243,3 +243,21 @@ async fn a_peer_over_its_prefix_limit_is_stopped_with_cease_1_and_retried_later(
     a.shutdown(false).await;
     b.shutdown(false).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_a_password_takes_the_key_off_the_listener() {
+    let a = speaker(65001, "127.0.0.81").await;
+    let b = speaker(65002, "127.0.0.82").await;
+    let mut na = neighbor("127.0.0.81", &b, "127.0.0.82");
+    na.passive = true;
+    na.password = Some("old-secret".into());
+    a.add_peer(na.clone()).await.expect("peer");
+    b.add_peer(neighbor("127.0.0.82", &a, "127.0.0.81")).await.expect("peer");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!established(&a, "127.0.0.82").await, "an unsigned peer must not get through");
+    na.password = None;
+    a.update_peer(na).await.expect("updated");
+    wait_for("the unsigned session", || established(&a, "127.0.0.82")).await;
+    a.shutdown(false).await;
+    b.shutdown(false).await;
+}

@@ -236,6 +236,9 @@ impl Resolver<'_> {
             speaker.cluster_id = Some(self.parse("global.cluster-id", c, "an IPv4 address")?);
         }
         speaker.multipath = g.multipath;
+        if g.graceful_restart == Some(false) && g.restart_time.is_some() {
+            return self.err("global.restart-time", "set, but graceful-restart is false");
+        }
         speaker.graceful_restart = match g.graceful_restart {
             Some(false) => None,
             _ => Some(GracefulRestart {
@@ -360,7 +363,10 @@ impl Resolver<'_> {
             c.hold_time = h;
         }
         if let Some(k) = n.keepalive {
-            if c.hold_time > 0 && k > c.hold_time / 3 {
+            if c.hold_time == 0 {
+                return self.err(key("keepalive"), "set, but hold-time 0 means no keepalives");
+            }
+            if k > c.hold_time / 3 {
                 return self.err(
                     key("keepalive"),
                     format!("{k} s is more than a third of hold-time {} s", c.hold_time),

@@ -4,9 +4,10 @@
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixListener;
 use tracing::warn;
 
@@ -103,24 +104,62 @@ impl RouteJson {
     }
 }
 
-/// Serves the control socket until the task is dropped.
-pub async fn serve(path: PathBuf, speaker: Speaker) -> std::io::Result<()> {
+/// The longest request line read.
+const MAX_REQUEST: u64 = 64 * 1024;
+/// How long a client has to send its request.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long `tartan bgp status` and `rib` wait for the answer (a large RIB takes a while).
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Binds the socket. A socket file left by a daemon that did not clean up is replaced; a live
+/// one (another daemon answers on it) or anything that is not a socket is refused.
+fn bind(path: &Path) -> std::io::Result<UnixListener> {
+    use std::os::unix::fs::FileTypeExt;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    // A socket left by an earlier run that did not clean up.
-    let _ = std::fs::remove_file(&path);
-    let listener = UnixListener::bind(&path)?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            return Err(std::io::Error::other(format!(
+                "{} exists and is not a socket: choose another `control-socket`",
+                path.display()
+            )));
+        }
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(std::io::Error::other(format!(
+                "another speaker answers on {}: give this one its own `control-socket`",
+                path.display()
+            )));
+        }
+        std::fs::remove_file(path)?;
+    }
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+/// Serves the control socket until the task is dropped.
+pub async fn serve(path: PathBuf, speaker: Speaker) -> std::io::Result<()> {
+    let listener = bind(&path)?;
     loop {
-        let (stream, _) = listener.accept().await?;
+        let stream = match listener.accept().await {
+            Ok((s, _)) => s,
+            Err(e) => {
+                // Out of file descriptors, say: the speaker goes on; so does the socket, later.
+                warn!(error = %e, "control socket: accept failed");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
         let speaker = speaker.clone();
         tokio::spawn(async move {
             let (rd, mut wr) = stream.into_split();
             let mut line = String::new();
-            let mut rd = tokio::io::BufReader::new(rd);
-            if rd.read_line(&mut line).await.is_err() {
-                return;
+            // One request line, of bounded length, within a few seconds.
+            let mut rd = tokio::io::BufReader::new(rd.take(MAX_REQUEST));
+            match tokio::time::timeout(REQUEST_TIMEOUT, rd.read_line(&mut line)).await {
+                Ok(Ok(_)) => {}
+                _ => return,
             }
             let response = match serde_json::from_str::<Request>(&line) {
                 Ok(req) => answer(&speaker, req).await,
@@ -168,6 +207,8 @@ pub fn request(path: &Path, req: &Request) -> Result<Response, ClientError> {
     let io = |source| ClientError::Io { path: path.to_path_buf(), source };
     let mut stream = std::os::unix::net::UnixStream::connect(path)
         .map_err(|source| ClientError::Connect { path: path.to_path_buf(), source })?;
+    stream.set_write_timeout(Some(REQUEST_TIMEOUT)).map_err(io)?;
+    stream.set_read_timeout(Some(ANSWER_TIMEOUT)).map_err(io)?;
     let mut line = serde_json::to_vec(req).map_err(|e| ClientError::Parse(e.to_string()))?;
     line.push(b'\n');
     stream.write_all(&line).map_err(io)?;

@@ -20,8 +20,10 @@ use tracing::{error, info, warn};
 
 pub use config::{ConfigError, DaemonConfig};
 
-use crate::config::PeerAddress;
+use crate::config::{PeerAddress, PeerConfig};
 use crate::io::{Speaker, SpeakerError};
+use crate::rib::Origination;
+use crate::types::Prefix;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -41,6 +43,10 @@ pub async fn run(path: &Path, control_override: Option<PathBuf>) -> Result<(), D
     if let Some(c) = control_override {
         cfg.control_socket = c;
     }
+    // Signals first: a SIGHUP or SIGTERM during start-up must not kill the process outright.
+    let mut hup = signal(SignalKind::hangup()).map_err(DaemonError::Signal)?;
+    let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signal)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signal)?;
     let speaker = Speaker::start(cfg.speaker.clone()).await?;
     info!(
         asn = %cfg.speaker.asn,
@@ -60,9 +66,6 @@ pub async fn run(path: &Path, control_override: Option<PathBuf>) -> Result<(), D
         let socket = socket.clone();
         tokio::spawn(async move { control::serve(socket, speaker).await })
     };
-    let mut hup = signal(SignalKind::hangup()).map_err(DaemonError::Signal)?;
-    let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signal)?;
-    let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signal)?;
     let mut control = control;
     loop {
         tokio::select! {
@@ -70,8 +73,7 @@ pub async fn run(path: &Path, control_override: Option<PathBuf>) -> Result<(), D
                 match DaemonConfig::load(path) {
                     Ok(mut new) => {
                         new.control_socket = cfg.control_socket.clone();
-                        reload(&speaker, &cfg, &new).await;
-                        cfg = new;
+                        cfg = reload(&speaker, &cfg, &new).await;
                     }
                     Err(e) => error!(error = %e, "configuration not reloaded"),
                 }
@@ -96,46 +98,83 @@ pub async fn run(path: &Path, control_override: Option<PathBuf>) -> Result<(), D
     Ok(())
 }
 
-/// Applies a re-read configuration: only what changed is touched.
-pub async fn reload(speaker: &Speaker, old: &DaemonConfig, new: &DaemonConfig) {
+/// Applies a re-read configuration: only what changed is touched. Returns the configuration now
+/// in effect — a neighbor or route that could not be applied keeps its old state there, so the
+/// next reload tries it again.
+pub async fn reload(speaker: &Speaker, old: &DaemonConfig, new: &DaemonConfig) -> DaemonConfig {
     if old.speaker != new.speaker {
         warn!(
             "changes to [global] take effect at the next start; neighbors and routes are reloaded"
         );
     }
-    let old_n: HashMap<PeerAddress, _> = old.neighbors.iter().map(|n| (n.address, n)).collect();
-    let new_n: HashMap<PeerAddress, _> = new.neighbors.iter().map(|n| (n.address, n)).collect();
-    for (addr, _) in old_n.iter().filter(|(a, _)| !new_n.contains_key(a)) {
+    let mut neighbors: HashMap<PeerAddress, PeerConfig> =
+        old.neighbors.iter().map(|n| (n.address, n.clone())).collect();
+    let wanted: HashMap<PeerAddress, &PeerConfig> =
+        new.neighbors.iter().map(|n| (n.address, n)).collect();
+    let gone: Vec<PeerAddress> =
+        neighbors.keys().filter(|a| !wanted.contains_key(a)).copied().collect();
+    for addr in gone {
         info!(neighbor = %addr, "neighbor removed");
-        if let Err(e) = speaker.remove_peer(*addr).await {
-            warn!(neighbor = %addr, error = %e, "not removed");
+        match speaker.remove_peer(addr).await {
+            Ok(()) => {
+                neighbors.remove(&addr);
+            }
+            Err(e) => warn!(neighbor = %addr, error = %e, "not removed"),
         }
     }
-    for (addr, n) in &new_n {
-        let result = match old_n.get(addr) {
+    for (addr, n) in &wanted {
+        let result = match neighbors.get(addr) {
             None => {
                 info!(neighbor = %addr, "neighbor added");
                 speaker.add_peer((*n).clone()).await
             }
-            Some(o) if o != n => {
+            Some(o) if o != *n => {
                 info!(neighbor = %addr, "neighbor changed");
                 speaker.update_peer((*n).clone()).await
             }
-            Some(_) => Ok(()),
+            Some(_) => continue,
         };
-        if let Err(e) = result {
-            warn!(neighbor = %addr, error = %e, "not applied");
+        match result {
+            Ok(()) => {
+                neighbors.insert(*addr, (*n).clone());
+            }
+            Err(e) => {
+                warn!(neighbor = %addr, error = %e, "not applied; the next reload tries again")
+            }
         }
     }
-    let old_o: HashMap<_, _> = old.originate.iter().map(|o| (o.prefix, &o.attrs)).collect();
-    let new_o: HashMap<_, _> = new.originate.iter().map(|o| (o.prefix, &o.attrs)).collect();
-    for p in old_o.keys().filter(|p| !new_o.contains_key(p)) {
-        let _ = speaker.withdraw(*p).await;
+    let mut originate: HashMap<Prefix, Origination> =
+        old.originate.iter().map(|o| (o.prefix, o.attrs.clone())).collect();
+    let wanted_o: HashMap<Prefix, &Origination> =
+        new.originate.iter().map(|o| (o.prefix, &o.attrs)).collect();
+    let gone: Vec<Prefix> =
+        originate.keys().filter(|p| !wanted_o.contains_key(p)).copied().collect();
+    for p in gone {
+        if speaker.withdraw(p).await.is_ok() {
+            originate.remove(&p);
+        }
     }
-    for (p, a) in &new_o {
-        if old_o.get(p) != Some(a) {
-            let _ = speaker.originate(*p, (*a).clone()).await;
+    for (p, a) in &wanted_o {
+        if originate.get(p) != Some(*a) && speaker.originate(*p, (*a).clone()).await.is_ok() {
+            originate.insert(*p, (*a).clone());
         }
     }
     info!("configuration reloaded");
+    // Keep the file's order where the neighbor was applied; the old entry otherwise.
+    let mut effective = new.clone();
+    effective.speaker = old.speaker.clone();
+    effective.neighbors = new
+        .neighbors
+        .iter()
+        .filter_map(|n| neighbors.get(&n.address).cloned())
+        .chain(
+            old.neighbors
+                .iter()
+                .filter(|n| !wanted.contains_key(&n.address) && neighbors.contains_key(&n.address))
+                .cloned(),
+        )
+        .collect();
+    effective.originate =
+        originate.into_iter().map(|(prefix, attrs)| config::Originate { prefix, attrs }).collect();
+    effective
 }

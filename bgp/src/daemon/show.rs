@@ -59,8 +59,18 @@ pub fn status(s: &SpeakerStatus) -> String {
         s.rib.prefixes_v6,
         s.rib.attribute_sets
     );
+    for r in &s.ranges {
+        out.push_str(&format!("Dynamic neighbors may connect from {r}.\n"));
+    }
+    if !s.ranges.is_empty() {
+        out.push('\n');
+    }
     if s.peers.is_empty() {
-        out.push_str("No neighbors are configured (add [[neighbor]] sections).\n");
+        if s.ranges.is_empty() {
+            out.push_str("No neighbors are configured (add [[neighbor]] sections).\n");
+        } else {
+            out.push_str("No dynamic neighbor has connected yet.\n");
+        }
         return out;
     }
     let rows: Vec<Vec<String>> = s
@@ -73,6 +83,10 @@ pub fn status(s: &SpeakerStatus) -> String {
                 _ => "-".into(),
             };
             let mut note = String::new();
+            if let Some(d) = &p.description {
+                note.push_str(d);
+                note.push_str("; ");
+            }
             if !p.stale_families.is_empty() {
                 note.push_str("routes stale (graceful restart); ");
             }
@@ -92,9 +106,12 @@ pub fn status(s: &SpeakerStatus) -> String {
         })
         .collect();
     out.push_str(&table(
-        &["NEIGHBOR", "AS", "STATE", "UPTIME", "RECEIVED", "ACCEPTED", "ADVERTISED", "INFO"],
+        &["NEIGHBOR", "AS", "STATE", "UPTIME", "ANNOUNCED", "ACCEPTED", "ADVERTISED", "INFO"],
         &rows,
     ));
+    out.push_str(
+        "\nANNOUNCED counts every route the neighbor announced (re-announcements too); ACCEPTED and\nADVERTISED are the routes held from it and sent to it now.\n",
+    );
     out
 }
 

@@ -227,6 +227,8 @@ pub struct Fsm {
     idle_hold: Duration,
     /// Waiting out `idle_hold` before restarting.
     in_idle_hold: bool,
+    /// Stopped with a delay (prefix limit, reset): no connection either way until it is over.
+    held_down: bool,
     /// Families whose routes from this peer are stale (graceful restart helper).
     stale: FamilySet,
     /// Why the last session or attempt ended, for people.
@@ -245,6 +247,7 @@ impl Fsm {
             conns: Vec::new(),
             idle_hold: Duration::from_secs(1),
             in_idle_hold: false,
+            held_down: false,
             stale: FamilySet::EMPTY,
             last_error: None,
         }
@@ -285,9 +288,13 @@ impl Fsm {
         self.last_error.as_deref()
     }
 
-    /// Whether a connection from the peer would be accepted now.
+    /// Whether a connection from the peer would be accepted now: not while stopped, nor while
+    /// held down after a stop with a delay — else a peer stopped for too many prefixes would be
+    /// back at once. While waiting to retry after an error, the peer may still call: a peer
+    /// that restarted should not wait for our back-off (and two peers backing off in turn
+    /// would refuse each other for ever).
     pub fn accepts_connections(&self) -> bool {
-        self.started
+        self.started && !self.held_down
     }
 
     pub fn handle(&mut self, input: Input) -> Vec<Output> {
@@ -326,6 +333,7 @@ impl Fsm {
         }
         self.started = true;
         self.in_idle_hold = false;
+        self.held_down = false;
         self.try_connect(out);
     }
 
@@ -354,10 +362,12 @@ impl Fsm {
             None => {
                 self.started = false;
                 self.in_idle_hold = false;
+                self.held_down = false;
                 out.push(Output::CancelTimer(Timer::IdleHold));
             }
             Some(delay) => {
                 self.in_idle_hold = true;
+                self.held_down = true;
                 out.push(Output::SetTimer(Timer::IdleHold, delay));
             }
         }
@@ -367,7 +377,7 @@ impl Fsm {
         if dir == Direction::Outbound {
             self.connecting = false;
         }
-        if !self.started {
+        if !self.accepts_connections() {
             out.push(Output::Close(id));
             return;
         }
@@ -568,6 +578,7 @@ impl Fsm {
             Timer::IdleHold => {
                 if self.in_idle_hold {
                     self.in_idle_hold = false;
+                    self.held_down = false;
                     self.try_connect(out);
                 }
             }

@@ -435,15 +435,27 @@ fn a_stop_with_restart_comes_back_after_the_delay() {
 }
 
 #[test]
-fn connections_from_the_peer_are_accepted_while_waiting_to_restart() {
+fn connections_from_the_peer_are_accepted_while_waiting_to_retry_after_an_error() {
     let mut fsm = Fsm::new(cfg(), false);
     fsm.handle(Input::Start);
     fsm.handle(Input::Connected(1, Direction::Outbound));
     fsm.handle(Input::Closed(1));
+    assert!(fsm.accepts_connections());
     let out = fsm.handle(Input::Connected(2, Direction::Inbound));
     assert!(out.iter().any(|o| matches!(o, Output::Send(2, Message::Open(_)))));
     assert!(has(&out, &Output::CancelTimer(Timer::IdleHold)));
     assert_eq!(fsm.state(), State::OpenSent);
+}
+
+#[test]
+fn a_session_stopped_for_too_many_prefixes_stays_down_for_the_delay() {
+    let mut fsm = established();
+    let n = Notification::max_prefixes(1, 1, 10);
+    fsm.handle(Input::Stop { notification: n, restart: Some(Duration::from_secs(60)) });
+    // A connection attempt that was already under way, and the peer calling back, both wait.
+    assert_eq!(fsm.handle(Input::Connected(5, Direction::Outbound)), vec![Output::Close(5)]);
+    assert_eq!(fsm.handle(Input::Connected(6, Direction::Inbound)), vec![Output::Close(6)]);
+    assert_eq!(fsm.state(), State::Idle);
 }
 
 #[test]
@@ -567,6 +579,7 @@ fn stale_routes_go_when_the_returning_peer_sends_end_of_rib() {
 fn stale_routes_go_at_once_when_the_peer_returns_without_preserved_forwarding() {
     let mut fsm = established_with(gr_cfg(), peer_open_gr(true));
     fsm.handle(Input::Closed(1));
+    fsm.handle(Input::Timer(Timer::IdleHold));
     fsm.handle(Input::Connected(2, Direction::Inbound));
     fsm.handle(Input::Received(2, Message::Open(peer_open_gr(false))));
     let out = fsm.handle(Input::Received(2, Message::Keepalive));

@@ -114,19 +114,53 @@ pub async fn writer(
             },
             () = notified => {
                 let Some((q, idx)) = &queue else { continue };
+                let (q, idx) = (q.clone(), *idx);
                 let blocked = q.take(&mut chunk);
-                if !chunk.is_empty() && wr.write_all(&chunk).await.is_err() {
-                    break;
+                // UPDATEs go out in pieces, with the peer task's messages (a KEEPALIVE, a
+                // NOTIFICATION, Close) given their turn between them.
+                let mut closing = false;
+                for piece in chunk.chunks(PIECE) {
+                    if wr.write_all(piece).await.is_err() {
+                        let _ = events.send(ConnEvent::Closed(id)).await;
+                        return;
+                    }
+                    while let Ok(cmd) = commands.try_recv() {
+                        match cmd {
+                            WriterCommand::Send(bytes) => {
+                                if wr.write_all(&bytes).await.is_err() {
+                                    let _ = events.send(ConnEvent::Closed(id)).await;
+                                    return;
+                                }
+                            }
+                            WriterCommand::Updates(q, idx) => {
+                                q.notify.notify_one();
+                                queue = Some((q, idx));
+                            }
+                            WriterCommand::Close => closing = true,
+                        }
+                    }
+                    if closing {
+                        break;
+                    }
                 }
                 chunk.clear();
-                if blocked && rib.send(RibCommand::Writable(*idx)).await.is_err() {
-                    break;
+                if closing {
+                    let _ = wr.shutdown().await;
+                    return;
+                }
+                // Never wait for the RIB: a full channel means it is busy, and it looks at every
+                // session's queue after each batch of work anyway.
+                if blocked {
+                    let _ = rib.try_send(RibCommand::Writable(idx));
                 }
             }
         }
     }
     let _ = events.send(ConnEvent::Closed(id)).await;
 }
+
+/// How much of the queued UPDATEs is written before the writer looks for other messages.
+const PIECE: usize = 16 * 1024;
 
 /// Bytes the RIB has encoded for a session and the writer has not yet sent.
 #[derive(Debug, Default)]

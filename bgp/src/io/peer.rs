@@ -274,7 +274,13 @@ impl Task {
 
     /// Starts the reader and writer of a new connection and tells the state machine.
     fn attach(&mut self, stream: TcpStream, dir: Direction) {
-        let Ok(local) = stream.local_addr() else { return };
+        let Ok(local) = stream.local_addr() else {
+            // The connection is already gone; an attempt of ours counts as failed.
+            if dir == Direction::Outbound {
+                self.input(Input::ConnectFailed);
+            }
+            return;
+        };
         let _ = stream.set_nodelay(true);
         let id = self.next_conn;
         self.next_conn += 1;

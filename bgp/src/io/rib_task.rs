@@ -77,13 +77,21 @@ struct Session {
 struct RibTask {
     rib: Rib,
     sessions: Vec<Option<Session>>,
+    /// Prefix-limit events not yet delivered (a peer's command channel was full).
+    undelivered: Vec<RibEvent>,
     feeds: Vec<(usize, mpsc::UnboundedSender<Vec<BestChange>>)>,
     scratch: Vec<u8>,
 }
 
 /// Runs the RIB until `Stop` or until every sender is gone.
 pub fn run(rib: Rib, mut rx: mpsc::Receiver<RibCommand>) {
-    let mut task = RibTask { rib, sessions: Vec::new(), feeds: Vec::new(), scratch: Vec::new() };
+    let mut task = RibTask {
+        rib,
+        sessions: Vec::new(),
+        undelivered: Vec::new(),
+        feeds: Vec::new(),
+        scratch: Vec::new(),
+    };
     let mut last_collect = Instant::now();
     loop {
         let busy = task.has_work();
@@ -194,11 +202,16 @@ impl RibTask {
 
     /// Tells sessions what the RIB found (a prefix limit exceeded).
     fn events(&mut self) {
-        for e in self.rib.take_events() {
+        let mut events = std::mem::take(&mut self.undelivered);
+        events.extend(self.rib.take_events());
+        for e in events {
             match e {
                 RibEvent::MaxPrefixes { peer, family, limit } => {
-                    if let Some(Some(s)) = self.sessions.get(usize::from(peer.0)) {
-                        let _ = s.peer.try_send(PeerCommand::MaxPrefixes { family, limit });
+                    // A session that is gone no longer needs stopping.
+                    let Some(Some(s)) = self.sessions.get(usize::from(peer.0)) else { continue };
+                    let cmd = PeerCommand::MaxPrefixes { family, limit };
+                    if let Err(mpsc::error::TrySendError::Full(_)) = s.peer.try_send(cmd) {
+                        self.undelivered.push(e);
                     }
                 }
             }
@@ -251,6 +264,7 @@ impl RibTask {
                 .is_some_and(|s| s.queue.space() > 0 && self.rib.export_pending(PeerIdx(i as u16)))
         });
         let feeds = self.feeds.iter().any(|(feed, _)| self.rib.feed_pending(*feed));
-        export || feeds
+        let events = !self.undelivered.is_empty();
+        export || feeds || events
     }
 }

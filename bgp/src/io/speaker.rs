@@ -69,6 +69,9 @@ pub struct SpeakerStatus {
     pub uptime_secs: u64,
     pub rib: RibSummary,
     pub peers: Vec<PeerStatus>,
+    /// Ranges dynamic neighbors may connect from.
+    #[serde(default)]
+    pub ranges: Vec<String>,
 }
 
 struct PeerEntry {
@@ -185,22 +188,33 @@ impl Speaker {
         self.inner.registry().listeners.iter().map(|(_, a)| *a).collect()
     }
 
-    /// Adds a neighbour (or a range of dynamic ones); other sessions are untouched.
+    /// Adds a neighbour (or a range of dynamic ones); other sessions are untouched. A dynamic
+    /// session at that address gives way to the configured neighbour.
     pub async fn add_peer(&self, cfg: PeerConfig) -> Result<(), SpeakerError> {
-        self.set_md5(&cfg, false)?;
         match cfg.address {
             PeerAddress::Range(range) => {
-                let mut reg = self.inner.registry();
-                if reg.ranges.iter().any(|r| r.address == cfg.address) {
+                if self.inner.registry().ranges.iter().any(|r| r.address == cfg.address) {
                     return Err(SpeakerError::Duplicate(range.to_string()));
                 }
-                reg.ranges.push(cfg);
+                self.set_md5(&cfg, false)?;
+                self.inner.registry().ranges.push(cfg);
                 Ok(())
             }
             PeerAddress::Single(addr) => {
-                if self.inner.registry().peers.contains_key(&addr) {
-                    return Err(SpeakerError::Duplicate(addr.to_string()));
+                let dynamic = {
+                    let mut reg = self.inner.registry();
+                    match reg.peers.get(&addr) {
+                        Some(e) if !e.dynamic => {
+                            return Err(SpeakerError::Duplicate(addr.to_string()));
+                        }
+                        Some(_) => reg.peers.remove(&addr),
+                        None => None,
+                    }
+                };
+                if let Some(entry) = dynamic {
+                    self.stop_and_remove(entry, cease::OTHER_CONFIG_CHANGE).await?;
                 }
+                self.set_md5(&cfg, false)?;
                 let entry = self.inner.spawn_peer(addr, cfg, false).await?;
                 let mut reg = self.inner.registry();
                 if reg.peers.contains_key(&addr) {
@@ -215,26 +229,49 @@ impl Speaker {
 
     /// Changes a neighbour: policy and next-hop changes apply without a reset (an import
     /// policy change asks the peer for its routes again); anything the OPEN carries resets
-    /// that session only.
+    /// that session only. A changed range applies to the sessions already up from it.
     pub async fn update_peer(&self, cfg: PeerConfig) -> Result<(), SpeakerError> {
         let addr = match cfg.address {
             PeerAddress::Single(a) => a,
             PeerAddress::Range(_) => {
-                let mut reg = self.inner.registry();
-                let Some(r) = reg.ranges.iter_mut().find(|r| r.address == cfg.address) else {
-                    return Err(SpeakerError::UnknownPeer(cfg.address.to_string()));
+                let old = {
+                    let mut reg = self.inner.registry();
+                    let Some(r) = reg.ranges.iter_mut().find(|r| r.address == cfg.address) else {
+                        return Err(SpeakerError::UnknownPeer(cfg.address.to_string()));
+                    };
+                    std::mem::replace(r, cfg.clone())
                 };
-                *r = cfg;
+                if old.password != cfg.password {
+                    self.set_md5(&old, true)?;
+                    self.set_md5(&cfg, false)?;
+                }
+                let members: Vec<IpAddr> = {
+                    let reg = self.inner.registry();
+                    let matching = |(a, e): (&IpAddr, &PeerEntry)| {
+                        (e.dynamic && cfg.address.matches(*a)).then_some(*a)
+                    };
+                    reg.peers.iter().filter_map(matching).collect()
+                };
+                for a in members {
+                    self.update_session(a, cfg.clone()).await?;
+                }
                 return Ok(());
             }
         };
-        let (idx, commands, old) = {
+        self.update_session(addr, cfg).await
+    }
+
+    /// Applies a new configuration to the session with the peer at `addr`.
+    async fn update_session(&self, addr: IpAddr, cfg: PeerConfig) -> Result<(), SpeakerError> {
+        let (idx, commands, old, dynamic) = {
             let reg = self.inner.registry();
             let e =
                 reg.peers.get(&addr).ok_or_else(|| SpeakerError::UnknownPeer(addr.to_string()))?;
-            (e.idx, e.commands.clone(), e.cfg.clone())
+            (e.idx, e.commands.clone(), e.cfg.clone(), e.dynamic)
         };
-        if old.password != cfg.password {
+        // A dynamic session is signed with its range's key, set with the range.
+        if !dynamic && old.password != cfg.password {
+            self.set_md5(&old, true)?;
             self.set_md5(&cfg, false)?;
         }
         let (tx, rx) = oneshot::channel();
@@ -255,27 +292,58 @@ impl Speaker {
     }
 
     /// Removes a neighbour: its session ends with Cease "Peer De-configured" and its routes go.
+    /// Removing a range ends the sessions that came from it.
     pub async fn remove_peer(&self, address: PeerAddress) -> Result<(), SpeakerError> {
-        let entry = match address {
+        match address {
             PeerAddress::Range(_) => {
-                let mut reg = self.inner.registry();
-                let before = reg.ranges.len();
-                reg.ranges.retain(|r| r.address != address);
-                if reg.ranges.len() == before {
+                let removed = {
+                    let mut reg = self.inner.registry();
+                    let i = reg.ranges.iter().position(|r| r.address == address);
+                    i.map(|i| reg.ranges.remove(i))
+                };
+                let Some(range) = removed else {
                     return Err(SpeakerError::UnknownPeer(address.to_string()));
+                };
+                self.set_md5(&range, true)?;
+                let members: Vec<PeerEntry> = {
+                    let mut reg = self.inner.registry();
+                    let addrs: Vec<IpAddr> = reg
+                        .peers
+                        .iter()
+                        .filter(|(a, e)| e.dynamic && address.matches(**a))
+                        .map(|(a, _)| *a)
+                        .collect();
+                    addrs.iter().filter_map(|a| reg.peers.remove(a)).collect()
+                };
+                for e in members {
+                    self.stop_and_remove(e, cease::PEER_DECONFIGURED).await?;
                 }
-                return Ok(());
+                Ok(())
             }
-            PeerAddress::Single(a) => self.inner.registry().peers.remove(&a),
-        };
-        let Some(entry) = entry else { return Err(SpeakerError::UnknownPeer(address.to_string())) };
-        let n = Notification::cease(cease::PEER_DECONFIGURED);
+            PeerAddress::Single(a) => {
+                let entry = self.inner.registry().peers.remove(&a);
+                let Some(entry) = entry else {
+                    return Err(SpeakerError::UnknownPeer(address.to_string()));
+                };
+                let cfg = entry.cfg.clone();
+                let dynamic = entry.dynamic;
+                self.stop_and_remove(entry, cease::PEER_DECONFIGURED).await?;
+                if !dynamic {
+                    self.set_md5(&cfg, true)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Ends a session with a Cease of `subcode`, stops its task and forgets its routes.
+    async fn stop_and_remove(&self, entry: PeerEntry, subcode: u8) -> Result<(), SpeakerError> {
+        let n = Notification::cease(subcode);
         let _ = entry.commands.send(PeerCommand::Stop { notification: n, restart: None }).await;
         let (tx, rx) = oneshot::channel();
         let _ = entry.commands.send(PeerCommand::Shutdown { graceful: false, done: tx }).await;
         let _ = tokio::time::timeout(Duration::from_secs(2), rx).await;
         entry.task.abort();
-        self.set_md5(&entry.cfg, true)?;
         self.inner.send(RibCommand::RemovePeer(entry.idx)).await
     }
 
@@ -311,6 +379,8 @@ impl Speaker {
 
     /// Every peer's state and counters.
     pub async fn status(&self) -> Result<SpeakerStatus, SpeakerError> {
+        let ranges: Vec<String> =
+            self.inner.registry().ranges.iter().map(|r| r.address.to_string()).collect();
         let peers: Vec<(IpAddr, PeerIdx, PeerConfig, PeerState, bool)> = {
             let reg = self.inner.registry();
             reg.peers
@@ -342,6 +412,7 @@ impl Speaker {
             uptime_secs: self.inner.started.elapsed().as_secs(),
             rib,
             peers: out,
+            ranges,
         })
     }
 

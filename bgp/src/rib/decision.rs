@@ -40,9 +40,6 @@ pub fn select(
         .map(|(i, p)| Candidate { i, path: *p, key: *attrs.key(p.attrs), peer: facts(p.peer) })
         .collect();
     let mut left: Vec<&Candidate> = c.iter().collect();
-    // Tartan: a fresh path beats one kept stale for a restarting peer (RFC 4724 leaves this
-    // open; the stale copy is only there to keep forwarding while nothing better is known).
-    keep_min(&mut left, |x| x.path.is_stale());
     // Tartan: routes we originate win, as a locally configured route does in every router.
     keep_min(&mut left, |x| x.path.peer != PeerIdx::LOCAL);
     // §9.1.2.2 preamble / §9.1.1: the highest degree of preference (LOCAL_PREF).
@@ -66,6 +63,10 @@ pub fn select(
     keep_min(&mut left, |x| x.key.cluster_list_len);
     // §9.1.2.2 g: the lowest peer address.
     keep_min(&mut left, |x| x.peer.address);
+    // Tartan: only when all else is equal does a fresh path beat one kept stale for a
+    // restarting peer. Stale routes keep being used as they were (RFC 4724 §4.2): preferring
+    // fresh ones outright would move traffic twice for every restart.
+    keep_min(&mut left, |x| x.path.is_stale());
     // Tartan: the lowest ADD-PATH identifier, so the choice never depends on arrival order.
     keep_min(&mut left, |x| x.path.path_id);
     let best = left.first().map_or(0, |x| x.i);
@@ -262,12 +263,21 @@ mod tests {
     }
 
     #[test]
-    fn a_fresh_path_beats_a_stale_one() {
+    fn a_stale_path_keeps_its_rank_and_loses_only_a_tie() {
         let mut f = Fixture::new();
         let mut stale = f.path(1, |a| a.local_pref = Some(500));
         stale.flags = super::super::table::flags::STALE;
         let fresh = f.path(3, |_| {});
-        assert_eq!(f.best(vec![stale, fresh]), 3);
+        assert_eq!(f.best(vec![stale, fresh]), 1, "RFC 4724 §4.2: stale routes are used as before");
+        let mut tied = f.path(1, |_| {});
+        tied.flags = super::super::table::flags::STALE;
+        tied.path_id = 0;
+        let mut other = tied;
+        other.flags = 0;
+        other.path_id = 1;
+        let mut paths = vec![tied, other];
+        select(&mut paths, &f.store, facts, Asn(64512), false);
+        assert!(!paths[0].is_stale());
     }
 
     #[test]

@@ -126,12 +126,39 @@ impl AdjOut {
 /// (which decides the next hop).
 type MemoKey = (AttrId, u32, PeerIdx, Option<usize>, Family);
 
+/// What a source set becomes for a peer: nothing, or an exported set — held by the memo unless
+/// it is the source set itself (a reference of the memo's own key would keep the source alive
+/// for ever, and the sweep never notice it gone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Exported {
+    Nothing,
+    Set(AttrId),
+    Same(AttrId),
+}
+
+impl Exported {
+    fn id(self) -> Option<AttrId> {
+        match self {
+            Exported::Nothing => None,
+            Exported::Set(id) | Exported::Same(id) => Some(id),
+        }
+    }
+
+    /// The handle the memo holds a reference to.
+    fn held(self) -> Option<AttrId> {
+        match self {
+            Exported::Set(id) => Some(id),
+            _ => None,
+        }
+    }
+}
+
 /// What a peer's export computed, kept while its session lasts: the attribute set each source
-/// set becomes, and its encoding. Holds a reference to each exported set; entries whose source
-/// set is gone are swept out now and then.
+/// set becomes, and its encoding. Holds a reference to each exported set other than a source
+/// set itself; entries whose source set is gone are swept out now and then.
 #[derive(Debug, Default)]
 pub struct Memo {
-    exported: HashMap<MemoKey, Option<AttrId>, FoldBuildHasher>,
+    exported: HashMap<MemoKey, Exported, FoldBuildHasher>,
     encoded: HashMap<(AttrId, Family), Arc<EncodedAttrs>, FoldBuildHasher>,
     /// `AttrStore::freed` at the last sweep.
     swept_at: u64,
@@ -141,7 +168,7 @@ impl Memo {
     /// Forgets everything, dropping the references.
     pub fn release(&mut self, attrs: &mut AttrStore) {
         for (_, exported) in self.exported.drain() {
-            if let Some(e) = exported {
+            if let Some(e) = exported.held() {
                 attrs.release(e);
             }
         }
@@ -160,7 +187,7 @@ impl Memo {
         self.exported.retain(|&(source, generation, _, _, _), exported| {
             let live = attrs.is_live(source, generation);
             if !live {
-                dropped.extend(exported.take());
+                dropped.extend(exported.held());
             }
             live
         });
@@ -168,7 +195,7 @@ impl Memo {
             attrs.release(id);
         }
         let used: hashbrown::HashSet<AttrId, FoldBuildHasher> =
-            self.exported.values().flatten().copied().collect();
+            self.exported.values().filter_map(|e| e.id()).collect();
         self.encoded.retain(|(id, _), _| used.contains(id));
     }
 }
@@ -454,12 +481,20 @@ impl Exporter<'_> {
         }
         let key = (best.attrs, self.attrs.generation(best.attrs), best.peer, verdict.rule, family);
         if let Some(cached) = self.memo.exported.get(&key) {
-            return *cached;
+            return cached.id();
         }
         let src_router_id = source.map_or(self.cfg.router_id, |p| p.facts.router_id);
-        let exported = self.rewrite(route.clone(), src_kind, src_router_id, verdict, family);
+        let exported = match self.rewrite(route.clone(), src_kind, src_router_id, verdict, family) {
+            None => Exported::Nothing,
+            Some(id) if id == best.attrs => {
+                // Unchanged by export: the routes hold it; the memo must not.
+                self.attrs.release(id);
+                Exported::Same(id)
+            }
+            Some(id) => Exported::Set(id),
+        };
         self.memo.exported.insert(key, exported);
-        exported
+        exported.id()
     }
 
     /// Builds, interns and encodes what the peer receives; `None` if it cannot be sent.
@@ -492,7 +527,12 @@ impl Exporter<'_> {
             }
         }
         if let Some(m) = settings.export.modifications(verdict) {
-            m.apply(&mut a, settings.local_as);
+            let ebgp = dst.kind == PeerKind::Ebgp;
+            m.apply(&mut a, ebgp.then_some(settings.local_as));
+            if ebgp {
+                // RFC 4271 §5.1.5: LOCAL_PREF never goes to an external peer, set by policy or not.
+                a.local_pref = None;
+            }
         }
         let own = match settings.next_hop {
             NextHopMode::SelfAddress => true,

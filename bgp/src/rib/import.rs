@@ -22,39 +22,33 @@ impl Rib {
         if u.treat_as_withdraw.is_some() {
             peer.counters.treat_as_withdraw += 1;
         }
-        let mut withdrawn = [0u64; 2];
-        let mut count = 0;
+        let mut t = Tally::default();
         for n in u.withdrawals().filter(|n| families.contains(n.prefix.family())) {
-            count += 1;
+            t.withdrawals += 1;
             if self.remove_path(n.prefix, idx, n.path_id.unwrap_or(0)) {
-                withdrawn[family_index(n.prefix.family())] += 1;
+                t.removed[family_index(n.prefix.family())] += 1;
             }
         }
-        let mut accepted = [0u64; 2];
-        let mut rejected = 0;
-        let mut received = 0;
         if u.treat_as_withdraw.is_none() {
             if let Some(attrs) = &u.attrs {
                 if !u.nlri.is_empty() && families.contains(Family::Ipv4Unicast) {
                     let nh = attrs.next_hop.map(NextHop::V4);
-                    let r = self.announce(idx, attrs, nh, &u.nlri);
-                    (accepted, rejected, received) = add(accepted, rejected, received, r);
+                    self.announce(idx, attrs, nh, &u.nlri, &mut t);
                 }
                 if let Some(reach) = u.mp_reach.as_ref().filter(|r| families.contains(r.family)) {
-                    let r = self.announce(idx, attrs, Some(reach.next_hop), &reach.nlri);
-                    (accepted, rejected, received) = add(accepted, rejected, received, r);
+                    self.announce(idx, attrs, Some(reach.next_hop), &reach.nlri, &mut t);
                 }
             }
         }
         let Some(peer) = self.peer_mut(idx) else { return true };
         let c = &mut peer.counters;
-        c.withdrawals_received += count;
-        c.routes_received += received;
-        c.routes_rejected += rejected;
+        c.withdrawals_received += t.withdrawals;
+        c.routes_received += t.received;
+        c.routes_rejected += t.rejected;
         let mut exceeded = None;
         for f in Family::ALL {
             let i = family_index(f);
-            c.accepted[i] = (c.accepted[i] + accepted[i]).saturating_sub(withdrawn[i]);
+            c.accepted[i] = (c.accepted[i] + t.added[i]).saturating_sub(t.removed[i]);
             if let Some(limit) = peer.settings.max_prefixes {
                 if c.accepted[i] > u64::from(limit) && exceeded.is_none() {
                     exceeded = Some(RibEvent::MaxPrefixes { peer: idx, family: f, limit });
@@ -69,23 +63,26 @@ impl Rib {
         true
     }
 
-    /// Announces `routes` from the peer with `attrs` and next hop `nh`. Returns, per family, how
-    /// many paths are new, how many routes were refused, and how many were received.
+    /// Announces `routes` from the peer with `attrs` and next hop `nh`, counting into `t`.
     fn announce(
         &mut self,
         idx: PeerIdx,
         attrs: &PathAttributes,
         nh: Option<NextHop>,
         routes: &[Nlri],
-    ) -> ([u64; 2], u64, u64) {
-        let mut accepted = [0u64; 2];
-        let received = routes.len() as u64;
+        t: &mut Tally,
+    ) {
+        t.received += routes.len() as u64;
         let Some((kind, import)) = self.peer(idx).map(|p| (p.kind, p.settings.import.clone()))
         else {
-            return (accepted, 0, received);
+            return;
         };
         let base = prepare(attrs, kind);
+        // A confederation segment from any peer is malformed here: Tartan is in no
+        // confederation (RFC 5065 §5.3; RFC 7606 §7.2 makes it treat-as-withdraw).
+        let confed = base.as_path.as_ref().is_some_and(|p| p.has_confed());
         let refused = nh.is_none()
+            || confed
             || reflector::check_loops(
                 &base,
                 kind,
@@ -95,10 +92,11 @@ impl Rib {
             )
             .is_err();
         if refused {
+            t.rejected += routes.len() as u64;
             for n in routes {
-                self.remove_path(n.prefix, idx, n.path_id.unwrap_or(0));
+                self.withdraw_refused(idx, n, t);
             }
-            return (accepted, received, received);
+            return;
         }
         // One verdict for the whole UPDATE unless a rule looks at prefixes.
         let per_prefix = import.depends_on_prefix();
@@ -106,15 +104,14 @@ impl Rib {
         let shared = first.map(|p| import.evaluate(p, &base));
         // Interned attribute sets by the rule that produced them (at most a few per UPDATE).
         let mut sets: Vec<(Option<usize>, AttrId)> = Vec::new();
-        let mut rejected = 0;
         for n in routes {
             let verdict = match (per_prefix, shared) {
                 (false, Some(v)) => v,
                 _ => import.evaluate(n.prefix, &base),
             };
             if verdict.action == Action::Reject {
-                rejected += 1;
-                self.remove_path(n.prefix, idx, n.path_id.unwrap_or(0));
+                t.rejected += 1;
+                self.withdraw_refused(idx, n, t);
                 continue;
             }
             // Each path holds one reference: `intern` gives the first, `retain` the others.
@@ -126,7 +123,7 @@ impl Rib {
                 None => {
                     let mut a = base.clone();
                     if let Some(m) = import.modifications(verdict) {
-                        m.apply(&mut a, self.cfg.local_as);
+                        m.apply(&mut a, None);
                     }
                     let id = self.attrs.intern(RouteAttrs { attrs: a, next_hop: nh });
                     sets.push((verdict.rule, id));
@@ -135,15 +132,30 @@ impl Rib {
             };
             let path = Path { peer: idx, flags: 0, path_id: n.path_id.unwrap_or(0), attrs: id };
             if self.upsert(n.prefix, path) {
-                accepted[family_index(n.prefix.family())] += 1;
+                t.added[family_index(n.prefix.family())] += 1;
             }
         }
-        (accepted, rejected, received)
+    }
+
+    /// A refused announcement still replaces the peer's earlier route for the prefix: that one
+    /// goes (an implicit withdrawal).
+    fn withdraw_refused(&mut self, idx: PeerIdx, n: &Nlri, t: &mut Tally) {
+        if self.remove_path(n.prefix, idx, n.path_id.unwrap_or(0)) {
+            t.removed[family_index(n.prefix.family())] += 1;
+        }
     }
 }
 
-fn add(a: [u64; 2], r: u64, n: u64, x: ([u64; 2], u64, u64)) -> ([u64; 2], u64, u64) {
-    ([a[0] + x.0[0], a[1] + x.0[1]], r + x.1, n + x.2)
+/// What one UPDATE did, for the peer's counters.
+#[derive(Debug, Default)]
+struct Tally {
+    /// Paths new in the RIB, per family.
+    added: [u64; 2],
+    /// Paths gone from the RIB (withdrawn, or replaced by a refused route), per family.
+    removed: [u64; 2],
+    withdrawals: u64,
+    received: u64,
+    rejected: u64,
 }
 
 /// The attributes as stored: NEXT_HOP moves to the route's next hop; from eBGP, LOCAL_PREF is

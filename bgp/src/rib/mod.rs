@@ -287,11 +287,20 @@ impl Rib {
             || peer.settings.next_hop != settings.next_hop
             || peer.settings.rr_client != settings.rr_client
             || peer.settings.local_as != settings.local_as;
+        let client_changed = peer.settings.rr_client != settings.rr_client;
         if let PeerKind::Ibgp { .. } = peer.kind {
             peer.kind = PeerKind::Ibgp { client: settings.rr_client };
         }
         peer.settings = settings;
-        if export_changed {
+        if client_changed {
+            // Who hears this peer's routes depends on it being a client (RFC 4456 §6): every
+            // other peer's output is recomputed.
+            self.clear_memos();
+            let all: Vec<PeerIdx> = (0..self.peers.len() as u16).map(PeerIdx).collect();
+            for p in all {
+                self.rewalk(p);
+            }
+        } else if export_changed {
             self.rewalk(idx);
         }
         import_changed && self.peer(idx).is_some_and(|p| p.session.is_some())
@@ -311,7 +320,10 @@ impl Rib {
             out[family_index(f)] = Some(AdjOut::new(ends[family_index(f)], true));
         }
         peer.counters.advertised = [0, 0];
-        peer.session = Some(Session { info, out, export: export::Memo::default() });
+        let old = peer.session.replace(Session { info, out, export: export::Memo::default() });
+        if let Some(mut old) = old {
+            old.export.release(&mut self.attrs);
+        }
         // What other peers receive depends on this peer's kind and identifier.
         self.clear_memos();
     }

@@ -708,3 +708,106 @@ fn routes_of_a_family_the_session_did_not_negotiate_are_ignored() {
     lab.rib.apply_update(a, &u);
     assert_eq!(lab.rib.prefix_counts(), [0, 0]);
 }
+
+#[test]
+fn a_route_exported_unchanged_does_not_keep_its_attributes_alive() {
+    let mut lab = Lab::new();
+    let policy = Policy {
+        rules: vec![Rule {
+            conditions: Conditions::default(),
+            action: Action::Accept,
+            set: Modifications { local_pref: Some(300), ..Modifications::default() },
+        }],
+        default: Action::Accept,
+    };
+    let a = lab.peer_with(ebgp(1), |s| s.import = Arc::new(policy));
+    let b = lab.peer(ibgp(2));
+    lab.settle(b);
+    lab.rib.apply_update(a, &announce(attrs_from(&[65001], [192, 0, 2, 1]), &[p("10.1.0.0/16")]));
+    // To iBGP the route goes as it is stored (LOCAL_PREF 300, next hop kept): the same set.
+    let got = announced(&lab.updates(b));
+    assert_eq!(got[0].1.local_pref, Some(300));
+    assert_eq!(lab.rib.attribute_sets(), 1);
+    lab.rib.apply_update(a, &withdraw(&[p("10.1.0.0/16")]));
+    lab.updates(b);
+    assert_eq!(lab.rib.attribute_sets(), 0, "b's export cache must not hold the set");
+}
+
+#[test]
+fn a_route_refused_on_re_announcement_no_longer_counts_as_accepted() {
+    let mut lab = Lab::new();
+    let a = lab.peer(ebgp(1));
+    lab.rib.apply_update(a, &announce(attrs_from(&[65001], [192, 0, 2, 1]), &[p("10.1.0.0/16")]));
+    assert_eq!(lab.rib.counters(a).map(|c| c.accepted[0]), Some(1));
+    lab.rib.apply_update(
+        a,
+        &announce(attrs_from(&[65001, 64512], [192, 0, 2, 1]), &[p("10.1.0.0/16")]),
+    );
+    assert_eq!(lab.rib.counters(a).map(|c| c.accepted[0]), Some(0));
+}
+
+#[test]
+fn a_path_with_confederation_segments_is_refused() {
+    use crate::wire::{Segment, SegmentKind};
+    let mut lab = Lab::new();
+    let a = lab.peer(ebgp(1));
+    let mut attrs = attrs_from(&[65001], [192, 0, 2, 1]);
+    attrs.as_path = Some(AsPath {
+        segments: vec![
+            Segment { kind: SegmentKind::ConfedSequence, asns: vec![Asn(65100)] },
+            Segment { kind: SegmentKind::Sequence, asns: vec![Asn(65001)] },
+        ],
+    });
+    lab.rib.apply_update(a, &announce(attrs, &[p("10.1.0.0/16")]));
+    assert_eq!(lab.rib.prefix_counts(), [0, 0]);
+}
+
+#[test]
+fn making_a_peer_a_client_sends_its_routes_to_the_other_non_clients() {
+    let mut lab = Lab::new();
+    let a = lab.peer(ibgp(1));
+    let b = lab.peer(ibgp(2));
+    lab.settle(a);
+    lab.settle(b);
+    lab.rib.apply_update(a, &announce(attrs_from(&[], [192, 0, 2, 1]), &[p("10.1.0.0/16")]));
+    assert!(announced(&lab.updates(b)).is_empty(), "non-client to non-client: not reflected");
+    let mut s = Lab::settings(&client(1));
+    s.rr_client = true;
+    lab.rib.set_peer_settings(a, s);
+    let got = announced(&lab.updates(b));
+    assert_eq!(got.len(), 1, "a is a client now: its route is reflected to b");
+    assert_eq!(got[0].1.originator_id, Some(Ipv4Addr::new(10, 0, 0, 1)));
+    let mut s = Lab::settings(&ibgp(1));
+    s.rr_client = false;
+    lab.rib.set_peer_settings(a, s);
+    assert_eq!(withdrawn(&lab.updates(b)), vec![p("10.1.0.0/16")]);
+}
+
+#[test]
+fn export_policy_prepends_only_towards_ebgp_and_never_sends_local_pref_there() {
+    let mut lab = Lab::new();
+    let policy = Arc::new(Policy {
+        rules: vec![Rule {
+            conditions: Conditions::default(),
+            action: Action::Accept,
+            set: Modifications { prepend: 2, local_pref: Some(50), ..Modifications::default() },
+        }],
+        default: Action::Accept,
+    });
+    let src = lab.peer(ebgp(1));
+    let e = lab.peer_with(ebgp(2), |s| s.export = policy.clone());
+    let i = lab.peer_with(ibgp(3), |s| s.export = policy.clone());
+    lab.settle(e);
+    lab.settle(i);
+    lab.rib.apply_update(src, &announce(attrs_from(&[65001], [192, 0, 2, 1]), &[p("10.1.0.0/16")]));
+    let to_e = announced(&lab.updates(e));
+    assert_eq!(
+        to_e[0].1.as_path.as_ref().map(|x| x.len()),
+        Some(4),
+        "ours three times, then 65001"
+    );
+    assert_eq!(to_e[0].1.local_pref, None);
+    let to_i = announced(&lab.updates(i));
+    assert_eq!(to_i[0].1.as_path, Some(AsPath::sequence([Asn(65001)])));
+    assert_eq!(to_i[0].1.local_pref, Some(50));
+}

@@ -111,6 +111,11 @@ impl AsPath {
         }
     }
 
+    /// Whether any segment is a confederation segment (RFC 5065).
+    pub fn has_confed(&self) -> bool {
+        self.segments.iter().any(|s| s.kind.is_confed())
+    }
+
     /// Removes leading confederation segments (when leaving a confederation, RFC 5065 §4.1).
     pub fn strip_confed(&mut self) {
         while self.segments.first().is_some_and(|s| s.kind.is_confed()) {

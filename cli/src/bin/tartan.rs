@@ -131,17 +131,26 @@ fn main() -> ExitCode {
 }
 
 fn bgp(args: BgpArgs) -> ExitCode {
-    let socket = || {
-        args.socket.clone().unwrap_or_else(|| {
-            args.config
-                .as_ref()
-                .and_then(|c| daemon::DaemonConfig::load(c).ok())
-                .map(|c| c.control_socket)
-                .unwrap_or_else(|| PathBuf::from(daemon::config::DEFAULT_CONTROL_SOCKET))
-        })
+    // The socket: --socket, else the file's control-socket (a broken file is an error, not a
+    // reason to ask another socket), else the default.
+    let socket = || -> Result<PathBuf, daemon::ConfigError> {
+        if let Some(s) = &args.socket {
+            return Ok(s.clone());
+        }
+        match &args.config {
+            Some(c) => daemon::DaemonConfig::load(c).map(|c| c.control_socket),
+            None => Ok(PathBuf::from(daemon::config::DEFAULT_CONTROL_SOCKET)),
+        }
     };
+    if args.command.is_some() && args.check {
+        eprintln!("tartan bgp: --check goes with -c FILE alone");
+        return ExitCode::from(2);
+    }
     match &args.command {
-        Some(BgpCommand::Status { json }) => match control::status(&socket()) {
+        Some(BgpCommand::Status { json }) => match socket()
+            .map_err(|e| e.to_string())
+            .and_then(|s| control::status(&s).map_err(|e| e.to_string()))
+        {
             Ok(s) if *json => print_json(&s),
             Ok(s) => {
                 print!("{}", show::status(&s));
@@ -150,8 +159,17 @@ fn bgp(args: BgpArgs) -> ExitCode {
             Err(e) => fail(e),
         },
         Some(BgpCommand::Rib { prefix, family, json }) => {
+            if let (Some(p), Some(f)) = (prefix, family) {
+                if p.family() != *f {
+                    eprintln!("tartan bgp rib: {p} is not an {f} prefix");
+                    return ExitCode::from(2);
+                }
+            }
             let family = family.or(prefix.map(|p| p.family())).unwrap_or(Family::Ipv4Unicast);
-            match control::rib(&socket(), family, *prefix) {
+            let answer = socket()
+                .map_err(|e| e.to_string())
+                .and_then(|s| control::rib(&s, family, *prefix).map_err(|e| e.to_string()));
+            match answer {
                 Ok(r) if *json => print_json(&r),
                 Ok(r) => {
                     print!("{}", show::rib(&r));

@@ -15,6 +15,7 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::birdctl::{BirdCtl, parse_protocol};
@@ -107,6 +108,23 @@ pub struct Outcome {
     pub note: Option<String>,
 }
 
+impl Outcome {
+    fn failed(t: Target, why: String) -> Outcome {
+        Outcome {
+            target: t.name(),
+            version: "?".into(),
+            seconds: None,
+            routes: 0,
+            first_route_seconds: None,
+            injectors_seconds: None,
+            peak_rss_bytes: None,
+            cpu_seconds: None,
+            session_drops: 0,
+            note: Some(why),
+        }
+    }
+}
+
 /// Runs every target in turn; progress goes to stderr.
 pub fn run(o: &BenchOptions) -> Result<Vec<Outcome>> {
     if o.peers == 0 || o.peers > 250 {
@@ -123,7 +141,8 @@ pub fn run(o: &BenchOptions) -> Result<Vec<Outcome>> {
     let mut out = Vec::new();
     for t in &o.targets {
         eprintln!("bench: {} — {} peers × {} prefixes", t.name(), o.peers, o.prefixes);
-        let outcome = run_one(*t, o)?;
+        // One target failing (not installed, say) does not lose the others' results.
+        let outcome = run_one(*t, o).unwrap_or_else(|e| Outcome::failed(*t, e.to_string()));
         match outcome.seconds {
             Some(s) => eprintln!("bench: {} converged in {s:.2} s", t.name()),
             None => eprintln!(
@@ -148,7 +167,12 @@ fn run_one(t: Target, o: &BenchOptions) -> Result<Outcome> {
     let deployed = deploy(&topo, &opts)?;
     let lab = deployed.state.lab.clone();
     let result = measure(t, o, &dir, &deployed.state);
-    let keep = result.is_err() || o.keep_files;
+    // A run that went wrong keeps its files: the logs say why.
+    let failed = match &result {
+        Ok(r) => r.seconds.is_none() || r.session_drops > 0,
+        Err(_) => true,
+    };
+    let keep = failed || o.keep_files;
     if let Err(e) = crate::destroy::destroy_lab(&lab, keep) {
         eprintln!("bench: destroying {lab}: {e}");
     }
@@ -247,15 +271,17 @@ fn measure(
     let barrier = std::sync::Barrier::new(injectors.len() + 1);
     let prefixes = o.prefixes as u64;
     let timeout = o.timeout;
+    // Set when the run is over (or failed): the injector threads stop polling.
+    let stop = AtomicBool::new(false);
     let injectors_done = std::thread::scope(|scope| -> Result<Option<f64>> {
         let handles: Vec<_> = injectors
             .iter_mut()
             .map(|inj| {
-                let barrier = &barrier;
+                let (barrier, stop) = (&barrier, &stop);
                 scope.spawn(move || -> Result<Option<Instant>> {
                     barrier.wait();
                     inj.command("enable injected").map_err(io("enabling an injector's routes"))?;
-                    while start.elapsed() < timeout {
+                    while start.elapsed() < timeout && !stop.load(Ordering::Relaxed) {
                         let p = parse_protocol(
                             &inj.command("show protocols all target").map_err(io("injector"))?,
                             "target",
@@ -271,11 +297,12 @@ fn measure(
             .collect();
         barrier.wait();
         let mut next_report = 0.0;
-        loop {
-            let m = parse_protocol(
-                &monitor.command("show protocols all target").map_err(io("monitor"))?,
-                "target",
-            );
+        let polled: Result<()> = loop {
+            let reply = match monitor.command("show protocols all target") {
+                Ok(r) => r,
+                Err(e) => break Err(io("monitor")(e)),
+            };
+            let m = parse_protocol(&reply, "target");
             let now = start.elapsed().as_secs_f64();
             if now >= next_report {
                 eprintln!("bench: {now:6.2} s  {:>9} of {total} routes at the monitor", m.imported);
@@ -287,15 +314,17 @@ fn measure(
             }
             if m.imported >= total {
                 outcome.seconds = Some(now);
-                break;
+                break Ok(());
             }
             if start.elapsed() > timeout {
                 outcome.note =
                     Some(format!("{} of {total} routes after {} s", m.imported, timeout.as_secs()));
-                break;
+                break Ok(());
             }
             std::thread::sleep(Duration::from_millis(5));
-        }
+        };
+        stop.store(true, Ordering::Relaxed);
+        polled?;
         let mut last: Option<f64> = Some(0.0);
         for h in handles {
             let done = h
