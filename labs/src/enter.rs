@@ -37,6 +37,18 @@ pub struct NodeNamespaces {
 }
 
 impl NodeNamespaces {
+    /// The `--net`, `--mnt` and `--uts` arguments of the helpers that join them.
+    pub fn args(&self) -> [&std::ffi::OsStr; 6] {
+        [
+            "--net".as_ref(),
+            self.net.as_os_str(),
+            "--mnt".as_ref(),
+            self.mnt.as_os_str(),
+            "--uts".as_ref(),
+            self.uts.as_os_str(),
+        ]
+    }
+
     pub fn of(state: &LabState, node: &NodeState) -> NodeNamespaces {
         let pid = state.pin(&node.name, "pid");
         NodeNamespaces {
@@ -189,13 +201,7 @@ fn nsexec(
 ) -> Command {
     let ns = NodeNamespaces::of(state, node);
     let mut cmd = Command::new(&state.tartanlab);
-    cmd.arg("__nsexec")
-        .arg("--net")
-        .arg(&ns.net)
-        .arg("--mnt")
-        .arg(&ns.mnt)
-        .arg("--uts")
-        .arg(&ns.uts);
+    cmd.arg("__nsexec").args(ns.args());
     if let Some(pid) = &ns.pid {
         cmd.arg("--pid").arg(pid);
     }

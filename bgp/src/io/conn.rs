@@ -81,82 +81,102 @@ pub enum WriterCommand {
 /// Writes until told to close or the connection fails.
 pub async fn writer(
     id: ConnId,
-    mut wr: OwnedWriteHalf,
+    wr: OwnedWriteHalf,
     mut commands: mpsc::UnboundedReceiver<WriterCommand>,
     events: mpsc::Sender<ConnEvent>,
     rib: mpsc::Sender<RibCommand>,
 ) {
-    let mut queue: Option<(Arc<OutQueue>, PeerIdx)> = None;
-    let mut chunk = Vec::new();
+    let mut w = Writer { wr, queue: None, chunk: Vec::new() };
     loop {
         let notified = async {
-            match &queue {
+            match &w.queue {
                 Some((q, _)) => q.notify.notified().await,
                 None => std::future::pending().await,
             }
         };
-        tokio::select! {
+        let flow = tokio::select! {
             biased;
-            cmd = commands.recv() => match cmd {
-                Some(WriterCommand::Send(bytes)) => {
-                    if wr.write_all(&bytes).await.is_err() {
-                        break;
-                    }
-                }
-                Some(WriterCommand::Updates(q, idx)) => {
-                    q.notify.notify_one();
-                    queue = Some((q, idx));
-                }
-                Some(WriterCommand::Close) | None => {
-                    let _ = wr.shutdown().await;
-                    return;
-                }
-            },
-            () = notified => {
-                let Some((q, idx)) = &queue else { continue };
-                let (q, idx) = (q.clone(), *idx);
-                let blocked = q.take(&mut chunk);
-                // UPDATEs go out in pieces, with the peer task's messages (a KEEPALIVE, a
-                // NOTIFICATION, Close) given their turn between them.
-                let mut closing = false;
-                for piece in chunk.chunks(PIECE) {
-                    if wr.write_all(piece).await.is_err() {
-                        let _ = events.send(ConnEvent::Closed(id)).await;
-                        return;
-                    }
-                    while let Ok(cmd) = commands.try_recv() {
-                        match cmd {
-                            WriterCommand::Send(bytes) => {
-                                if wr.write_all(&bytes).await.is_err() {
-                                    let _ = events.send(ConnEvent::Closed(id)).await;
-                                    return;
-                                }
-                            }
-                            WriterCommand::Updates(q, idx) => {
-                                q.notify.notify_one();
-                                queue = Some((q, idx));
-                            }
-                            WriterCommand::Close => closing = true,
-                        }
-                    }
-                    if closing {
-                        break;
-                    }
-                }
-                chunk.clear();
-                if closing {
-                    let _ = wr.shutdown().await;
-                    return;
-                }
-                // Never wait for the RIB: a full channel means it is busy, and it looks at every
-                // session's queue after each batch of work anyway.
-                if blocked {
-                    let _ = rib.try_send(RibCommand::Writable(idx));
-                }
+            cmd = commands.recv() => w.obey(cmd).await,
+            () = notified => w.send_updates(&mut commands, &rib).await,
+        };
+        match flow {
+            Flow::Go => {}
+            Flow::Close => {
+                let _ = w.wr.shutdown().await;
+                return;
             }
+            Flow::Failed => break,
         }
     }
     let _ = events.send(ConnEvent::Closed(id)).await;
+}
+
+/// What the writer does next.
+enum Flow {
+    Go,
+    /// Told to close: shut the connection down cleanly.
+    Close,
+    /// A write failed: the connection is gone.
+    Failed,
+}
+
+struct Writer {
+    wr: OwnedWriteHalf,
+    queue: Option<(Arc<OutQueue>, PeerIdx)>,
+    chunk: Vec<u8>,
+}
+
+impl Writer {
+    /// Carries out one command of the peer task (`None`: the task is gone).
+    async fn obey(&mut self, cmd: Option<WriterCommand>) -> Flow {
+        match cmd {
+            Some(WriterCommand::Send(bytes)) => {
+                if self.wr.write_all(&bytes).await.is_err() {
+                    Flow::Failed
+                } else {
+                    Flow::Go
+                }
+            }
+            Some(WriterCommand::Updates(q, idx)) => {
+                q.notify.notify_one();
+                self.queue = Some((q, idx));
+                Flow::Go
+            }
+            Some(WriterCommand::Close) | None => Flow::Close,
+        }
+    }
+
+    /// Sends what the RIB queued, in pieces, with the peer task's messages (a KEEPALIVE, a
+    /// NOTIFICATION, Close) given their turn between them.
+    async fn send_updates(
+        &mut self,
+        commands: &mut mpsc::UnboundedReceiver<WriterCommand>,
+        rib: &mpsc::Sender<RibCommand>,
+    ) -> Flow {
+        let Some((q, idx)) = self.queue.clone() else { return Flow::Go };
+        let mut chunk = std::mem::take(&mut self.chunk);
+        let blocked = q.take(&mut chunk);
+        let mut flow = Flow::Go;
+        'pieces: for piece in chunk.chunks(PIECE) {
+            if self.wr.write_all(piece).await.is_err() {
+                return Flow::Failed;
+            }
+            while let Ok(cmd) = commands.try_recv() {
+                flow = self.obey(Some(cmd)).await;
+                if !matches!(flow, Flow::Go) {
+                    break 'pieces;
+                }
+            }
+        }
+        chunk.clear();
+        self.chunk = chunk;
+        // Never wait for the RIB: a full channel means it is busy, and it looks at every
+        // session's queue after each batch of work anyway.
+        if blocked && matches!(flow, Flow::Go) {
+            let _ = rib.try_send(RibCommand::Writable(idx));
+        }
+        flow
+    }
 }
 
 /// How much of the queued UPDATEs is written before the writer looks for other messages.

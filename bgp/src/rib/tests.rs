@@ -89,12 +89,16 @@ impl Lab {
     }
 
     fn up(&mut self, idx: PeerIdx, spec: &PeerSpec) {
+        self.up_with(idx, spec, FamilySet::all());
+    }
+
+    fn up_with(&mut self, idx: PeerIdx, spec: &PeerSpec, families: FamilySet) {
         self.rib.peer_up(
             idx,
             SessionInfo {
                 remote_as: Asn(spec.asn),
                 remote_id: Ipv4Addr::new(10, 0, 0, spec.n),
-                families: FamilySet::all(),
+                families,
                 encode: codec(spec.four_octet).update_encode(),
                 extended_next_hop: false,
                 local_v4: Some(Ipv4Addr::new(192, 0, 2, 100 + spec.n)),
@@ -679,22 +683,7 @@ fn nothing_leaks_once_every_peer_is_gone() {
 fn routes_of_a_family_the_session_did_not_negotiate_are_ignored() {
     let mut lab = Lab::new();
     let a = lab.rib.add_peer(Lab::settings(&ebgp(1)));
-    let mut info_families = FamilySet::EMPTY;
-    info_families.insert(Family::Ipv4Unicast);
-    lab.rib.peer_up(
-        a,
-        SessionInfo {
-            remote_as: Asn(65001),
-            remote_id: Ipv4Addr::new(10, 0, 0, 1),
-            families: info_families,
-            encode: codec(true).update_encode(),
-            extended_next_hop: false,
-            local_v4: Some(Ipv4Addr::new(192, 0, 2, 101)),
-            local_v6: None,
-            local_v6_link_local: None,
-            enhanced_route_refresh: false,
-        },
-    );
+    lab.up_with(a, &ebgp(1), FamilySet::single(Family::Ipv4Unicast));
     let nh = NextHop::V6 { global: "2001:db8::1".parse().expect("addr"), link_local: None };
     let u = Update {
         attrs: Some(attrs_from(&[65001], [192, 0, 2, 1])),

@@ -109,10 +109,11 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    fn failed(t: Target, why: String) -> Outcome {
+    /// Nothing measured yet.
+    fn new(t: Target, version: String) -> Outcome {
         Outcome {
             target: t.name(),
-            version: "?".into(),
+            version,
             seconds: None,
             routes: 0,
             first_route_seconds: None,
@@ -120,8 +121,12 @@ impl Outcome {
             peak_rss_bytes: None,
             cpu_seconds: None,
             session_drops: 0,
-            note: Some(why),
+            note: None,
         }
+    }
+
+    fn failed(t: Target, why: String) -> Outcome {
+        Outcome { note: Some(why), ..Outcome::new(t, "?".into()) }
     }
 }
 
@@ -197,18 +202,7 @@ fn measure(
     dir: &Path,
     state: &crate::state::LabState,
 ) -> Result<Outcome> {
-    let mut outcome = Outcome {
-        target: t.name(),
-        version: version(t, &state.tartanlab),
-        seconds: None,
-        routes: 0,
-        first_route_seconds: None,
-        injectors_seconds: None,
-        peak_rss_bytes: None,
-        cpu_seconds: None,
-        session_drops: 0,
-        note: None,
-    };
+    let mut outcome = Outcome::new(t, version(t, &state.tartanlab));
     let connect = |name: &str| -> Result<BirdCtl> {
         let path = dir.join(format!("{name}.ctl"));
         let deadline = Instant::now() + Duration::from_secs(30);

@@ -75,13 +75,7 @@ async fn start_init(sup: &Sup, node: &NodeState) -> Result<ProcRef, String> {
     let ns = crate::enter::NodeNamespaces::of(&sup.state, node);
     let log = sup.state.node_dir(&node.name).join("init.log");
     let mut cmd = tokio::process::Command::new(&sup.state.tartanlab);
-    cmd.arg("__pid-init")
-        .arg("--net")
-        .arg(&ns.net)
-        .arg("--mnt")
-        .arg(&ns.mnt)
-        .arg("--uts")
-        .arg(&ns.uts);
+    cmd.arg("__pid-init").args(ns.args());
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(log_file(&log)?).kill_on_drop(true);
     let mut helper = cmd.spawn().map_err(|e| format!("cannot start the node's init: {e}"))?;
     let helper_pid = helper.id().unwrap_or(0) as i32;
