@@ -1,4 +1,14 @@
-//! `tartan-ipam`: the datastore — resources, block IPAM on sled, and the HTTP API.
+//! `tartan-ipam`: the datastore of a Tartan fabric.
 //!
-//! Empty until its issue starts; see `DESIGN.md` §4 (ipam): the block is the unit of atomic
-//! change, with its invariants written down in `ipam/DESIGN.md`.
+//! - [`resources`]: the typed resources (`IPPool`, `BGPPeer`, `Node`, ...) and their validation;
+//!   shared by the server, the node agent and `tartanctl`.
+//! - [`store`]: sled storage — resources with revisions, the watch log, blocks and affinities.
+//! - [`ipam`]: block IPAM — claim, allocate, release, borrow, leak collection, `check`.
+//! - [`api`]: the HTTP API (`fn app(state) -> Router`) and [`client`]: its client.
+//!
+//! The invariants the IPAM keeps, and why, are in `ipam/DESIGN.md`.
+
+pub mod ipam;
+pub mod resources;
+pub mod store;
+pub mod time;

@@ -1,0 +1,368 @@
+//! Block IPAM: pools cut into blocks, blocks claimed by hosts, addresses allocated from them
+//! under handles. Calico's semantics; the invariants and why each exists are in
+//! `ipam/DESIGN.md`.
+//!
+//! [`Ipam`] owns an in-memory view of every block, affinity and handle, rebuilt from sled at
+//! open. A change is always: copy a block from the view, change the copy ([`block`]), write it
+//! with compare-and-swap, and only after the write succeeded install it in the view. A
+//! conflict re-reads the block and retries. Handles are derived from the blocks (each
+//! allocation names its handle), so the handle index can never disagree with them.
+
+pub mod allocate;
+pub mod block;
+pub mod check;
+pub mod gc;
+pub mod release;
+pub mod views;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use sled::IVec;
+
+use crate::resources::{IpPoolSpec, IpamConfigSpec, Kind, NodeSpec, RawResource, Selector};
+use crate::store::{EventType, Store, StoreError};
+use crate::time;
+use block::Block;
+
+/// How often a compare-and-swap is retried before giving up (Calico's `datastoreRetries`).
+const CAS_RETRIES: usize = 100;
+
+/// Errors of the IPAM layer.
+#[derive(Debug, thiserror::Error)]
+pub enum IpamError {
+    #[error("{0}")]
+    Invalid(String),
+    /// No enabled pool of the family selects the node.
+    #[error("{0}")]
+    NoPool(String),
+    /// The pools (or the node's block cap) have no address left.
+    #[error("{0}")]
+    Exhausted(String),
+    #[error("{ip} is already allocated to handle {handle:?}")]
+    AddressInUse { ip: IpAddr, handle: String },
+    #[error("{0}")]
+    Refused(String),
+    #[error("too many concurrent changes to block {0}; retry")]
+    Contended(IpNet),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub type Result<T, E = IpamError> = std::result::Result<T, E>;
+
+/// A host's claim on a block: pending → confirmed → pending deletion → gone. Only a confirmed
+/// affinity makes a block the host's (for allocation and for routing).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Affinity {
+    pub node: String,
+    pub cidr: IpNet,
+    pub state: AffinityState,
+    pub updated_at: u64,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum AffinityState {
+    Pending,
+    Confirmed,
+    PendingDeletion,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Cached {
+    pub block: Arc<Block>,
+    pub raw: IVec,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct View {
+    pub blocks: BTreeMap<IpNet, Cached>,
+    pub handles: HashMap<String, BTreeSet<IpAddr>>,
+    pub affinities: BTreeMap<(String, IpNet), Affinity>,
+}
+
+/// A pool as the IPAM uses it.
+#[derive(Clone, Debug)]
+pub struct Pool {
+    pub name: String,
+    pub spec: IpPoolSpec,
+    pub selector: Selector,
+}
+
+/// The IPAM over an open store.
+#[derive(Debug)]
+pub struct Ipam {
+    pub(crate) store: Arc<Store>,
+    pub(crate) view: Mutex<View>,
+    /// Single-flights the work of one node (a retried ADD racing the original sees the
+    /// first one's addresses under its handle, not a second set).
+    node_locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    /// Allocation holds it shared; deleting a pool holds it exclusively, so no allocation can
+    /// land in a pool while it is being removed.
+    pub(crate) pools_lock: RwLock<()>,
+}
+
+pub(crate) fn block_key(cidr: IpNet) -> String {
+    cidr.to_string()
+}
+
+fn affinity_key(node: &str, cidr: IpNet) -> String {
+    format!("{node}/{cidr}")
+}
+
+/// `10.65.0.0/26` → `10-65-0-0-26`, as Calico names block objects.
+pub fn cidr_name(cidr: IpNet) -> String {
+    cidr.to_string().replace(['.', ':', '/'], "-")
+}
+
+fn corrupt(what: impl std::fmt::Display) -> IpamError {
+    IpamError::Store(StoreError::Corrupt(what.to_string()))
+}
+
+impl Ipam {
+    /// Loads every block and affinity into memory and finishes claims a crash interrupted.
+    pub fn open(store: Arc<Store>) -> Result<Ipam> {
+        let mut view = View::default();
+        for item in store.scan_blocks() {
+            let (_, raw) = item.map_err(StoreError::from)?;
+            let block: Block = serde_json::from_slice(&raw).map_err(corrupt)?;
+            for (ord, a) in &block.allocations {
+                view.handles.entry(a.handle.clone()).or_default().insert(block.ip(*ord));
+            }
+            view.blocks.insert(block.cidr, Cached { block: Arc::new(block), raw });
+        }
+        for item in store.affinities.iter() {
+            let (_, raw) = item.map_err(StoreError::from)?;
+            let aff: Affinity = serde_json::from_slice(&raw).map_err(corrupt)?;
+            view.affinities.insert((aff.node.clone(), aff.cidr), aff);
+        }
+        let ipam = Ipam {
+            store,
+            view: Mutex::new(view),
+            node_locks: Mutex::new(HashMap::new()),
+            pools_lock: RwLock::new(()),
+        };
+        ipam.recover()?;
+        Ok(ipam)
+    }
+
+    /// A crash can stop a claim or a give-back half way. The block is the truth: an affinity
+    /// whose block is affine to its node is confirmed; any other affinity is removed; a block
+    /// affine to a node with no affinity record gets one.
+    fn recover(&self) -> Result<()> {
+        let (affinities, blocks) = {
+            let view = self.view()?;
+            let affs: Vec<Affinity> = view.affinities.values().cloned().collect();
+            let blocks: Vec<(IpNet, Option<String>)> =
+                view.blocks.values().map(|c| (c.block.cidr, c.block.affinity.clone())).collect();
+            (affs, blocks)
+        };
+        for aff in &affinities {
+            let owner = blocks.iter().find(|(c, _)| *c == aff.cidr).and_then(|(_, o)| o.as_deref());
+            match (owner == Some(aff.node.as_str()), aff.state) {
+                (true, AffinityState::Confirmed) => {}
+                (true, _) => {
+                    tracing::info!(node = %aff.node, block = %aff.cidr, "confirming a claim interrupted by a restart");
+                    self.write_affinity(&aff.node, aff.cidr, Some(AffinityState::Confirmed))?;
+                }
+                (false, _) => {
+                    tracing::info!(node = %aff.node, block = %aff.cidr, state = ?aff.state, "removing an affinity without its block");
+                    self.write_affinity(&aff.node, aff.cidr, None)?;
+                }
+            }
+        }
+        for (cidr, owner) in blocks {
+            if let Some(node) = owner {
+                if !self.view()?.affinities.contains_key(&(node.clone(), cidr)) {
+                    self.write_affinity(&node, cidr, Some(AffinityState::Confirmed))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn view(&self) -> Result<MutexGuard<'_, View>> {
+        self.view.lock().map_err(|_| corrupt("IPAM view lock poisoned"))
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    pub(crate) fn node_lock(&self, node: &str) -> Result<Arc<Mutex<()>>> {
+        let mut locks = self.node_locks.lock().map_err(|_| corrupt("node lock map poisoned"))?;
+        Ok(locks.entry(node.to_string()).or_default().clone())
+    }
+
+    /// The stored pools, parsed.
+    pub fn pools(&self) -> Result<Vec<Pool>> {
+        let (raws, _) = self.store.list(Kind::IpPool)?;
+        let mut pools = Vec::with_capacity(raws.len());
+        for raw in raws {
+            let r = raw.typed::<IpPoolSpec>().map_err(corrupt)?;
+            let selector = Selector::parse(r.spec.selector_text()).map_err(corrupt)?;
+            pools.push(Pool { name: r.metadata.name, spec: r.spec, selector });
+        }
+        Ok(pools)
+    }
+
+    /// The IPAM configuration (defaults when none was applied).
+    pub fn config(&self) -> Result<IpamConfigSpec> {
+        match self.store.get(Kind::IpamConfig, "default")? {
+            Some(raw) => Ok(raw.typed::<IpamConfigSpec>().map_err(corrupt)?.spec),
+            None => Ok(IpamConfigSpec::default()),
+        }
+    }
+
+    /// A node's labels, if the node is registered.
+    pub fn node_labels(&self, node: &str) -> Result<Option<BTreeMap<String, String>>> {
+        Ok(self.store.get(Kind::Node, node)?.map(|n| n.metadata.labels))
+    }
+
+    /// Writes an affinity record (or removes it, `state == None`) with its watch event.
+    pub(crate) fn write_affinity(
+        &self,
+        node: &str,
+        cidr: IpNet,
+        state: Option<AffinityState>,
+    ) -> Result<()> {
+        let key = affinity_key(node, cidr);
+        let aff = Affinity {
+            node: node.to_string(),
+            cidr,
+            state: state.unwrap_or(AffinityState::PendingDeletion),
+            updated_at: time::now_unix(),
+        };
+        let value = match state {
+            Some(_) => Some(serde_json::to_vec(&aff).map_err(corrupt)?),
+            None => None,
+        };
+        let event = match (state, self.view()?.affinities.contains_key(&(node.to_string(), cidr))) {
+            (None, _) => EventType::Deleted,
+            (Some(_), true) => EventType::Modified,
+            (Some(_), false) => EventType::Added,
+        };
+        self.store.put_with_event(
+            &self.store.affinities,
+            key.as_bytes(),
+            value,
+            event,
+            views::affinity_resource(&aff),
+        )?;
+        let mut view = self.view()?;
+        match state {
+            Some(_) => view.affinities.insert((node.to_string(), cidr), aff),
+            None => view.affinities.remove(&(node.to_string(), cidr)),
+        };
+        Ok(())
+    }
+
+    /// Installs a block just written, unless the view already has a newer write of it.
+    pub(crate) fn install(&self, view: &mut View, block: Block, raw: IVec) {
+        let newer = view.blocks.get(&block.cidr).is_some_and(|c| c.block.sequence > block.sequence);
+        if !newer {
+            view.blocks.insert(block.cidr, Cached { block: Arc::new(block), raw });
+        }
+    }
+
+    /// Re-reads one block from sled after a lost compare-and-swap.
+    pub(crate) fn refresh(&self, cidr: IpNet, current: Option<IVec>) -> Result<()> {
+        let mut view = self.view()?;
+        match current {
+            Some(raw) => {
+                let block: Block = serde_json::from_slice(&raw).map_err(corrupt)?;
+                self.install(&mut view, block, raw);
+            }
+            None => {
+                view.blocks.remove(&cidr);
+            }
+        }
+        Ok(())
+    }
+
+    /// Changes one block: `change` edits a copy and returns `Some(result)` when it wrote
+    /// something worth saving, `None` to leave the block as it is. Retries on conflict. The
+    /// handle index follows the change only after the write succeeded.
+    pub(crate) fn update_block<T>(
+        &self,
+        cidr: IpNet,
+        mut change: impl FnMut(&mut Block) -> Option<T>,
+    ) -> Result<Option<T>> {
+        for _ in 0..CAS_RETRIES {
+            let Some(cached) = self.view()?.blocks.get(&cidr).cloned() else {
+                return Ok(None);
+            };
+            let mut block = (*cached.block).clone();
+            let Some(result) = change(&mut block) else {
+                return Ok(None);
+            };
+            let raw = serde_json::to_vec(&block).map_err(corrupt)?;
+            match self.store.cas_block(&block_key(cidr), Some(&cached.raw), Some(raw.clone()))? {
+                Ok(()) => {
+                    let mut view = self.view()?;
+                    reindex_handles(&mut view, &cached.block, &block);
+                    self.install(&mut view, block, IVec::from(raw));
+                    return Ok(Some(result));
+                }
+                Err(current) => self.refresh(cidr, current)?,
+            }
+        }
+        Err(IpamError::Contended(cidr))
+    }
+
+    /// The block holding `ip`, from the view.
+    pub(crate) fn block_of(&self, ip: IpAddr) -> Result<Option<Arc<Block>>> {
+        let view = self.view()?;
+        let probe = IpNet::from(ip);
+        Ok(view
+            .blocks
+            .range(..=probe)
+            .next_back()
+            .filter(|(c, _)| c.contains(&ip))
+            .map(|(_, c)| c.block.clone()))
+    }
+
+    /// A node is registered (has a `Node` resource).
+    pub fn node_exists(&self, node: &str) -> Result<bool> {
+        Ok(self.store.get(Kind::Node, node)?.is_some())
+    }
+
+    /// The stored Node specs by name.
+    pub fn nodes(&self) -> Result<BTreeMap<String, RawResource>> {
+        let (nodes, _) = self.store.list(Kind::Node)?;
+        Ok(nodes.into_iter().map(|n| (n.metadata.name.clone(), n)).collect())
+    }
+
+    #[doc(hidden)]
+    pub fn node_spec(&self, node: &str) -> Result<Option<NodeSpec>> {
+        match self.store.get(Kind::Node, node)? {
+            Some(raw) => Ok(Some(raw.typed::<NodeSpec>().map_err(corrupt)?.spec)),
+            None => Ok(None),
+        }
+    }
+}
+
+/// Updates the handle index from a block's old and new allocations.
+fn reindex_handles(view: &mut View, old: &Block, new: &Block) {
+    for (ord, a) in &old.allocations {
+        if new.allocations.get(ord).is_none_or(|n| n.handle != a.handle) {
+            let ip = old.ip(*ord);
+            if let Some(set) = view.handles.get_mut(&a.handle) {
+                set.remove(&ip);
+                if set.is_empty() {
+                    view.handles.remove(&a.handle);
+                }
+            }
+        }
+    }
+    for (ord, a) in &new.allocations {
+        if old.allocations.get(ord).is_none_or(|o| o.handle != a.handle) {
+            view.handles.entry(a.handle.clone()).or_default().insert(new.ip(*ord));
+        }
+    }
+}

@@ -1,0 +1,290 @@
+//! The typed specs of every stored kind, with their defaults. Field names follow calicoctl's
+//! (`cidr`, `blockSize`, `natOutgoing`, `peerIP`, `asNumber`, ...). Defaults are applied by
+//! `validate`, so a stored resource says explicitly what it means.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+
+use ipnet::IpNet;
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// The default AS number of the fabric (Calico's).
+pub const DEFAULT_AS: u32 = 64512;
+/// Default leak grace period: an allocation nobody uses is released after this long.
+pub const DEFAULT_LEAK_GRACE_SECONDS: u64 = 900;
+
+/// `IPPool`: a range of container addresses.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct IpPoolSpec {
+    pub cidr: IpNet,
+    /// Prefix length of the pool's blocks: default 26 (IPv4) / 122 (IPv6). Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block_size: Option<u8>,
+    /// No new addresses come from a disabled pool; existing ones stay.
+    #[serde(default)]
+    pub disabled: bool,
+    /// Masquerade traffic from the pool to destinations outside every pool.
+    #[serde(default)]
+    pub nat_outgoing: bool,
+    /// Which nodes may take addresses from the pool; default `all()`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_selector: Option<String>,
+    /// Never advertise this pool's blocks over BGP.
+    #[serde(default, rename = "disableBGPExport")]
+    pub disable_bgp_export: bool,
+}
+
+impl IpPoolSpec {
+    /// The block prefix length, defaulted by family.
+    pub fn block_prefix(&self) -> u8 {
+        self.block_size.unwrap_or(match self.cidr {
+            IpNet::V4(_) => 26,
+            IpNet::V6(_) => 122,
+        })
+    }
+
+    /// The node selector text, defaulted to `all()`.
+    pub fn selector_text(&self) -> &str {
+        self.node_selector.as_deref().unwrap_or("all()")
+    }
+}
+
+/// `IPAMConfig` (singleton `default`): global IPAM behaviour.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct IpamConfigSpec {
+    /// Never borrow addresses from blocks affine to other hosts.
+    #[serde(default)]
+    pub strict_affinity: bool,
+    /// At most this many blocks per host; 0 means unlimited (really).
+    #[serde(default)]
+    pub max_blocks_per_host: u32,
+    /// A released address is not handed out again for this long.
+    #[serde(default)]
+    pub ip_cooldown_seconds: u32,
+    /// Leaked addresses and empty blocks are given back after this long; 0 turns collection off.
+    #[serde(default = "default_leak_grace")]
+    pub leak_grace_period_seconds: u64,
+}
+
+fn default_leak_grace() -> u64 {
+    DEFAULT_LEAK_GRACE_SECONDS
+}
+
+impl Default for IpamConfigSpec {
+    fn default() -> Self {
+        IpamConfigSpec {
+            strict_affinity: false,
+            max_blocks_per_host: 0,
+            ip_cooldown_seconds: 0,
+            leak_grace_period_seconds: DEFAULT_LEAK_GRACE_SECONDS,
+        }
+    }
+}
+
+/// `BGPConfiguration` (singleton `default`): fabric-wide BGP settings.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct BgpConfigurationSpec {
+    #[serde(default = "default_as")]
+    pub as_number: u32,
+    #[serde(default = "yes")]
+    pub node_to_node_mesh_enabled: bool,
+    #[serde(default = "default_bgp_port")]
+    pub listen_port: u16,
+    /// Named communities that `prefixAdvertisements` may refer to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub communities: Vec<NamedCommunity>,
+    /// Communities attached to the advertisements of addresses within a CIDR.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prefix_advertisements: Vec<PrefixAdvertisement>,
+}
+
+impl Default for BgpConfigurationSpec {
+    fn default() -> Self {
+        BgpConfigurationSpec {
+            as_number: DEFAULT_AS,
+            node_to_node_mesh_enabled: true,
+            listen_port: 179,
+            communities: Vec::new(),
+            prefix_advertisements: Vec::new(),
+        }
+    }
+}
+
+fn default_as() -> u32 {
+    DEFAULT_AS
+}
+fn yes() -> bool {
+    true
+}
+fn default_bgp_port() -> u16 {
+    179
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NamedCommunity {
+    pub name: String,
+    /// `AS:N` (standard) or `A:B:C` (large).
+    pub value: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PrefixAdvertisement {
+    pub cidr: IpNet,
+    /// Community values or names from `communities`.
+    pub communities: Vec<String>,
+}
+
+/// `BGPPeer`: a peering of every node (no `node` / `nodeSelector`), of one node, or of the
+/// nodes a selector picks.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct BgpPeerSpec {
+    #[serde(rename = "peerIP")]
+    pub peer_ip: IpAddr,
+    pub as_number: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_selector: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<Password>,
+    /// Hold time in seconds (0 or 3–65535); default 90.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold_time: Option<u16>,
+    /// Keepalive interval in seconds; default a third of the hold time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keepalive_time: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub graceful_restart: Option<GracefulRestart>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_hop_mode: Option<NextHopMode>,
+}
+
+/// A TCP-MD5 password: inline, or read by the agent from a file on its host (which keeps the
+/// secret out of the datastore).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Password {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct GracefulRestart {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Seconds a peer keeps our routes while we restart (RFC 4724); default 120.
+    #[serde(default = "default_restart_time")]
+    pub restart_time: u16,
+}
+
+fn default_restart_time() -> u16 {
+    120
+}
+
+/// How the next hop of routes sent to the peer is chosen.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NextHopMode {
+    /// Ourselves towards eBGP peers, unchanged towards iBGP peers (RFC 4271 §5.1.3).
+    Auto,
+    /// Always ourselves.
+    #[serde(rename = "Self")]
+    SelfAddress,
+    /// Never changed.
+    Keep,
+}
+
+/// `Node`: one host of the fabric. Labels live in `metadata.labels`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NodeSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bgp: Option<NodeBgpSpec>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NodeBgpSpec {
+    /// The node's IPv4 address with its subnet (`10.0.0.1/24`); a bare address means /32.
+    #[serde(default, deserialize_with = "host_net", skip_serializing_if = "Option::is_none")]
+    pub ipv4_address: Option<IpNet>,
+    #[serde(default, deserialize_with = "host_net", skip_serializing_if = "Option::is_none")]
+    pub ipv6_address: Option<IpNet>,
+    /// The node's own AS; default the BGPConfiguration's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub as_number: Option<u32>,
+    /// Makes the node a route reflector of this cluster.
+    #[serde(default, rename = "routeReflectorClusterID", skip_serializing_if = "Option::is_none")]
+    pub route_reflector_cluster_id: Option<Ipv4Addr>,
+}
+
+/// An address with an optional prefix length: `10.0.0.1/24` or `10.0.0.1` (= /32).
+fn host_net<'de, D: Deserializer<'de>>(d: D) -> Result<Option<IpNet>, D::Error> {
+    let Some(text) = Option::<String>::deserialize(d)? else {
+        return Ok(None);
+    };
+    if text.contains('/') {
+        text.parse().map(Some).map_err(serde::de::Error::custom)
+    } else {
+        text.parse::<IpAddr>()
+            .map(|a| Some(IpNet::from(a)))
+            .map_err(|_| serde::de::Error::custom(format!("{text:?} is not an IP address")))
+    }
+}
+
+/// `WorkloadEndpoint`: a container's interface, reported by its node's agent.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct WorkloadEndpointSpec {
+    pub node: String,
+    #[serde(rename = "containerID")]
+    pub container_id: String,
+    /// The IPAM handle holding the addresses (`<network>.<containerID>`).
+    pub handle: String,
+    /// The host side of the veth.
+    pub interface_name: String,
+    pub ip_networks: Vec<IpNet>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// `NodeStatus`: what a node's agent last reported about itself.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NodeStatusSpec {
+    /// When the agent sent this (RFC 3339).
+    pub reported_at: String,
+    #[serde(default)]
+    pub agent_version: String,
+    #[serde(default)]
+    pub peers: Vec<BgpPeerStatus>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct BgpPeerStatus {
+    #[serde(rename = "peerIP")]
+    pub peer_ip: IpAddr,
+    /// `node-to-node mesh`, `global`, `node specific` or `route reflector`.
+    pub peer_type: String,
+    /// The RFC 4271 state: `Idle`, `Connect`, `Active`, `OpenSent`, `OpenConfirm`, `Established`.
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub info: Option<String>,
+    #[serde(default)]
+    pub routes_received: u64,
+    #[serde(default)]
+    pub routes_advertised: u64,
+}
