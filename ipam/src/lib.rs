@@ -8,6 +8,8 @@
 //!
 //! The invariants the IPAM keeps, and why, are in `ipam/DESIGN.md`.
 
+pub mod api;
+pub mod client;
 pub mod ipam;
 pub mod resources;
 pub mod store;

@@ -15,7 +15,7 @@ Tartan's daemons and CNI plugin.
 
 Modes:
   bgp -c FILE    the BGP speaker alone (route server, reflector, injector) — `tartan bgp --help`
-  apiserver      the datastore and HTTP API (not in this build yet)
+  apiserver      the datastore and HTTP API — `tartan apiserver --help`
   node           the node agent (not in this build yet)
   sandbox        a minimal container runtime for debugging (not in this build yet)
 
@@ -33,8 +33,9 @@ enum Mode {
     /// The BGP speaker alone: `tartan bgp -c FILE` runs it; `status` and `rib` ask a running one.
     #[command(long_about = BGP_ABOUT, after_help = BGP_EXAMPLES)]
     Bgp(BgpArgs),
-    /// The datastore and HTTP API (not in this build yet).
-    Apiserver,
+    /// The datastore and HTTP API: resources, block IPAM and watch, stored in sled.
+    #[command(long_about = APISERVER_ABOUT)]
+    Apiserver(ApiserverArgs),
     /// The node agent (not in this build yet).
     Node,
     /// A minimal container runtime for debugging (not in this build yet).
@@ -108,6 +109,63 @@ enum BgpCommand {
     },
 }
 
+const APISERVER_ABOUT: &str = "\
+The datastore and HTTP API of the fabric: resources (IPPool, IPAMConfig, BGPConfiguration,
+BGPPeer, Node, and what the agents report), block IPAM, and a watch stream for the node agents.
+Everything is kept in an embedded sled database under --data-dir; every acknowledged write is
+on disk before the answer is sent.
+
+On first start the server writes a random bearer token to <data-dir>/token (mode 0600). Every
+request except /healthz must carry it: `Authorization: Bearer <token>`. tartanctl finds it with
+--token-file or TARTAN_TOKEN_FILE.
+
+Leaked addresses (of nodes that are gone, or no longer used by any workload their node reports)
+and empty blocks are given back after IPAMConfig's leakGracePeriodSeconds (default 900 s).
+
+Examples:
+  tartan apiserver --data-dir /var/lib/tartan
+  tartan apiserver --data-dir ./data --listen 0.0.0.0:7180
+  TARTAN_TOKEN_FILE=./data/token tartanctl get pools";
+
+#[derive(clap::Args, Debug)]
+struct ApiserverArgs {
+    /// Where the database and the token file live (created if missing).
+    #[arg(long, value_name = "DIR", env = "TARTAN_DATA_DIR", default_value = "/var/lib/tartan")]
+    data_dir: PathBuf,
+    /// The address to serve on.
+    #[arg(long, value_name = "ADDR:PORT", env = "TARTAN_LISTEN", default_value = "127.0.0.1:7180")]
+    listen: std::net::SocketAddr,
+    /// Seconds between leak-collection rounds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    gc_interval: u64,
+    /// Log level: error, warn, info, debug, trace.
+    #[arg(long, value_name = "LEVEL", default_value = "info")]
+    log_level: tracing_subscriber::filter::LevelFilter,
+}
+
+fn apiserver(args: ApiserverArgs) -> ExitCode {
+    tracing_subscriber::fmt().with_max_level(args.log_level).with_writer(std::io::stderr).init();
+    let config = tartan_ipam::api::server::ServerConfig {
+        data_dir: args.data_dir,
+        listen: args.listen,
+        gc_interval: std::time::Duration::from_secs(args.gc_interval.max(1)),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tartan apiserver: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(tartan_ipam::api::server::run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tartan apiserver: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn parse_family(s: &str) -> Result<Family, String> {
     Family::ALL
         .into_iter()
@@ -123,7 +181,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.mode {
         Mode::Bgp(args) => bgp(args),
-        Mode::Apiserver | Mode::Node | Mode::Sandbox => {
+        Mode::Apiserver(args) => apiserver(args),
+        Mode::Node | Mode::Sandbox => {
             eprintln!("tartan: this mode is not in this build yet (see `tartan --help`)");
             ExitCode::from(2)
         }

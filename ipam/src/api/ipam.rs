@@ -1,0 +1,129 @@
+//! `/v1/ipam/...`: allocate, release, check, a collection round on demand, blocks, usage, and
+//! lookups by address or handle. IPAM work runs on the blocking pool (it takes locks and
+//! writes sled); the answer waits for the write to be durable.
+
+use std::net::IpAddr;
+use std::time::Instant;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::Serialize;
+
+use super::AppState;
+use super::body::JsonBody;
+use super::error::AppError;
+use crate::ipam::allocate::{AllocateRequest, Allocated};
+use crate::ipam::check::CheckReport;
+use crate::ipam::gc::{GcReport, GcState};
+use crate::ipam::release::{ReleaseRequest, Released, parse_host};
+use crate::ipam::views::{AllocationView, BlockView, HandleView, Usage};
+use crate::ipam::{Ipam, IpamError};
+
+/// Runs IPAM work off the async workers.
+async fn blocking<T: Send + 'static>(
+    state: &AppState,
+    work: impl FnOnce(&Ipam) -> Result<T, IpamError> + Send + 'static,
+) -> Result<T, AppError> {
+    let shared = state.0.clone();
+    tokio::task::spawn_blocking(move || work(&shared.ipam))
+        .await
+        .map_err(|e| {
+            AppError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "internal",
+                format!("IPAM task failed: {e}"),
+            )
+        })?
+        .map_err(AppError::from)
+}
+
+pub async fn allocate(
+    State(state): State<AppState>,
+    JsonBody(req): JsonBody<AllocateRequest>,
+) -> Result<Json<Allocated>, AppError> {
+    let start = Instant::now();
+    let result = blocking(&state, move |ipam| ipam.allocate(&req)).await;
+    if let Ok(done) = &result {
+        state.0.store.flush().await?;
+        state.0.metrics.allocated(done.ips.len(), start.elapsed());
+    } else {
+        state.0.metrics.allocation_failed();
+    }
+    result.map(Json)
+}
+
+pub async fn release(
+    State(state): State<AppState>,
+    JsonBody(req): JsonBody<ReleaseRequest>,
+) -> Result<Json<Released>, AppError> {
+    let out = blocking(&state, move |ipam| ipam.release(&req)).await?;
+    state.0.store.flush().await?;
+    state.0.metrics.released(out.released.len());
+    Ok(Json(out))
+}
+
+pub async fn check(State(state): State<AppState>) -> Result<Json<CheckReport>, AppError> {
+    Ok(Json(blocking(&state, |ipam| ipam.check()).await?))
+}
+
+/// One collection round now, with the grace periods already observed by the server's own
+/// rounds (the collector's memory is the server's).
+pub async fn gc(State(state): State<AppState>) -> Result<Json<GcReport>, AppError> {
+    let shared = state.0.clone();
+    let report = tokio::task::spawn_blocking(move || {
+        let mut gc =
+            shared.metrics.gc_state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        shared.ipam.collect_garbage(&mut gc, crate::time::now_unix())
+    })
+    .await
+    .map_err(|e| AppError::new(StatusCode::SERVICE_UNAVAILABLE, "internal", e.to_string()))??;
+    state.0.store.flush().await?;
+    Ok(Json(report))
+}
+
+/// Runs one collection round for the server's periodic task.
+pub fn collect(shared: &super::Shared) -> Result<GcReport, IpamError> {
+    let mut gc: std::sync::MutexGuard<'_, GcState> =
+        shared.metrics.gc_state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let report = shared.ipam.collect_garbage(&mut gc, crate::time::now_unix())?;
+    shared.metrics.collected(&report);
+    Ok(report)
+}
+
+#[derive(Serialize, Debug)]
+pub struct Items<T> {
+    items: Vec<T>,
+}
+
+pub async fn blocks(State(state): State<AppState>) -> Result<Json<Items<BlockView>>, AppError> {
+    Ok(Json(Items { items: blocking(&state, |ipam| ipam.blocks()).await? }))
+}
+
+pub async fn usage(State(state): State<AppState>) -> Result<Json<Usage>, AppError> {
+    Ok(Json(blocking(&state, |ipam| ipam.usage()).await?))
+}
+
+pub async fn lookup_ip(
+    State(state): State<AppState>,
+    Path(ip): Path<String>,
+) -> Result<Json<AllocationView>, AppError> {
+    let addr: IpAddr =
+        parse_host(&ip).ok_or_else(|| AppError::invalid(format!("{ip:?} is not an IP address")))?;
+    blocking(&state, move |ipam| ipam.lookup_ip(addr))
+        .await?
+        .map(Json)
+        .ok_or_else(|| AppError::not_found(format!("{addr} is not allocated")))
+}
+
+pub async fn handle(
+    State(state): State<AppState>,
+    Path(handle): Path<String>,
+) -> Result<Json<HandleView>, AppError> {
+    let h = handle.clone();
+    let ips = blocking(&state, move |ipam| ipam.handle(&h)).await?;
+    if ips.is_empty() {
+        return Err(AppError::not_found(format!("handle {handle:?} holds no address")));
+    }
+    Ok(Json(HandleView { handle, ips }))
+}

@@ -1,0 +1,150 @@
+//! The HTTP API: `fn app(state) -> Router`, JSON everywhere, bearer-token auth.
+//!
+//! Routes: `/v1/<plural>[/<name>]` for resources (`resources.rs`), `/v1/ipam/...` (`ipam.rs`),
+//! `/v1/watch` (`watch.rs`), `/healthz`, `/metrics` (`metrics.rs`), `/openapi.json`
+//! (`openapi.rs`). Every write is made durable before it is answered. Every error is an
+//! [`error::AppError`]; no input is meant to reach a panic or a 500.
+
+pub mod body;
+pub mod error;
+pub mod ipam;
+pub mod metrics;
+pub mod openapi;
+pub mod resources;
+pub mod server;
+pub mod watch;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::StatusCode;
+use axum::http::header::AUTHORIZATION;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+
+use crate::ipam::Ipam;
+use crate::store::Store;
+use error::AppError;
+use metrics::Metrics;
+
+/// Largest accepted request body.
+pub const BODY_LIMIT: usize = 1 << 20;
+/// Longest a request may take before it is answered with 503.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What every handler shares.
+#[derive(Clone, Debug)]
+pub struct AppState(pub Arc<Shared>);
+
+#[derive(Debug)]
+pub struct Shared {
+    pub store: Arc<Store>,
+    pub ipam: Ipam,
+    /// `None` turns authentication off (tests of the router only).
+    pub token: Option<String>,
+    pub metrics: Metrics,
+}
+
+impl AppState {
+    pub fn new(store: Arc<Store>, ipam: Ipam, token: Option<String>) -> AppState {
+        AppState(Arc::new(Shared { store, ipam, token, metrics: Metrics::default() }))
+    }
+}
+
+/// The whole API.
+pub fn app(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/v1/watch", get(watch::watch))
+        .route("/v1/ipam/allocate", post(ipam::allocate))
+        .route("/v1/ipam/release", post(ipam::release))
+        .route("/v1/ipam/check", post(ipam::check))
+        .route("/v1/ipam/gc", post(ipam::gc))
+        .route("/v1/ipam/blocks", get(ipam::blocks))
+        .route("/v1/ipam/usage", get(ipam::usage))
+        .route("/v1/ipam/ips/{ip}", get(ipam::lookup_ip))
+        .route("/v1/ipam/handles/{handle}", get(ipam::handle))
+        .route("/v1/{plural}", get(resources::list).post(resources::create))
+        .route(
+            "/v1/{plural}/{name}",
+            get(resources::get)
+                .put(resources::put)
+                .patch(resources::patch)
+                .delete(resources::delete),
+        )
+        .route("/metrics", get(metrics::metrics))
+        .route("/openapi.json", get(openapi::openapi))
+        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    Router::new()
+        .merge(api)
+        .route("/healthz", get(healthz))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}
+
+async fn healthz(State(state): State<AppState>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({"status": "ok", "revision": state.0.store.revision()}))
+}
+
+async fn not_found() -> AppError {
+    AppError::not_found("no such endpoint; see /openapi.json for the API")
+}
+
+async fn method_not_allowed() -> AppError {
+    AppError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not take that method",
+    )
+}
+
+/// Bearer-token check, in constant time.
+async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if let Some(token) = &state.0.token {
+        let given = req
+            .headers()
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        let same = given.len() == token.len()
+            && given.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+        if !same {
+            return AppError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "missing or wrong bearer token: send `Authorization: Bearer <token>` with the token from \
+                 the server's data directory (`<data-dir>/token`)",
+            )
+            .into_response();
+        }
+    }
+    next.run(req).await
+}
+
+/// Timeout, request metrics.
+async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let method = req.method().clone();
+    let start = Instant::now();
+    let response = match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => AppError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            format!("the request took longer than {} s", REQUEST_TIMEOUT.as_secs()),
+        )
+        .into_response(),
+    };
+    state.0.metrics.record(&method, &route, response.status(), start.elapsed());
+    response
+}

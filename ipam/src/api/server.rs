@@ -1,0 +1,135 @@
+//! `tartan apiserver`: opens the data directory, makes the token on first start, serves the
+//! API, runs leak collection periodically, and flushes on SIGTERM / SIGINT.
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use super::{AppState, app};
+use crate::ipam::Ipam;
+use crate::store::Store;
+
+/// How the server runs.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    /// Time between leak-collection rounds.
+    pub gc_interval: Duration,
+}
+
+/// The file in the data directory that holds the bearer token.
+pub fn token_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("token")
+}
+
+/// Reads the token, creating a random one (mode 0600) on first start.
+pub fn load_or_create_token(data_dir: &Path) -> Result<String, String> {
+    let path = token_path(data_dir);
+    match std::fs::read_to_string(&path) {
+        Ok(t) if !t.trim().is_empty() => return Ok(t.trim().to_string()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("cannot read the token file {}: {e}", path.display())),
+    }
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|e| format!("cannot read /dev/urandom for a token: {e}"))?;
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| format!("cannot write the token file {}: {e}", path.display()))?;
+    file.write_all(format!("{token}\n").as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(|e| format!("cannot write the token file {}: {e}", path.display()))?;
+    Ok(token)
+}
+
+/// Runs the server until SIGTERM or SIGINT.
+pub async fn run(config: ServerConfig) -> Result<(), String> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+        format!("cannot create the data directory {}: {e}", config.data_dir.display())
+    })?;
+    let _ = std::fs::set_permissions(&config.data_dir, std::fs::Permissions::from_mode(0o700));
+    let store = Arc::new(Store::open(&config.data_dir).map_err(|e| {
+        format!(
+            "{e}\n(is another `tartan apiserver` using --data-dir {}?)",
+            config.data_dir.display()
+        )
+    })?);
+    let ipam = Ipam::open(store.clone()).map_err(|e| e.to_string())?;
+    let token = load_or_create_token(&config.data_dir)?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let state = AppState::new(store.clone(), ipam, Some(token));
+    eprintln!(
+        "tartan apiserver: listening on http://{} (data in {}, token in {})",
+        listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        config.data_dir.display(),
+        token_path(&config.data_dir).display()
+    );
+    let shared = state.0.clone();
+    let interval = config.gc_interval;
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(interval).await;
+            let s = shared.clone();
+            let round = tokio::task::spawn_blocking(move || super::ipam::collect(&s)).await;
+            match round {
+                Ok(Ok(r)) if !r.released.is_empty() || !r.blocks_released.is_empty() => {
+                    let _ = shared.store.flush().await;
+                    tracing::info!(
+                        released = r.released.len(),
+                        blocks = r.blocks_released.len(),
+                        "leak collection"
+                    );
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "leak collection failed"),
+                Err(e) => tracing::warn!(error = %e, "leak collection task failed"),
+            }
+        }
+    });
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = axum::serve(listener, app(state)).with_graceful_shutdown(async move {
+        let mut rx = stop_rx;
+        let _ = rx.wait_for(|s| *s).await;
+    });
+    let signals = async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+        // Watch streams never end by themselves: give other requests a moment, then go.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    };
+    tokio::select! {
+        r = server => r.map_err(|e| format!("server failed: {e}"))?,
+        () = signals => {}
+    }
+    store.flush_now().map_err(|e| e.to_string())?;
+    eprintln!("tartan apiserver: stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => std::future::pending().await,
+    }
+}

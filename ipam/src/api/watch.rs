@@ -1,0 +1,125 @@
+//! `GET /v1/watch?since=<revision>[&kinds=ippools,nodes]`: every change after `since`, as
+//! newline-delimited JSON events (`{"revision", "type": ADDED|MODIFIED|DELETED, "object"}`),
+//! then new ones as they happen. A `BOOKMARK` line every 10 s carries the revision the stream
+//! has reached, so a client can resume from it and notice a dead connection. A `since` older
+//! than the kept history is answered 410: list again and watch from the list's revision.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, State};
+use axum::http::header::CONTENT_TYPE;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use tokio::sync::watch;
+
+use super::AppState;
+use super::error::AppError;
+use crate::resources::Kind;
+use crate::store::Store;
+
+const HEARTBEAT: Duration = Duration::from_secs(10);
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct WatchQuery {
+    since: Option<u64>,
+    kinds: Option<String>,
+}
+
+struct Watcher {
+    store: Arc<Store>,
+    rx: watch::Receiver<u64>,
+    last: u64,
+    kinds: Vec<Kind>,
+    pending: VecDeque<Bytes>,
+    done: bool,
+}
+
+fn line(value: &serde_json::Value) -> Bytes {
+    let mut text = value.to_string();
+    text.push('\n');
+    Bytes::from(text)
+}
+
+impl Watcher {
+    async fn next(mut self) -> Option<(Result<Bytes, Infallible>, Watcher)> {
+        loop {
+            if let Some(l) = self.pending.pop_front() {
+                return Some((Ok(l), self));
+            }
+            if self.done {
+                return None;
+            }
+            self.rx.borrow_and_update();
+            let reached = self.store.revision();
+            match self.store.events_since(self.last, 256) {
+                Ok(events) if !events.is_empty() => {
+                    for e in events {
+                        self.last = e.revision;
+                        let wanted = self.kinds.is_empty()
+                            || Kind::lookup(&e.object.kind)
+                                .is_some_and(|k| self.kinds.contains(&k));
+                        if wanted {
+                            self.pending
+                                .push_back(line(&serde_json::to_value(&e).unwrap_or_default()));
+                        }
+                    }
+                    continue;
+                }
+                Ok(_) => self.last = self.last.max(reached),
+                Err(e) => {
+                    let err = AppError::from(e);
+                    self.pending.push_back(line(
+                        &serde_json::json!({"type": "ERROR", "error": err.code, "message": err.message}),
+                    ));
+                    self.done = true;
+                    continue;
+                }
+            }
+            tokio::select! {
+                changed = self.rx.changed() => {
+                    if changed.is_err() {
+                        return None;
+                    }
+                }
+                _ = tokio::time::sleep(HEARTBEAT) => {
+                    self.pending.push_back(line(&serde_json::json!({"type": "BOOKMARK", "revision": self.last})));
+                }
+            }
+        }
+    }
+}
+
+pub async fn watch(
+    State(state): State<AppState>,
+    query: Result<Query<WatchQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, AppError> {
+    let Query(query) = query?;
+    let store = state.0.store.clone();
+    let since = query.since.unwrap_or_else(|| store.revision());
+    let mut kinds = Vec::new();
+    for name in query.kinds.iter().flat_map(|k| k.split(',')).filter(|k| !k.is_empty()) {
+        kinds.push(
+            Kind::lookup(name)
+                .ok_or_else(|| AppError::invalid(format!("kinds: unknown kind {name:?}")))?,
+        );
+    }
+    store.events_since(since, 0)?;
+    let watcher = Watcher {
+        rx: store.subscribe(),
+        store,
+        last: since,
+        kinds,
+        pending: VecDeque::new(),
+        done: false,
+    };
+    // Say where the stream starts, so a client knows it is connected.
+    let mut watcher = watcher;
+    watcher.pending.push_back(line(&serde_json::json!({"type": "BOOKMARK", "revision": since})));
+    let stream = futures_util::stream::unfold(watcher, Watcher::next);
+    Ok(([(CONTENT_TYPE, "application/x-ndjson")], Body::from_stream(stream)).into_response())
+}
