@@ -1,0 +1,118 @@
+//! `tartanctl`: the calicoctl-style operator CLI of a Tartan fabric. This file owns the entry
+//! point (parsing, the runtime, exit codes), the dispatch to the command modules, and the two
+//! small commands `version` and `completion`.
+//!
+//! Modules: `cli` (options and help), `context` (API address, token, errors), `kinds` (table
+//! columns per kind), `docs` (resource files), `resources` (get/apply/delete/patch/label),
+//! `ipam_show` and `ipam` (address management), `node` (BGP status), `output` (formatting).
+
+mod cli;
+mod context;
+mod docs;
+mod ipam;
+mod ipam_show;
+mod kinds;
+mod node;
+mod output;
+mod resources;
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser};
+use serde_json::Value;
+
+use cli::{Cli, Command, IpamCommand, NodeCommand, VersionArgs};
+use context::{Ctx, Error, Result};
+use output::emit;
+use resources::Write;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Help and --version go to stdout with status 0; usage errors are errors (1).
+            let _ = e.print();
+            return if e.use_stderr() { ExitCode::FAILURE } else { ExitCode::SUCCESS };
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tartanctl: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tartanctl: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    if let Command::Completion(args) = &cli.command {
+        let mut out = Vec::new();
+        clap_complete::generate(args.shell, &mut Cli::command(), "tartanctl", &mut out);
+        emit(&String::from_utf8_lossy(&out));
+        return Ok(());
+    }
+    if let Command::Version(VersionArgs { client: true }) = &cli.command {
+        emit(&client_version());
+        return Ok(());
+    }
+    let ctx = Ctx::resolve(&cli.global)?;
+    match cli.command {
+        Command::Get(args) => resources::get(&ctx, args).await,
+        Command::Apply(args) => resources::write(&ctx, args, Write::Apply).await,
+        Command::Create(args) => resources::write(&ctx, args, Write::Create).await,
+        Command::Replace(args) => resources::write(&ctx, args, Write::Replace).await,
+        Command::Delete(args) => resources::delete(&ctx, args).await,
+        Command::Patch(args) => resources::patch(&ctx, args).await,
+        Command::Label(args) => resources::label(&ctx, args).await,
+        Command::Ipam(IpamCommand::Show(args)) => ipam_show::show(&ctx, args).await,
+        Command::Ipam(IpamCommand::Check(args)) => ipam::check(&ctx, args).await,
+        Command::Ipam(IpamCommand::Release(args)) => ipam::release(&ctx, args).await,
+        Command::Ipam(IpamCommand::Configure(args)) => ipam::configure(&ctx, args).await,
+        Command::Ipam(IpamCommand::Allocate(args)) => ipam::allocate(&ctx, args).await,
+        Command::Node(NodeCommand::Status(args)) => node::status(&ctx, args).await,
+        Command::Version(args) => version(&ctx, args).await,
+        Command::Completion(_) => Ok(()),
+    }
+}
+
+fn client_version() -> String {
+    format!("Client Version:    v{}\n", env!("CARGO_PKG_VERSION"))
+}
+
+/// `version`: the client's, then the server's (from /healthz, else /openapi.json's info).
+async fn version(ctx: &Ctx, args: VersionArgs) -> Result<()> {
+    emit(&client_version());
+    if args.client {
+        return Ok(());
+    }
+    let api = ctx.connect_lenient()?;
+    let health: Value = api.get("/healthz").await.map_err(|e| {
+        Error::new(format!(
+            "no server version: {e} (`tartanctl version --client` prints only the client's)"
+        ))
+    })?;
+    let mut server = health.get("version").and_then(Value::as_str).map(str::to_string);
+    if server.is_none() {
+        if let Ok(doc) = api.get::<Value>("/openapi.json").await {
+            server = doc.pointer("/info/version").and_then(Value::as_str).map(str::to_string);
+        }
+    }
+    let server = match server {
+        Some(v) => format!("v{v}"),
+        None => "unknown (the server answers but does not tell its version without a valid token)"
+            .to_string(),
+    };
+    let revision = health.get("revision").and_then(Value::as_u64).unwrap_or_default();
+    emit(&format!(
+        "Server Version:    {server}\nAPI:               {} (revision {revision})\n",
+        api.url()
+    ));
+    Ok(())
+}
