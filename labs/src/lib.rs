@@ -22,6 +22,7 @@
 //! [`harness`] wraps this for Rust tests: deploy, run commands in nodes, poll with a deadline,
 //! tear down on drop.
 
+pub mod apiserver;
 pub mod bench;
 pub mod deploy;
 pub mod destroy;

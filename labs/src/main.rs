@@ -92,6 +92,27 @@ enum BenchCommand {
         #[arg(long)]
         keep_files: bool,
     },
+    /// IPAM: durable allocations per second and latency percentiles through the HTTP API, N
+    /// clients (one node each) against a fresh `tartan apiserver` on loopback, beside the
+    /// reference CNI IPAM `host-local` executed one process per ADD as a runtime does.
+    #[command(after_help = "Example:\n  tartanlab bench ipam --clients 8 --allocs 20000")]
+    Ipam {
+        /// Concurrent clients, each allocating for its own node.
+        #[arg(long, default_value_t = 8)]
+        clients: usize,
+        /// Allocations in all (one IPv4 address each).
+        #[arg(long, default_value_t = 20_000)]
+        allocs: usize,
+        /// Allocations asked of host-local (0 skips the reference).
+        #[arg(long, default_value_t = 2_000)]
+        reference_allocs: usize,
+        /// Print the results as JSON too.
+        #[arg(long)]
+        json: bool,
+        /// Keep the server's data directory and log (under /tmp/tartanlab-bench/).
+        #[arg(long)]
+        keep_files: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -455,6 +476,30 @@ fn run(command: Command) -> Result<ExitCode> {
                 peers * prefixes
             );
             print!("{}", tartan_labs::bench::bgp::table(&opts, &results));
+            if json {
+                println!("{}", serde_json::to_string_pretty(&results).unwrap_or_default());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(BenchCommand::Ipam {
+            clients,
+            allocs,
+            reference_allocs,
+            json,
+            keep_files,
+        }) => {
+            let opts = tartan_labs::bench::ipam::IpamBenchOptions {
+                clients,
+                allocs,
+                reference_allocs,
+                work_dir: std::env::temp_dir().join("tartanlab-bench"),
+                keep_files,
+            };
+            let results = tartan_labs::bench::ipam::run(&opts)?;
+            println!(
+                "IPAM allocation: {clients} clients, {allocs} allocations through the HTTP API (host-local: {reference_allocs})"
+            );
+            print!("{}", tartan_labs::bench::ipam::table(&results));
             if json {
                 println!("{}", serde_json::to_string_pretty(&results).unwrap_or_default());
             }

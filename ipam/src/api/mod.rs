@@ -88,7 +88,9 @@ pub fn app(state: AppState) -> Router {
 }
 
 async fn healthz(State(state): State<AppState>) -> Json<serde_json::Value> {
-    Json(serde_json::json!({"status": "ok", "revision": state.0.store.revision()}))
+    Json(
+        serde_json::json!({"status": "ok", "version": env!("CARGO_PKG_VERSION"), "revision": state.0.store.revision()}),
+    )
 }
 
 async fn not_found() -> AppError {

@@ -600,17 +600,7 @@ pub fn table(o: &BenchOptions, results: &[Outcome]) -> String {
             }),
         ]);
     }
-    let widths: Vec<usize> = (0..rows[0].len())
-        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
-        .collect();
-    let mut out = String::new();
-    for r in rows {
-        let line: Vec<String> =
-            r.iter().enumerate().map(|(c, v)| format!("{v:<w$}", w = widths[c])).collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
-    }
-    out
+    super::render(&rows)
 }
 
 #[cfg(test)]

@@ -3,3 +3,20 @@
 
 pub mod bgp;
 pub mod birdctl;
+pub mod ipam;
+
+/// Rows as aligned columns, the first row the header.
+pub fn render(rows: &[Vec<String>]) -> String {
+    let columns = rows.first().map_or(0, Vec::len);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| rows.iter().map(|r| r.get(c).map_or(0, |v| v.chars().count())).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for r in rows {
+        let line: Vec<String> =
+            r.iter().enumerate().map(|(c, v)| format!("{v:<w$}", w = widths[c])).collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
