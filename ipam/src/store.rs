@@ -109,6 +109,7 @@ impl Store {
         let db = sled::Config::new()
             .path(dir.join("db"))
             .cache_capacity(64 << 20)
+            .mode(sled::Mode::HighThroughput)
             .open()
             .map_err(|source| StoreError::Open { path: dir.display().to_string(), source })?;
         let store = Store {

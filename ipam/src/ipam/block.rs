@@ -30,19 +30,23 @@ pub struct Block {
     pub cooling: VecDeque<(u32, u64)>,
 }
 
-/// Who holds one address.
+/// Who holds one address. Stored with one-letter keys: a block is rewritten whole on every
+/// change, so its size is the IPAM's cost per allocation (the API shows `views::BlockView`).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
 pub struct Allocation {
+    #[serde(rename = "h")]
     pub handle: String,
     /// The block's sequence number when this address was allocated: a release that names
     /// another sequence is about an earlier holder and must not free it.
+    #[serde(rename = "s")]
     pub sequence: u64,
     /// The node the address was allocated for (differs from the affinity when borrowed).
+    #[serde(rename = "n")]
     pub node: String,
     /// Unix seconds.
+    #[serde(rename = "t")]
     pub allocated_at: u64,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(rename = "a", default, skip_serializing_if = "BTreeMap::is_empty")]
     pub attributes: BTreeMap<String, String>,
 }
 

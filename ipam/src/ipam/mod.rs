@@ -105,6 +105,15 @@ pub struct Ipam {
     /// Allocation holds it shared; deleting a pool holds it exclusively, so no allocation can
     /// land in a pool while it is being removed.
     pub(crate) pools_lock: RwLock<()>,
+    /// Pools and IPAM configuration as parsed at a store revision (re-read when it moves).
+    settings: Mutex<Option<Settings>>,
+}
+
+#[derive(Clone, Debug)]
+struct Settings {
+    revision: u64,
+    pools: Arc<Vec<Pool>>,
+    config: IpamConfigSpec,
 }
 
 pub(crate) fn block_key(cidr: IpNet) -> String {
@@ -146,6 +155,7 @@ impl Ipam {
             view: Mutex::new(view),
             node_locks: Mutex::new(HashMap::new()),
             pools_lock: RwLock::new(()),
+            settings: Mutex::new(None),
         };
         ipam.recover()?;
         Ok(ipam)
@@ -199,8 +209,14 @@ impl Ipam {
         Ok(locks.entry(node.to_string()).or_default().clone())
     }
 
-    /// The stored pools, parsed.
-    pub fn pools(&self) -> Result<Vec<Pool>> {
+    /// Pools and configuration, parsed once per store revision: allocation needs them on
+    /// every request, and they change rarely.
+    fn settings(&self) -> Result<Settings> {
+        let revision = self.store.revision();
+        let mut cache = self.settings.lock().map_err(|_| corrupt("settings cache poisoned"))?;
+        if let Some(s) = cache.as_ref().filter(|s| s.revision == revision) {
+            return Ok(s.clone());
+        }
         let (raws, _) = self.store.list(Kind::IpPool)?;
         let mut pools = Vec::with_capacity(raws.len());
         for raw in raws {
@@ -208,15 +224,23 @@ impl Ipam {
             let selector = Selector::parse(r.spec.selector_text()).map_err(corrupt)?;
             pools.push(Pool { name: r.metadata.name, spec: r.spec, selector });
         }
-        Ok(pools)
+        let config = match self.store.get(Kind::IpamConfig, "default")? {
+            Some(raw) => raw.typed::<IpamConfigSpec>().map_err(corrupt)?.spec,
+            None => IpamConfigSpec::default(),
+        };
+        let fresh = Settings { revision, pools: Arc::new(pools), config };
+        *cache = Some(fresh.clone());
+        Ok(fresh)
+    }
+
+    /// The stored pools, parsed.
+    pub fn pools(&self) -> Result<Vec<Pool>> {
+        Ok(self.settings()?.pools.as_ref().clone())
     }
 
     /// The IPAM configuration (defaults when none was applied).
     pub fn config(&self) -> Result<IpamConfigSpec> {
-        match self.store.get(Kind::IpamConfig, "default")? {
-            Some(raw) => Ok(raw.typed::<IpamConfigSpec>().map_err(corrupt)?.spec),
-            None => Ok(IpamConfigSpec::default()),
-        }
+        Ok(self.settings()?.config)
     }
 
     /// A node's labels, if the node is registered.
