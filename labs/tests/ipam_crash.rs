@@ -50,15 +50,15 @@ async fn storm(
         acked.lock().expect("lock").held.insert(handle.clone(), ips);
         count.fetch_add(1, Ordering::SeqCst);
         if i % 4 == 3 {
-            // Release the one before; once acknowledged it must stay released.
+            // Release the one before. Once sent its fate is in doubt (the server may apply it
+            // and die before answering); once acknowledged it must stay released.
             let prev = format!("crash.{round}.{node}.{}", i - 1);
+            acked.lock().expect("lock").held.remove(&prev);
             let req = json!({"handle": prev});
             if client.call::<Value>(Method::POST, "/v1/ipam/release", Some(&req)).await.is_err() {
                 return;
             }
-            let mut a = acked.lock().expect("lock");
-            a.held.remove(&prev);
-            a.released.insert(prev);
+            acked.lock().expect("lock").released.insert(prev);
         }
     }
 }

@@ -134,26 +134,33 @@ async fn write(
     if !kind.is_stored() {
         return Err(read_only(kind));
     }
-    let (pools, _) = state.0.store.list(Kind::IpPool)?;
-    let existing = state.0.store.get(kind, &raw.metadata.name)?;
-    let ctx = Context { existing: existing.as_ref(), pools: &pools };
-    let valid = validate(kind, raw, &ctx).map_err(AppError::invalid)?;
-    if kind == Kind::IpPool && existing.is_none() {
-        let spec = valid.typed::<IpPoolSpec>().map_err(AppError::invalid)?.spec;
-        let foreign = state.0.ipam.foreign_blocks(spec.cidr, spec.block_prefix())?;
-        if let Some(b) = foreign.first() {
-            return Err(AppError::new(
-                StatusCode::CONFLICT,
-                "refused",
-                format!(
-                    "spec.cidr {} overlaps block {b} left by an earlier pool with another block size; \
-                     release its addresses first (`tartanctl ipam check`)",
-                    spec.cidr
-                ),
-            ));
+    // Pool writes hold the pools lock exclusively from validation to write, so two pools that
+    // overlap cannot both pass the overlap check, and no allocation sees a half-written pool.
+    let (stored, event) = {
+        let _pools = (kind == Kind::IpPool).then(|| {
+            state.0.ipam.pools_lock.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+        });
+        let (pools, _) = state.0.store.list(Kind::IpPool)?;
+        let existing = state.0.store.get(kind, &raw.metadata.name)?;
+        let ctx = Context { existing: existing.as_ref(), pools: &pools };
+        let valid = validate(kind, raw, &ctx).map_err(AppError::invalid)?;
+        if kind == Kind::IpPool && existing.is_none() {
+            let spec = valid.typed::<IpPoolSpec>().map_err(AppError::invalid)?.spec;
+            let foreign = state.0.ipam.foreign_blocks(spec.cidr, spec.block_prefix())?;
+            if let Some(b) = foreign.first() {
+                return Err(AppError::new(
+                    StatusCode::CONFLICT,
+                    "refused",
+                    format!(
+                        "spec.cidr {} overlaps block {b} left by an earlier pool with another block size; \
+                         release its addresses first (`tartanctl ipam check`)",
+                        spec.cidr
+                    ),
+                ));
+            }
         }
-    }
-    let (stored, event) = state.0.store.put(kind, valid, mode)?;
+        state.0.store.put(kind, valid, mode)?
+    };
     state.0.store.flush().await?;
     let status = if event == EventType::Added { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(stored)).into_response())
