@@ -17,7 +17,6 @@ struct TempDir(std::path::PathBuf);
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
-        let _ = std::fs::remove_file(self.0.join("data").with_extension("log"));
     }
 }
 
@@ -142,7 +141,12 @@ fn acknowledged_allocations_survive_sigkill_mid_storm() {
                 )));
             }
             let target = 150 + 97 * round;
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
             while count.load(Ordering::SeqCst) < target {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "round {round}: the storm stalled before {target} allocations"
+                );
                 tokio::time::sleep(std::time::Duration::from_millis(2)).await;
             }
             server.kill();

@@ -15,7 +15,7 @@ use super::body::JsonBody;
 use super::error::AppError;
 use crate::ipam::allocate::{AllocateRequest, Allocated};
 use crate::ipam::check::CheckReport;
-use crate::ipam::gc::{GcReport, GcState};
+use crate::ipam::gc::GcReport;
 use crate::ipam::release::{ReleaseRequest, Released, parse_host};
 use crate::ipam::views::{AllocationView, BlockView, HandleView, Usage};
 use crate::ipam::{Ipam, IpamError};
@@ -71,21 +71,16 @@ pub async fn check(State(state): State<AppState>) -> Result<Json<CheckReport>, A
 /// rounds (the collector's memory is the server's).
 pub async fn gc(State(state): State<AppState>) -> Result<Json<GcReport>, AppError> {
     let shared = state.0.clone();
-    let report = tokio::task::spawn_blocking(move || {
-        let mut gc =
-            shared.metrics.gc_state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        shared.ipam.collect_garbage(&mut gc, crate::time::now_unix())
-    })
-    .await
-    .map_err(|e| AppError::new(StatusCode::SERVICE_UNAVAILABLE, "internal", e.to_string()))??;
+    let report = tokio::task::spawn_blocking(move || collect(&shared))
+        .await
+        .map_err(|e| AppError::new(StatusCode::SERVICE_UNAVAILABLE, "internal", e.to_string()))??;
     state.0.store.flush().await?;
     Ok(Json(report))
 }
 
-/// Runs one collection round for the server's periodic task.
+/// Runs one collection round (periodic task and `POST /v1/ipam/gc`) and counts it.
 pub fn collect(shared: &super::Shared) -> Result<GcReport, IpamError> {
-    let mut gc: std::sync::MutexGuard<'_, GcState> =
-        shared.metrics.gc_state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut gc = shared.gc.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let report = shared.ipam.collect_garbage(&mut gc, crate::time::now_unix())?;
     shared.metrics.collected(&report);
     Ok(report)

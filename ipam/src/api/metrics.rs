@@ -14,7 +14,8 @@ use axum::response::IntoResponse;
 
 use super::AppState;
 use super::error::AppError;
-use crate::ipam::gc::{GcReport, GcState};
+use crate::ipam::gc::GcReport;
+use crate::ipam::views::PoolUsage;
 
 /// Upper bounds (seconds) of the allocation latency histogram.
 const BUCKETS: [f64; 10] = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0];
@@ -31,12 +32,10 @@ pub struct Metrics {
     gc_released: AtomicU64,
     gc_blocks_released: AtomicU64,
     gc_candidates: AtomicU64,
-    /// The collector's memory between rounds (candidates and when they were first seen).
-    pub gc_state: Mutex<GcState>,
 }
 
 impl Metrics {
-    pub fn record(&self, method: &Method, route: &str, status: StatusCode, _took: Duration) {
+    pub fn record(&self, method: &Method, route: &str, status: StatusCode) {
         if let Ok(mut m) = self.requests.lock() {
             *m.entry((method.to_string(), route.to_string(), status.as_u16())).or_default() += 1;
         }
@@ -160,28 +159,16 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
         "gauge",
         state.0.store.revision(),
     );
-    let _ = writeln!(
-        out,
-        "# HELP tartan_ipam_pool_size Addresses in each pool.\n# TYPE tartan_ipam_pool_size gauge"
-    );
-    for p in &usage.pools {
-        let _ = writeln!(
-            out,
-            "tartan_ipam_pool_size{{pool=\"{}\",cidr=\"{}\"}} {}",
-            p.name, p.cidr, p.total as f64
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP tartan_ipam_pool_used Allocated addresses in each pool.\n# TYPE tartan_ipam_pool_used gauge"
-    );
-    for p in &usage.pools {
-        let _ = writeln!(
-            out,
-            "tartan_ipam_pool_used{{pool=\"{}\",cidr=\"{}\"}} {}",
-            p.name, p.cidr, p.used
-        );
-    }
+    let per_pool = |out: &mut String, name: &str, help: &str, value: &dyn Fn(&PoolUsage) -> f64| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for p in &usage.pools {
+            let _ = writeln!(out, "{name}{{pool=\"{}\",cidr=\"{}\"}} {}", p.name, p.cidr, value(p));
+        }
+    };
+    per_pool(&mut out, "tartan_ipam_pool_size", "Addresses in each pool.", &|p| p.total as f64);
+    per_pool(&mut out, "tartan_ipam_pool_used", "Allocated addresses in each pool.", &|p| {
+        p.used as f64
+    });
     let blocks: usize =
         usage.pools.iter().map(|p| p.blocks.len()).sum::<usize>() + usage.orphan_blocks.len();
     let borrowed: usize =

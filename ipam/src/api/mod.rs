@@ -15,7 +15,7 @@ pub mod server;
 pub mod watch;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::StatusCode;
@@ -46,11 +46,20 @@ pub struct Shared {
     /// `None` turns authentication off (tests of the router only).
     pub token: Option<String>,
     pub metrics: Metrics,
+    /// The leak collector's memory between rounds (candidates, when each was first seen),
+    /// shared by the periodic rounds and `POST /v1/ipam/gc`.
+    pub gc: std::sync::Mutex<crate::ipam::gc::GcState>,
 }
 
 impl AppState {
     pub fn new(store: Arc<Store>, ipam: Ipam, token: Option<String>) -> AppState {
-        AppState(Arc::new(Shared { store, ipam, token, metrics: Metrics::default() }))
+        AppState(Arc::new(Shared {
+            store,
+            ipam,
+            token,
+            metrics: Metrics::default(),
+            gc: Default::default(),
+        }))
     }
 }
 
@@ -137,7 +146,6 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".to_string());
     let method = req.method().clone();
-    let start = Instant::now();
     let response = match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
         Ok(r) => r,
         Err(_) => AppError::new(
@@ -147,6 +155,6 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
         )
         .into_response(),
     };
-    state.0.metrics.record(&method, &route, response.status(), start.elapsed());
+    state.0.metrics.record(&method, &route, response.status());
     response
 }

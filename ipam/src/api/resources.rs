@@ -16,7 +16,6 @@ use super::body::JsonBody;
 use super::error::AppError;
 use crate::ipam::views::affinity_resource;
 use crate::ipam::{Ipam, cidr_name};
-use crate::resources::kinds::Writer;
 use crate::resources::validate::{Context, validate};
 use crate::resources::{API_VERSION, IpPoolSpec, Kind, List, RawResource, Selector};
 use crate::store::{EventType, WriteMode};
@@ -244,9 +243,6 @@ pub async fn patch(
     // A patch applies to what it was merged into, unless it names a version itself.
     if patch.pointer("/metadata/resourceVersion").is_none() {
         raw.metadata.resource_version = version;
-    }
-    if kind.info().writer == Writer::Ipam {
-        return Err(read_only(kind));
     }
     write(&state, kind, raw, WriteMode::Replace).await
 }

@@ -109,17 +109,16 @@ pub async fn watch(
         );
     }
     store.events_since(since, 0)?;
+    // The first line says where the stream starts, so a client knows it is connected.
+    let start = line(&serde_json::json!({"type": "BOOKMARK", "revision": since}));
     let watcher = Watcher {
         rx: store.subscribe(),
         store,
         last: since,
         kinds,
-        pending: VecDeque::new(),
+        pending: VecDeque::from([start]),
         done: false,
     };
-    // Say where the stream starts, so a client knows it is connected.
-    let mut watcher = watcher;
-    watcher.pending.push_back(line(&serde_json::json!({"type": "BOOKMARK", "revision": since})));
     let stream = futures_util::stream::unfold(watcher, Watcher::next);
     Ok(([(CONTENT_TYPE, "application/x-ndjson")], Body::from_stream(stream)).into_response())
 }

@@ -87,14 +87,16 @@ impl Ipam {
         let mut have6 = held.len() as u32 - have4;
         let (mut want4, mut want6) = (req.ipv4, req.ipv6);
         let labels = self.node_labels(&req.node)?.unwrap_or_default();
-        let all_pools = self.pools()?;
-        let pools = all_pools
-            .into_iter()
+        let settings = self.settings()?;
+        let pools = settings
+            .pools
+            .iter()
             .filter(|p| {
                 req.pools.is_empty()
                     || req.pools.iter().any(|w| *w == p.name || *w == p.spec.cidr.to_string())
             })
             .filter(|p| p.selector.matches(&labels))
+            .cloned()
             .collect::<Vec<_>>();
         let ctx = Request {
             node: &req.node,
@@ -106,7 +108,7 @@ impl Ipam {
                 attributes: req.attributes.clone(),
             },
             pools,
-            config: self.config()?,
+            config: settings.config.clone(),
         };
         let mut new = Vec::new();
         if let Some(ip) = req.ip {

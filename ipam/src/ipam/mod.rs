@@ -23,7 +23,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use sled::IVec;
 
-use crate::resources::{IpPoolSpec, IpamConfigSpec, Kind, NodeSpec, RawResource, Selector};
+use crate::resources::{IpPoolSpec, IpamConfigSpec, Kind, RawResource, Selector};
 use crate::store::{EventType, Store, StoreError};
 use crate::time;
 use block::Block;
@@ -110,10 +110,10 @@ pub struct Ipam {
 }
 
 #[derive(Clone, Debug)]
-struct Settings {
+pub(crate) struct Settings {
     revision: u64,
-    pools: Arc<Vec<Pool>>,
-    config: IpamConfigSpec,
+    pub pools: Arc<Vec<Pool>>,
+    pub config: IpamConfigSpec,
 }
 
 pub(crate) fn block_key(cidr: IpNet) -> String {
@@ -211,7 +211,7 @@ impl Ipam {
 
     /// Pools and configuration, parsed once per store revision: allocation needs them on
     /// every request, and they change rarely.
-    fn settings(&self) -> Result<Settings> {
+    pub(crate) fn settings(&self) -> Result<Settings> {
         let revision = self.store.revision();
         let mut cache = self.settings.lock().map_err(|_| corrupt("settings cache poisoned"))?;
         if let Some(s) = cache.as_ref().filter(|s| s.revision == revision) {
@@ -351,23 +351,10 @@ impl Ipam {
             .map(|(_, c)| c.block.clone()))
     }
 
-    /// A node is registered (has a `Node` resource).
-    pub fn node_exists(&self, node: &str) -> Result<bool> {
-        Ok(self.store.get(Kind::Node, node)?.is_some())
-    }
-
     /// The stored Node specs by name.
     pub fn nodes(&self) -> Result<BTreeMap<String, RawResource>> {
         let (nodes, _) = self.store.list(Kind::Node)?;
         Ok(nodes.into_iter().map(|n| (n.metadata.name.clone(), n)).collect())
-    }
-
-    #[doc(hidden)]
-    pub fn node_spec(&self, node: &str) -> Result<Option<NodeSpec>> {
-        match self.store.get(Kind::Node, node)? {
-            Some(raw) => Ok(Some(raw.typed::<NodeSpec>().map_err(corrupt)?.spec)),
-            None => Ok(None),
-        }
     }
 }
 

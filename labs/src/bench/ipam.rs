@@ -83,7 +83,6 @@ pub fn run(o: &IpamBenchOptions) -> Result<Vec<IpamOutcome>, LabError> {
     let result = run_in(o, &dir);
     if !o.keep_files {
         let _ = std::fs::remove_dir_all(&dir);
-        let _ = std::fs::remove_file(dir.join("data").with_extension("log"));
     }
     result
 }
