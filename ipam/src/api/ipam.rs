@@ -1,6 +1,6 @@
 //! `/v1/ipam/...`: allocate, release, check, a collection round on demand, blocks, usage, and
-//! lookups by address or handle. IPAM work runs on the blocking pool (it takes locks and
-//! writes sled); the answer waits for the write to be durable.
+//! lookups by address or handle. IPAM work takes locks and writes sled, so it runs outside the
+//! async scheduling (see `blocking`); the answer waits for the write to be durable.
 
 use std::net::IpAddr;
 use std::time::Instant;
