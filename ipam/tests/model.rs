@@ -196,6 +196,31 @@ fn a_node_fills_its_own_block_before_claiming_another_and_borrows_only_when_allo
 }
 
 #[test]
+fn allocation_copies_only_the_block_it_writes_however_many_full_blocks_a_node_has() {
+    let dir = TempDir::new("ipam-full-blocks");
+    let (store, ipam) = open(dir.path());
+    put(&store, Kind::IpPool, "p", json!({"cidr": "10.66.0.0/26", "blockSize": 29}));
+    nodes(&store, 1);
+    let alloc = |handle: &str| {
+        ipam.allocate(&AllocateRequest {
+            node: "n0".into(),
+            handle: handle.into(),
+            ipv4: 1,
+            ..Default::default()
+        })
+    };
+    for i in 0..40 {
+        alloc(&format!("fill{i}")).expect("fill five blocks");
+    }
+    let before = ipam.block_copies();
+    alloc("next").expect("a sixth block");
+    alloc("again").expect("same block");
+    // Five full blocks are skipped, not copied and found full (that made allocation slow
+    // down with every block a node filled).
+    assert_eq!(ipam.block_copies() - before, 2);
+}
+
+#[test]
 fn dual_stack_is_all_or_nothing_and_a_retry_returns_the_same_addresses() {
     let dir = TempDir::new("ipam-dual");
     let (store, ipam) = open(dir.path());

@@ -168,16 +168,16 @@ impl Ipam {
         let in_pools = |cidr: &IpNet| pools.iter().any(|p| p.spec.cidr.contains(cidr));
         let mut got: Vec<IpAddr> = Vec::new();
 
-        // 1. The node's own confirmed blocks.
-        let own: Vec<IpNet> = self
-            .view()?
-            .affinities
-            .values()
-            .filter(|a| {
-                a.node == ctx.node && a.state == AffinityState::Confirmed && in_pools(&a.cidr)
-            })
-            .map(|a| a.cidr)
-            .collect();
+        // 1. The node's own confirmed blocks that have (or may soon have) a free address: a
+        // full block is skipped here rather than copied and found full.
+        let own: Vec<IpNet> = {
+            let view = self.view()?;
+            view.node_affinities(ctx.node)
+                .filter(|a| a.state == AffinityState::Confirmed && in_pools(&a.cidr))
+                .filter(|a| view.blocks.get(&a.cidr).is_some_and(|c| c.block.may_allocate()))
+                .map(|a| a.cidr)
+                .collect()
+        };
         for cidr in own {
             if got.len() as u32 >= need {
                 break;
@@ -210,7 +210,7 @@ impl Ipam {
                 .filter(|c| {
                     c.block.affinity.as_deref() != Some(ctx.node) && in_pools(&c.block.cidr)
                 })
-                .filter(|c| c.block.free() > 0 || !c.block.cooling.is_empty())
+                .filter(|c| c.block.may_allocate())
                 .map(|c| c.block.cidr)
                 .collect();
             for cidr in others {
@@ -270,9 +270,8 @@ impl Ipam {
     pub(crate) fn own_blocks(&self, node: &str) -> Result<usize> {
         Ok(self
             .view()?
-            .affinities
-            .values()
-            .filter(|a| a.node == node && a.state == AffinityState::Confirmed)
+            .node_affinities(node)
+            .filter(|a| a.state == AffinityState::Confirmed)
             .count())
     }
 

@@ -94,6 +94,12 @@ impl Block {
         self.unallocated.len() as u32
     }
 
+    /// Whether an allocation could find an address here: a free one, or a cooling one whose
+    /// cooldown may have passed.
+    pub fn may_allocate(&self) -> bool {
+        !self.unallocated.is_empty() || !self.cooling.is_empty()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.allocations.is_empty()
     }

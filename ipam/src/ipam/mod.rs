@@ -17,6 +17,7 @@ pub mod views;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use ipnet::IpNet;
@@ -86,6 +87,17 @@ pub(crate) struct View {
     pub affinities: BTreeMap<(String, IpNet), Affinity>,
 }
 
+impl View {
+    /// The affinities of one node (the map is ordered by node first).
+    pub fn node_affinities<'a>(&'a self, node: &'a str) -> impl Iterator<Item = &'a Affinity> + 'a {
+        let first = IpNet::V4(ipnet::Ipv4Net::default());
+        self.affinities
+            .range((node.to_string(), first)..)
+            .take_while(move |((n, _), _)| n == node)
+            .map(|(_, a)| a)
+    }
+}
+
 /// A pool as the IPAM uses it.
 #[derive(Clone, Debug)]
 pub struct Pool {
@@ -107,6 +119,8 @@ pub struct Ipam {
     pub(crate) pools_lock: RwLock<()>,
     /// Pools and IPAM configuration as parsed at a store revision (re-read when it moves).
     settings: Mutex<Option<Settings>>,
+    /// Blocks copied to be changed: the IPAM's cost per write (see `block_copies`).
+    copies: AtomicU64,
 }
 
 #[derive(Clone, Debug)]
@@ -156,6 +170,7 @@ impl Ipam {
             node_locks: Mutex::new(HashMap::new()),
             pools_lock: RwLock::new(()),
             settings: Mutex::new(None),
+            copies: AtomicU64::new(0),
         };
         ipam.recover()?;
         Ok(ipam)
@@ -321,6 +336,7 @@ impl Ipam {
             let Some(cached) = self.view()?.blocks.get(&cidr).cloned() else {
                 return Ok(None);
             };
+            self.copies.fetch_add(1, Ordering::Relaxed);
             let mut block = (*cached.block).clone();
             let Some(result) = change(&mut block) else {
                 return Ok(None);
@@ -337,6 +353,12 @@ impl Ipam {
             }
         }
         Err(IpamError::Contended(cidr))
+    }
+
+    /// How many blocks were copied to be changed since open. A copy costs the whole block, so
+    /// allocation must copy only blocks it will write (tests hold it to that).
+    pub fn block_copies(&self) -> u64 {
+        self.copies.load(Ordering::Relaxed)
     }
 
     /// The block holding `ip`, from the view.
