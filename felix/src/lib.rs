@@ -1,4 +1,6 @@
-//! `tartan-felix`: the node agent — kernel route programmer, workload endpoints, CNI handler.
-//!
-//! Empty until its issue starts; see `DESIGN.md` §4 (felix): a reconciler whose desired state is
-//! diffed against the kernel and written in batches over netlink.
+//! `tartan-felix`: the node agent — the kernel route programmer, workload endpoints and the
+//! CNI handler, glued to the BGP speaker and the datastore. See `DESIGN.md` §4 (felix).
+
+pub mod cni;
+pub mod netns;
+pub mod routes;

@@ -1,0 +1,91 @@
+//! The kernel as the route programmer sees it: our routes, replaced and deleted in batches.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+
+use ipnet::IpNet;
+
+use super::{Table, Target};
+
+/// What can go wrong talking to the kernel.
+#[derive(Debug, thiserror::Error)]
+pub enum KernelError {
+    #[error("{what}: interface {name} does not exist")]
+    NoSuchInterface { what: String, name: String },
+    #[error("{what}: {source}")]
+    Netlink {
+        what: String,
+        #[source]
+        source: rtnetlink::Error,
+    },
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{what}: {message}")]
+    Invalid { what: String, message: String },
+}
+
+/// A routing table we may write. Implementations touch only routes that carry our protocol
+/// number in the main table.
+pub trait Kernel {
+    /// Our routes, both families.
+    fn routes(&mut self) -> impl Future<Output = Result<Table, KernelError>> + Send;
+    /// Writes each route with replace semantics; one result per route, in order.
+    fn replace(
+        &mut self,
+        routes: &[(IpNet, Target)],
+    ) -> impl Future<Output = Vec<Result<(), KernelError>>> + Send;
+    /// Deletes each route; a route that is already gone is success.
+    fn delete(
+        &mut self,
+        routes: &[(IpNet, Target)],
+    ) -> impl Future<Output = Vec<Result<(), KernelError>>> + Send;
+}
+
+/// A kernel in memory, for unit tests of the reconciler: `links` are the interfaces that
+/// exist; a link route to any other fails as the kernel would. It counts writes.
+#[derive(Debug, Default, Clone)]
+pub struct MemoryKernel {
+    pub table: Table,
+    pub links: BTreeSet<String>,
+    pub writes: usize,
+}
+
+impl Kernel for MemoryKernel {
+    async fn routes(&mut self) -> Result<Table, KernelError> {
+        Ok(self.table.clone())
+    }
+
+    async fn replace(&mut self, routes: &[(IpNet, Target)]) -> Vec<Result<(), KernelError>> {
+        routes
+            .iter()
+            .map(|(dst, target)| {
+                self.writes += 1;
+                if let Target::Link(dev) = target {
+                    if !self.links.contains(dev) {
+                        return Err(KernelError::NoSuchInterface {
+                            what: format!("replacing {dst}"),
+                            name: dev.clone(),
+                        });
+                    }
+                }
+                self.table.insert(*dst, target.clone());
+                Ok(())
+            })
+            .collect()
+    }
+
+    async fn delete(&mut self, routes: &[(IpNet, Target)]) -> Vec<Result<(), KernelError>> {
+        routes
+            .iter()
+            .map(|(dst, _)| {
+                self.writes += 1;
+                self.table.remove(dst);
+                Ok(())
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,247 @@
+//! The reconciler: desired layers in, the kernel made to match.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use ipnet::IpNet;
+
+use super::{Kernel, KernelError, Table, Target};
+
+/// What one `apply` did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ApplyReport {
+    pub replaced: usize,
+    pub deleted: usize,
+    /// Stale routes left in place for now (a veth's grace period, or learned routes before
+    /// BGP has converged).
+    pub held: usize,
+    /// Routes that could not be written, with why; the next apply tries them again.
+    pub failed: Vec<(IpNet, String)>,
+    /// Routes the kernel had of ours when it was read.
+    pub kernel_routes: usize,
+}
+
+/// The desired routes of this host and the kernel they go to.
+#[derive(Debug)]
+pub struct Programmer<K> {
+    kernel: K,
+    workloads: BTreeMap<IpNet, String>,
+    blocks: BTreeSet<IpNet>,
+    learned: BTreeMap<IpNet, Vec<IpAddr>>,
+    /// How long a stale link route (to a veth we have not heard of) is left alone.
+    grace: Duration,
+    /// When each stale link route was first seen.
+    stale_since: HashMap<IpNet, Instant>,
+    /// Until BGP has converged after a start, learned routes the kernel still has are kept,
+    /// so an agent restart does not withdraw what peers are about to send again.
+    learned_converged: bool,
+}
+
+impl<K: Kernel> Programmer<K> {
+    pub fn new(kernel: K, grace: Duration) -> Programmer<K> {
+        Programmer {
+            kernel,
+            workloads: BTreeMap::new(),
+            blocks: BTreeSet::new(),
+            learned: BTreeMap::new(),
+            grace,
+            stale_since: HashMap::new(),
+            learned_converged: false,
+        }
+    }
+
+    pub fn kernel(&self) -> &K {
+        &self.kernel
+    }
+
+    pub fn set_workload(&mut self, dst: IpNet, veth: &str) {
+        self.workloads.insert(dst, veth.to_string());
+    }
+
+    pub fn remove_workload(&mut self, dst: IpNet) {
+        self.workloads.remove(&dst);
+    }
+
+    pub fn set_blocks(&mut self, blocks: BTreeSet<IpNet>) {
+        self.blocks = blocks;
+    }
+
+    /// A learned route changed: `None` (or no next hop) removes it.
+    pub fn set_learned(&mut self, dst: IpNet, next_hops: Option<Vec<IpAddr>>) {
+        match next_hops {
+            Some(hops) if !hops.is_empty() => {
+                if let Target::Via(hops) = Target::via(hops) {
+                    self.learned.insert(dst, hops);
+                }
+            }
+            _ => {
+                self.learned.remove(&dst);
+            }
+        }
+    }
+
+    /// From now on a learned route the kernel has and BGP does not is removed.
+    pub fn set_learned_converged(&mut self) {
+        self.learned_converged = true;
+    }
+
+    /// The table the kernel should hold. A workload's route wins over a block's blackhole and
+    /// a learned route for the same destination; a blackhole wins over a learned route (what
+    /// this host owns, it knows best).
+    pub fn desired(&self) -> Table {
+        let mut table: Table =
+            self.learned.iter().map(|(dst, hops)| (*dst, Target::Via(hops.clone()))).collect();
+        for block in &self.blocks {
+            table.insert(*block, Target::Blackhole);
+        }
+        for (dst, veth) in &self.workloads {
+            table.insert(*dst, Target::Link(veth.clone()));
+        }
+        table
+    }
+
+    /// Reads our routes from the kernel and writes the difference.
+    pub async fn apply(&mut self, now: Instant) -> Result<ApplyReport, KernelError> {
+        let actual = self.kernel.routes().await?;
+        let desired = self.desired();
+        let mut report = ApplyReport { kernel_routes: actual.len(), ..Default::default() };
+
+        let replace: Vec<(IpNet, Target)> = desired
+            .iter()
+            .filter(|(dst, target)| actual.get(dst) != Some(target))
+            .map(|(dst, target)| (*dst, target.clone()))
+            .collect();
+
+        let mut delete = Vec::new();
+        let mut still_stale = HashMap::new();
+        for (dst, target) in &actual {
+            if desired.contains_key(dst) {
+                continue;
+            }
+            let hold = match target {
+                Target::Link(_) => {
+                    let since = *self.stale_since.get(dst).unwrap_or(&now);
+                    still_stale.insert(*dst, since);
+                    now.duration_since(since) < self.grace
+                }
+                Target::Via(_) => !self.learned_converged,
+                Target::Blackhole => false,
+            };
+            if hold {
+                report.held += 1;
+            } else {
+                still_stale.remove(dst);
+                delete.push((*dst, target.clone()));
+            }
+        }
+        self.stale_since = still_stale;
+
+        for ((dst, _), result) in replace.iter().zip(self.kernel.replace(&replace).await) {
+            match result {
+                Ok(()) => report.replaced += 1,
+                Err(e) => report.failed.push((*dst, e.to_string())),
+            }
+        }
+        for ((dst, _), result) in delete.iter().zip(self.kernel.delete(&delete).await) {
+            match result {
+                Ok(()) => report.deleted += 1,
+                Err(e) => report.failed.push((*dst, e.to_string())),
+            }
+        }
+        Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routes::MemoryKernel;
+
+    fn net(s: &str) -> IpNet {
+        s.parse().expect("test prefix")
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("test address")
+    }
+
+    fn kernel(links: &[&str]) -> MemoryKernel {
+        MemoryKernel { links: links.iter().map(|s| s.to_string()).collect(), ..Default::default() }
+    }
+
+    fn apply(p: &mut Programmer<MemoryKernel>, now: Instant) -> ApplyReport {
+        futures::executor::block_on(p.apply(now)).expect("apply")
+    }
+
+    #[test]
+    fn layers_combine_with_workloads_over_blackholes_over_learned_routes() {
+        let mut p = Programmer::new(kernel(&["tap1"]), Duration::from_secs(10));
+        p.set_blocks([net("10.65.0.0/26")].into());
+        p.set_workload(net("10.65.0.5/32"), "tap1");
+        p.set_learned(net("10.65.0.64/26"), Some(vec![ip("10.0.0.3"), ip("10.0.0.2")]));
+        p.set_learned(net("10.65.0.0/26"), Some(vec![ip("10.0.0.9")]));
+        p.set_learned(net("10.65.0.5/32"), Some(vec![ip("10.0.0.9")]));
+        let want: Table = [
+            (net("10.65.0.0/26"), Target::Blackhole),
+            (net("10.65.0.5/32"), Target::Link("tap1".into())),
+            (net("10.65.0.64/26"), Target::Via(vec![ip("10.0.0.2"), ip("10.0.0.3")])),
+        ]
+        .into();
+        assert_eq!(p.desired(), want);
+        let report = apply(&mut p, Instant::now());
+        assert_eq!((report.replaced, report.deleted, report.failed.len()), (3, 0, 0));
+        assert_eq!(p.kernel().table, want);
+    }
+
+    #[test]
+    fn an_unchanged_table_writes_nothing() {
+        let mut p = Programmer::new(kernel(&["tap1"]), Duration::from_secs(10));
+        p.set_workload(net("10.65.0.5/32"), "tap1");
+        p.set_learned(net("fd00:65::/122"), Some(vec![ip("fd00::2")]));
+        let now = Instant::now();
+        apply(&mut p, now);
+        let writes = p.kernel().writes;
+        let again = apply(&mut p, now);
+        assert_eq!(again, ApplyReport { kernel_routes: 2, ..Default::default() });
+        assert_eq!(p.kernel().writes, writes);
+    }
+
+    #[test]
+    fn stale_routes_go_but_a_veth_route_only_after_its_grace_period() {
+        let mut k = kernel(&["tap1", "tap2"]);
+        k.table.insert(net("10.65.0.9/32"), Target::Link("tap2".into()));
+        k.table.insert(net("10.65.1.0/26"), Target::Blackhole);
+        let mut p = Programmer::new(k, Duration::from_secs(10));
+        p.set_learned_converged();
+        let t0 = Instant::now();
+        let first = apply(&mut p, t0);
+        assert_eq!((first.deleted, first.held), (1, 1), "the blackhole goes, the veth waits");
+        let later = apply(&mut p, t0 + Duration::from_secs(5));
+        assert_eq!(later.held, 1);
+        let expired = apply(&mut p, t0 + Duration::from_secs(11));
+        assert_eq!((expired.deleted, expired.held), (1, 0));
+        assert!(p.kernel().table.is_empty());
+    }
+
+    #[test]
+    fn learned_routes_in_the_kernel_survive_a_restart_until_bgp_has_converged() {
+        let mut k = kernel(&[]);
+        k.table.insert(net("10.65.0.64/26"), Target::Via(vec![ip("10.0.0.2")]));
+        let mut p = Programmer::new(k, Duration::from_secs(10));
+        let now = Instant::now();
+        assert_eq!(apply(&mut p, now).held, 1);
+        p.set_learned_converged();
+        assert_eq!(apply(&mut p, now).deleted, 1);
+    }
+
+    #[test]
+    fn a_failed_write_is_reported_and_retried() {
+        let mut p = Programmer::new(kernel(&[]), Duration::from_secs(10));
+        p.set_workload(net("10.65.0.5/32"), "gone0");
+        let report = apply(&mut p, Instant::now());
+        assert_eq!(report.failed.len(), 1);
+        assert!(report.failed[0].1.contains("gone0"), "{:?}", report.failed);
+        assert_eq!(apply(&mut p, Instant::now()).failed.len(), 1, "tried again");
+    }
+}
