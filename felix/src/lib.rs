@@ -1,6 +1,8 @@
 //! `tartan-felix`: the node agent — the kernel route programmer, workload endpoints and the
 //! CNI handler, glued to the BGP speaker and the datastore. See `DESIGN.md` §4 (felix).
 
+pub mod agent;
 pub mod cni;
 pub mod netns;
 pub mod routes;
+pub mod sandbox;

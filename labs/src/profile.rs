@@ -207,6 +207,28 @@ pub fn which_in_node(
     path.split(':').map(|d| Path::new(d).join(program)).find(|p| exists(p))
 }
 
+/// When a Tartan node's `cmd` is up: the API server when it listens, the agent when its CNI
+/// socket exists (so exec lines such as `tartan sandbox add` run against a working agent).
+fn tartan_readiness(cmd: &[String]) -> Readiness {
+    let flag = |name: &str| {
+        cmd.iter().position(|a| a == name).and_then(|i| cmd.get(i + 1).cloned()).or_else(|| {
+            cmd.iter().find_map(|a| a.strip_prefix(&format!("{name}=")).map(String::from))
+        })
+    };
+    match cmd.get(1).map(String::as_str) {
+        Some("apiserver") => {
+            let port = flag("--listen")
+                .and_then(|l| l.rsplit_once(':').and_then(|(_, p)| p.parse().ok()))
+                .unwrap_or(7180);
+            Readiness::TcpListen(port)
+        }
+        Some("node") => Readiness::UnixSocket(
+            flag("--socket").unwrap_or_else(|| "/run/tartan/agent.sock".into()).into(),
+        ),
+        _ => Readiness::Started,
+    }
+}
+
 /// The services a node runs, in start order.
 pub fn services_for(node: &crate::topology::Node) -> Vec<Service> {
     if let Some(cmd) = &node.cmd {
@@ -215,11 +237,11 @@ pub fn services_for(node: &crate::topology::Node) -> Vec<Service> {
         }
         let name =
             Path::new(&cmd[0]).file_name().and_then(|n| n.to_str()).unwrap_or("cmd").to_string();
-        return vec![Service {
-            name,
-            argv: cmd.clone(),
-            kind: ServiceKind::Daemon { ready: Readiness::Started },
-        }];
+        let ready = match node.profile {
+            Profile::Tartan => tartan_readiness(cmd),
+            _ => Readiness::Started,
+        };
+        return vec![Service { name, argv: cmd.clone(), kind: ServiceKind::Daemon { ready } }];
     }
     match node.profile {
         Profile::Frr => {

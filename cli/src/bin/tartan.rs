@@ -5,8 +5,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+#[path = "tartan/node.rs"]
+mod node;
 use tartan_bgp::daemon::{self, control, show};
 use tartan_bgp::types::{Family, Prefix};
+
+#[path = "tartan/sandbox.rs"]
+mod sandbox;
 
 const ABOUT: &str = "Tartan's daemons and CNI plugin.";
 
@@ -16,10 +22,12 @@ Tartan's daemons and CNI plugin.
 Modes:
   bgp -c FILE    the BGP speaker alone (route server, reflector, injector) — `tartan bgp --help`
   apiserver      the datastore and HTTP API — `tartan apiserver --help`
-  node           the node agent (not in this build yet)
-  sandbox        a minimal container runtime for debugging (not in this build yet)
+  node           the node agent — `tartan node --help`
+  sandbox        a minimal container runtime for debugging — `tartan sandbox --help`
 
-With CNI_COMMAND set, tartan runs as the CNI plugin of type `tartan` (not in this build yet).";
+With CNI_COMMAND set, tartan runs as the CNI plugin of type `tartan`: it forwards ADD, DEL and
+CHECK to the node agent on this host (the conflist's agentSocket, default
+/run/tartan/agent.sock) and answers VERSION itself.";
 
 #[derive(Parser, Debug)]
 #[command(name = "tartan", version, about = ABOUT, long_about = LONG_ABOUT)]
@@ -36,10 +44,12 @@ enum Mode {
     /// The datastore and HTTP API: resources, block IPAM and watch, stored in sled.
     #[command(long_about = APISERVER_ABOUT)]
     Apiserver(ApiserverArgs),
-    /// The node agent (not in this build yet).
-    Node,
-    /// A minimal container runtime for debugging (not in this build yet).
-    Sandbox,
+    /// The node agent: registers the host, peers over BGP, programs routes, serves CNI.
+    #[command(long_about = node::NODE_ABOUT)]
+    Node(node::NodeArgs),
+    /// A minimal container runtime for debugging: CNI plugins run as libcni runs them.
+    #[command(long_about = sandbox::ABOUT, after_help = sandbox::EXAMPLES)]
+    Sandbox(sandbox::SandboxArgs),
 }
 
 const BGP_ABOUT: &str = "\
@@ -125,6 +135,7 @@ and empty blocks are given back after IPAMConfig's leakGracePeriodSeconds (defau
 Examples:
   tartan apiserver --data-dir /var/lib/tartan
   tartan apiserver --data-dir ./data --listen 0.0.0.0:7180
+  tartan apiserver --apply pools.yaml           start with these pools (applied each start)
   TARTAN_TOKEN_FILE=./data/token tartanctl get pools";
 
 #[derive(clap::Args, Debug)]
@@ -138,6 +149,10 @@ struct ApiserverArgs {
     /// Seconds between leak-collection rounds.
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
     gc_interval: u64,
+    /// Apply the resources in FILE (YAML or JSON, several documents) before serving: a lab's
+    /// or a fresh cluster's pools and BGP configuration. Repeatable.
+    #[arg(long, value_name = "FILE")]
+    apply: Vec<PathBuf>,
     /// Log level: error, warn, info, debug, trace.
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     log_level: tracing_subscriber::filter::LevelFilter,
@@ -145,10 +160,21 @@ struct ApiserverArgs {
 
 fn apiserver(args: ApiserverArgs) -> ExitCode {
     tracing_subscriber::fmt().with_max_level(args.log_level).with_writer(std::io::stderr).init();
+    let mut seed = Vec::new();
+    for file in &args.apply {
+        match read_documents(file) {
+            Ok(docs) => seed.extend(docs),
+            Err(e) => {
+                eprintln!("tartan apiserver: --apply {}: {e}", file.display());
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let config = tartan_ipam::api::server::ServerConfig {
         data_dir: args.data_dir,
         listen: args.listen,
         gc_interval: std::time::Duration::from_secs(args.gc_interval.max(1)),
+        seed,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -166,6 +192,21 @@ fn apiserver(args: ApiserverArgs) -> ExitCode {
     }
 }
 
+/// The documents of a YAML (or JSON) file, empty ones skipped.
+fn read_documents(path: &std::path::Path) -> Result<Vec<serde_json::Value>, String> {
+    use serde::Deserialize;
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    let mut docs = Vec::new();
+    for (i, doc) in serde_yaml::Deserializer::from_str(&text).enumerate() {
+        let value =
+            serde_json::Value::deserialize(doc).map_err(|e| format!("document {}: {e}", i + 1))?;
+        if !value.is_null() {
+            docs.push(value);
+        }
+    }
+    Ok(docs)
+}
+
 fn parse_family(s: &str) -> Result<Family, String> {
     Family::ALL
         .into_iter()
@@ -175,17 +216,14 @@ fn parse_family(s: &str) -> Result<Family, String> {
 
 fn main() -> ExitCode {
     if std::env::var_os("CNI_COMMAND").is_some() {
-        eprintln!("tartan: the CNI plugin is not in this build yet");
-        return ExitCode::from(2);
+        return node::cni_plugin();
     }
     let cli = Cli::parse();
     match cli.mode {
         Mode::Bgp(args) => bgp(args),
         Mode::Apiserver(args) => apiserver(args),
-        Mode::Node | Mode::Sandbox => {
-            eprintln!("tartan: this mode is not in this build yet (see `tartan --help`)");
-            ExitCode::from(2)
-        }
+        Mode::Sandbox(args) => sandbox::run(args),
+        Mode::Node(args) => node::node(args),
     }
 }
 

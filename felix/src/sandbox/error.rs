@@ -11,15 +11,20 @@ pub struct CniError {
     pub plugin: String,
     /// `ADD`, `DEL` or `CHECK`.
     pub command: &'static str,
-    /// The CNI error code (1–99 are the spec's, 100+ the plugin's own).
-    pub code: u32,
+    /// The CNI error code (1–99 are the spec's, 100+ the plugin's own); `None` when the plugin
+    /// printed no CNI error, and `msg` then says how it exited.
+    pub code: Option<u32>,
     pub msg: String,
     pub details: String,
 }
 
 impl std::fmt::Display for CniError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "plugin {} failed on {} (code {}: {})", self.plugin, self.command, self.code, self.msg)?;
+        write!(f, "plugin {} failed on {} (", self.plugin, self.command)?;
+        match self.code {
+            Some(code) => write!(f, "code {code}: {})", self.msg)?,
+            None => write!(f, "{})", self.msg)?,
+        }
         if !self.details.is_empty() {
             write!(f, ": {}", self.details)?;
         }

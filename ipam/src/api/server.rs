@@ -21,6 +21,40 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Time between leak-collection rounds.
     pub gc_interval: Duration,
+    /// Resources applied (created or replaced, validated as any write) before the server
+    /// starts listening, so clients never see it without them.
+    pub seed: Vec<serde_json::Value>,
+}
+
+/// Applies one seed resource through the API itself (same validation, same events).
+async fn apply_seed(
+    router: &axum::Router,
+    token: &str,
+    doc: &serde_json::Value,
+) -> Result<(), String> {
+    use tower::ServiceExt;
+    let kind = doc["kind"].as_str().unwrap_or_default();
+    let name = doc["metadata"]["name"].as_str().unwrap_or_default();
+    let Some(k) = crate::resources::Kind::lookup(kind).filter(|k| k.is_stored()) else {
+        return Err(format!("--apply: {kind:?} is not a kind that can be written"));
+    };
+    let req = axum::http::Request::builder()
+        .method("PUT")
+        .uri(format!("/v1/{}/{name}", k.info().plural))
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(doc.to_string()))
+        .map_err(|e| e.to_string())?;
+    let resp = router.clone().oneshot(req).await.map_err(|e| e.to_string())?;
+    if resp.status().is_success() {
+        return Ok(());
+    }
+    let status = resp.status();
+    let body = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    Err(format!("--apply: {kind} {name:?}: {status}: {}", String::from_utf8_lossy(&body)))
 }
 
 /// The file in the data directory that holds the bearer token.
@@ -72,7 +106,14 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
-    let state = AppState::new(store.clone(), ipam, Some(token));
+    let state = AppState::new(store.clone(), ipam, Some(token.clone()));
+    let router = app(state.clone());
+    for doc in &config.seed {
+        apply_seed(&router, &token, doc).await?;
+    }
+    if !config.seed.is_empty() {
+        eprintln!("tartan apiserver: applied {} resource(s) from --apply", config.seed.len());
+    }
     eprintln!(
         "tartan apiserver: listening on http://{} (data in {}, token in {})",
         listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
@@ -102,7 +143,7 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
         }
     });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let server = axum::serve(listener, app(state)).with_graceful_shutdown(async move {
+    let server = axum::serve(listener, router).with_graceful_shutdown(async move {
         let mut rx = stop_rx;
         let _ = rx.wait_for(|s| *s).await;
     });

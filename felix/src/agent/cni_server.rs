@@ -1,0 +1,358 @@
+//! The agent's side of CNI: a unix socket that takes the plugin's requests, and the ADD, DEL
+//! and CHECK they ask for. ADD allocates (handle `<network>.<containerID>`), wires the veth,
+//! records the endpoint locally and in the API and installs the host route before it answers;
+//! any failure undoes what was done and releases the addresses. DEL is idempotent.
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use ipnet::IpNet;
+use serde_json::json;
+use tartan_ipam::client::{ClientError, Method};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixListener;
+
+use super::Shared;
+use super::endpoints::Endpoint;
+use crate::cni::protocol::{Command, Request, Response};
+use crate::cni::types::{CniError, CniResult, Interface, IpConfig, Route, code};
+use crate::cni::veth::{self, Attachment, GATEWAY_V4, GATEWAY_V6};
+
+/// Serves the socket until the task is dropped.
+pub async fn serve(shared: Arc<Shared>, socket: &Path) -> std::io::Result<()> {
+    if let Some(dir) = socket.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let _ = std::fs::remove_file(socket);
+    let listener = UnixListener::bind(socket)?;
+    tracing::info!("CNI requests on {}", socket.display());
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let (read, mut write) = stream.into_split();
+            let mut line = String::new();
+            if BufReader::new(read).read_line(&mut line).await.is_err() {
+                return;
+            }
+            let response = match serde_json::from_str::<Request>(&line) {
+                Ok(req) => handle(&shared, req).await,
+                Err(e) => Response::Error(CniError::new(
+                    code::DECODE_FAILURE,
+                    "cannot decode the plugin's request",
+                    e.to_string(),
+                )),
+            };
+            let mut out = serde_json::to_vec(&response).unwrap_or_default();
+            out.push(b'\n');
+            let _ = write.write_all(&out).await;
+        });
+    }
+}
+
+async fn handle(shared: &Shared, req: Request) -> Response {
+    let what = format!("{:?} {} {} {}", req.command, req.network, req.container_id, req.ifname);
+    let started = std::time::Instant::now();
+    let result = match req.command {
+        Command::Add => add(shared, &req).await.map(Some),
+        Command::Del => del(shared, &req).await.map(|()| None),
+        Command::Check => check(shared, &req).await.map(|()| None),
+    };
+    match result {
+        Ok(result) => {
+            tracing::info!("CNI {what}: done in {:?}", started.elapsed());
+            Response::Ok { result }
+        }
+        Err(e) => {
+            tracing::warn!("CNI {what}: {e}");
+            Response::Error(e)
+        }
+    }
+}
+
+fn api_error(what: &str, e: ClientError) -> CniError {
+    let code = match e.status().map(|s| s.as_u16()) {
+        None => code::TRY_AGAIN_LATER,
+        Some(503) => code::TRY_AGAIN_LATER,
+        Some(409) if e.code() == Some("exhausted") => code::NO_ADDRESS,
+        _ => code::AGENT_FAILED,
+    };
+    CniError::new(code, what.to_string(), e.to_string())
+}
+
+fn handle_of(req: &Request) -> String {
+    format!("{}.{}", req.network, req.container_id)
+}
+
+fn endpoint_name(node: &str, host_if: &str) -> String {
+    format!("{node}.{host_if}")
+}
+
+/// Which families to allocate: one address of each family that has an enabled pool.
+async fn families(shared: &Shared) -> Result<(u32, u32), CniError> {
+    let pools: serde_json::Value = shared
+        .client
+        .get("/v1/ippools")
+        .await
+        .map_err(|e| api_error("cannot list the IP pools", e))?;
+    let mut v4 = 0;
+    let mut v6 = 0;
+    for p in pools["items"].as_array().into_iter().flatten() {
+        if p["spec"]["disabled"].as_bool() == Some(true) {
+            continue;
+        }
+        match p["spec"]["cidr"].as_str().map(|c| c.contains(':')) {
+            Some(true) => v6 = 1,
+            Some(false) => v4 = 1,
+            None => {}
+        }
+    }
+    if v4 + v6 == 0 {
+        return Err(CniError::new(
+            code::NO_ADDRESS,
+            "no enabled IP pool",
+            "create one: `tartanctl apply -f pool.yaml`",
+        ));
+    }
+    Ok((v4, v6))
+}
+
+async fn add(shared: &Shared, req: &Request) -> Result<CniResult, CniError> {
+    let Some(netns) = req.netns.clone() else {
+        return Err(CniError::new(code::INVALID_ENV, "CNI_NETNS is required for ADD", ""));
+    };
+    if !netns.exists() {
+        return Err(CniError::new(
+            code::UNKNOWN_CONTAINER,
+            format!("network namespace {} does not exist", netns.display()),
+            "",
+        ));
+    }
+    let node = shared.cfg.node_name.clone();
+    let handle = handle_of(req);
+    let (v4, v6) = families(shared).await?;
+    let body = json!({"node": node, "handle": handle, "ipv4": v4, "ipv6": v6,
+        "attributes": {"containerID": req.container_id, "ifname": req.ifname, "network": req.network}});
+    let allocated: serde_json::Value = shared
+        .client
+        .call(Method::POST, "/v1/ipam/allocate", Some(&body))
+        .await
+        .map_err(|e| api_error("cannot allocate an address", e))?;
+    let ips: Vec<IpNet> = allocated["ips"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str().and_then(|s| s.parse().ok()))
+        .collect();
+    let host_if = veth::host_name(&req.network, &req.container_id, &req.ifname);
+    match wire(shared, req, &netns, &host_if, &ips).await {
+        Ok(result) => Ok(result),
+        Err(e) => {
+            // Undo: the veth (if any), the routes, the record, the addresses.
+            let _ = veth::remove(&shared.host, &host_if).await;
+            forget(shared, req, &ips).await;
+            let release = json!({"handle": handle});
+            if let Err(re) = shared
+                .client
+                .call::<serde_json::Value>(Method::POST, "/v1/ipam/release", Some(&release))
+                .await
+            {
+                tracing::warn!(
+                    "releasing {handle} after a failed ADD: {re} (leak collection will find it)"
+                );
+            }
+            Err(e)
+        }
+    }
+}
+
+async fn wire(
+    shared: &Shared,
+    req: &Request,
+    netns: &Path,
+    host_if: &str,
+    ips: &[IpNet],
+) -> Result<CniResult, CniError> {
+    let io = |what: &str| {
+        let what = what.to_string();
+        move |e: veth::VethError| CniError::new(code::IO_FAILURE, what, e.to_string())
+    };
+    let mtu = req.mtu.unwrap_or(shared.mtu);
+    let attachment = Attachment {
+        host_if: host_if.to_string(),
+        container_if: req.ifname.clone(),
+        netns: netns.to_path_buf(),
+        mtu,
+        ips: ips.to_vec(),
+    };
+    let mac =
+        veth::create(&shared.host, &attachment).await.map_err(io("cannot wire the container"))?;
+    let ep = Endpoint {
+        network: req.network.clone(),
+        container_id: req.container_id.clone(),
+        ifname: req.ifname.clone(),
+        netns: Some(netns.to_path_buf()),
+        host_if: host_if.to_string(),
+        ips: ips.to_vec(),
+        mac: mac.clone(),
+        handle: handle_of(req),
+    };
+    let wep = json!({"apiVersion": "tartan/v1", "kind": "WorkloadEndpoint",
+        "metadata": {"name": endpoint_name(&shared.cfg.node_name, host_if)},
+        "spec": {"node": shared.cfg.node_name, "containerID": req.container_id, "handle": ep.handle,
+                 "interfaceName": host_if, "ipNetworks": ips, "mac": mac}});
+    shared
+        .client
+        .call::<serde_json::Value>(
+            Method::PUT,
+            &format!("/v1/workloadendpoints/{}", endpoint_name(&shared.cfg.node_name, host_if)),
+            Some(&wep),
+        )
+        .await
+        .map_err(|e| api_error("cannot record the workload endpoint", e))?;
+    {
+        let mut state = shared.state.lock().await;
+        state.endpoints.put(ep).map_err(|e| {
+            CniError::new(code::IO_FAILURE, "cannot record the endpoint locally", e.to_string())
+        })?;
+        for ip in ips {
+            state.programmer.set_workload(*ip, host_if);
+        }
+        let report =
+            state.programmer.apply(std::time::Instant::now()).await.map_err(|e| {
+                CniError::new(code::IO_FAILURE, "cannot program routes", e.to_string())
+            })?;
+        if let Some((dst, why)) = report.failed.iter().find(|(dst, _)| ips.contains(dst)) {
+            return Err(CniError::new(
+                code::IO_FAILURE,
+                format!("cannot install the route to {dst}"),
+                why.clone(),
+            ));
+        }
+    }
+    shared.kick();
+    let mut interfaces = vec![Interface {
+        name: host_if.to_string(),
+        mac: Some("ee:ee:ee:ee:ee:ee".into()),
+        sandbox: None,
+    }];
+    interfaces.push(Interface {
+        name: req.ifname.clone(),
+        mac,
+        sandbox: Some(netns.display().to_string()),
+    });
+    let mut routes = Vec::new();
+    if ips.iter().any(|ip| ip.addr().is_ipv4()) {
+        routes.push(Route {
+            dst: "0.0.0.0/0".parse().unwrap_or_default(),
+            gw: Some(IpAddr::V4(GATEWAY_V4)),
+        });
+    }
+    if ips.iter().any(|ip| ip.addr().is_ipv6()) {
+        routes.push(Route {
+            dst: "::/0".parse().unwrap_or_default(),
+            gw: Some(IpAddr::V6(GATEWAY_V6)),
+        });
+    }
+    Ok(CniResult {
+        cni_version: req.cni_version.clone(),
+        interfaces,
+        ips: ips
+            .iter()
+            .map(|ip| IpConfig { version: None, address: *ip, gateway: None, interface: Some(1) })
+            .collect(),
+        routes,
+        dns: Default::default(),
+    })
+}
+
+/// Drops the endpoint's routes and record (kernel routes go at the next apply).
+async fn forget(shared: &Shared, req: &Request, ips: &[IpNet]) {
+    let mut state = shared.state.lock().await;
+    for ip in ips {
+        state.programmer.remove_workload(*ip);
+    }
+    let key = Endpoint::key(&req.network, &req.container_id, &req.ifname);
+    if let Err(e) = state.endpoints.remove(&key) {
+        tracing::warn!("removing the record of {key}: {e}");
+    }
+    let _ = state.programmer.apply(std::time::Instant::now()).await;
+}
+
+async fn del(shared: &Shared, req: &Request) -> Result<(), CniError> {
+    let key = Endpoint::key(&req.network, &req.container_id, &req.ifname);
+    let known = shared.state.lock().await.endpoints.get(&key).cloned();
+    let host_if = known
+        .as_ref()
+        .map(|e| e.host_if.clone())
+        .unwrap_or_else(|| veth::host_name(&req.network, &req.container_id, &req.ifname));
+    // Release first: if the API is down the runtime retries DEL, and nothing is half done.
+    let release = json!({"handle": handle_of(req)});
+    shared
+        .client
+        .call::<serde_json::Value>(Method::POST, "/v1/ipam/release", Some(&release))
+        .await
+        .map_err(|e| api_error("cannot release the addresses", e))?;
+    veth::remove(&shared.host, &host_if)
+        .await
+        .map_err(|e| CniError::new(code::IO_FAILURE, "cannot remove the veth", e.to_string()))?;
+    let path = format!("/v1/workloadendpoints/{}", endpoint_name(&shared.cfg.node_name, &host_if));
+    match shared.client.call::<serde_json::Value>(Method::DELETE, &path, None::<&()>).await {
+        Ok(_) => {}
+        Err(e) if e.status().map(|s| s.as_u16()) == Some(404) => {}
+        Err(e) => return Err(api_error("cannot remove the workload endpoint", e)),
+    }
+    let ips = known.map(|e| e.ips).unwrap_or_default();
+    forget(shared, req, &ips).await;
+    shared.kick();
+    Ok(())
+}
+
+async fn check(shared: &Shared, req: &Request) -> Result<(), CniError> {
+    let key = Endpoint::key(&req.network, &req.container_id, &req.ifname);
+    let Some(ep) = shared.state.lock().await.endpoints.get(&key).cloned() else {
+        return Err(CniError::new(
+            code::UNKNOWN_CONTAINER,
+            format!("the agent has no endpoint {key}"),
+            "ADD it first",
+        ));
+    };
+    let netns = req.netns.clone().or(ep.netns.clone()).unwrap_or_default();
+    let attachment = Attachment {
+        host_if: ep.host_if.clone(),
+        container_if: ep.ifname.clone(),
+        netns,
+        mtu: 0,
+        ips: ep.ips.clone(),
+    };
+    veth::check(&shared.host, &attachment)
+        .await
+        .map_err(|e| CniError::new(code::AGENT_FAILED, "CHECK failed", e.to_string()))?;
+    let held: serde_json::Value = shared
+        .client
+        .get(&format!("/v1/ipam/handles/{}", ep.handle))
+        .await
+        .map_err(|e| api_error("CHECK failed: the IPAM does not know the handle", e))?;
+    let text = held.to_string();
+    for ip in &ep.ips {
+        if !text.contains(&format!("\"{}\"", ip.addr())) && !text.contains(&format!("\"{ip}\"")) {
+            return Err(CniError::new(
+                code::AGENT_FAILED,
+                "CHECK failed",
+                format!("{ip} is no longer allocated to {}", ep.handle),
+            ));
+        }
+    }
+    let routes = shared.state.lock().await.programmer.desired();
+    for ip in &ep.ips {
+        if routes.get(ip) != Some(&crate::routes::Target::Link(ep.host_if.clone())) {
+            return Err(CniError::new(
+                code::AGENT_FAILED,
+                "CHECK failed",
+                format!("no host route to {ip}"),
+            ));
+        }
+    }
+    Ok(())
+}

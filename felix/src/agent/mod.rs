@@ -1,0 +1,462 @@
+//! `tartan node`: the agent on every host. It registers the Node, runs the BGP speaker with the
+//! sessions the datastore implies, advertises this host's blocks (and the addresses it borrowed),
+//! installs the routes it learns, serves the CNI plugin, and reports its sessions.
+//!
+//! The loop: a watch on the API marks the datastore view dirty; a sync pass re-reads the
+//! Nodes, BGP configuration, peers, pools and this host's block affinities, diffs the sessions
+//! and advertisements against the speaker's, and sets the blackholes. Learned routes arrive
+//! from the speaker's best-path feed. The route programmer writes nothing before the first
+//! sync has succeeded, and resyncs with the kernel periodically.
+
+pub mod autodetect;
+mod cni_server;
+pub mod endpoints;
+pub mod peerings;
+mod speaker;
+mod status;
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ipnet::IpNet;
+use tartan_ipam::client::{Client, ClientError, Method};
+use tartan_ipam::resources::{
+    BgpConfigurationSpec, BgpPeerSpec, IpPoolSpec, NodeSpec, RawResource,
+};
+use tokio::sync::{Mutex, Notify};
+
+use crate::routes::netlink::NetlinkKernel;
+use crate::routes::{DEFAULT_PROTOCOL, Programmer};
+use autodetect::Method as Detect;
+use endpoints::Endpoints;
+use peerings::NodeInfo;
+
+/// Where the node's BGP address comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AddressSource {
+    Explicit(IpNet),
+    Detect(Detect),
+    /// Keep what the Node resource says (or none).
+    None,
+}
+
+/// Everything `tartan node` is told.
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
+    pub node_name: String,
+    pub api: String,
+    pub token: Option<String>,
+    /// Read the token from here (waiting for the file when it is not there yet).
+    pub token_file: Option<PathBuf>,
+    pub ipv4: AddressSource,
+    pub ipv6: AddressSource,
+    pub asn: Option<u32>,
+    pub state_dir: PathBuf,
+    pub socket: PathBuf,
+    /// Where to install the CNI network configuration (`None`: do not).
+    pub cni_conf_dir: Option<PathBuf>,
+    /// Where runtimes look for plugins: `tartan` is linked there to this executable.
+    pub cni_bin_dir: Option<PathBuf>,
+    pub network_name: String,
+    pub route_protocol: u8,
+    /// Workload MTU; 0 = the MTU of the interface with the node's address.
+    pub mtu: u32,
+    pub resync: Duration,
+    pub status_interval: Duration,
+}
+
+impl AgentConfig {
+    pub fn new(node_name: &str, api: &str) -> AgentConfig {
+        AgentConfig {
+            node_name: node_name.to_string(),
+            api: api.to_string(),
+            token: None,
+            token_file: None,
+            ipv4: AddressSource::Detect(Detect::FirstFound),
+            ipv6: AddressSource::None,
+            asn: None,
+            state_dir: PathBuf::from("/var/lib/tartan/node"),
+            socket: PathBuf::from(crate::cni::types::DEFAULT_AGENT_SOCKET),
+            cni_conf_dir: Some(PathBuf::from("/etc/cni/net.d")),
+            cni_bin_dir: Some(PathBuf::from("/opt/cni/bin")),
+            network_name: "tartan".into(),
+            route_protocol: DEFAULT_PROTOCOL,
+            mtu: 0,
+            resync: Duration::from_secs(60),
+            status_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("{0}")]
+    Config(String),
+    #[error("{what}: {source}")]
+    Api {
+        what: String,
+        #[source]
+        source: ClientError,
+    },
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("BGP speaker: {0}")]
+    Speaker(#[from] tartan_bgp::io::SpeakerError),
+    #[error(transparent)]
+    Kernel(#[from] crate::routes::KernelError),
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> AgentError {
+    let what = what.into();
+    move |source| AgentError::Io { what, source }
+}
+
+fn api(what: impl Into<String>) -> impl FnOnce(ClientError) -> AgentError {
+    let what = what.into();
+    move |source| AgentError::Api { what, source }
+}
+
+/// What the agent's tasks share.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub cfg: AgentConfig,
+    pub client: Client,
+    pub host: rtnetlink::Handle,
+    pub mtu: u32,
+    pub state: Mutex<State>,
+    dirty: Notify,
+}
+
+impl Shared {
+    /// Asks the sync loop for a pass.
+    pub fn kick(&self) {
+        self.dirty.notify_one();
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct State {
+    pub programmer: Programmer<NetlinkKernel>,
+    pub endpoints: Endpoints,
+}
+
+/// The datastore as one sync pass read it.
+#[derive(Debug, Default)]
+pub(crate) struct Snapshot {
+    pub revision: u64,
+    pub me: Option<NodeInfo>,
+    pub nodes: Vec<NodeInfo>,
+    pub config: BgpConfigurationSpec,
+    pub peers: Vec<BgpPeerSpec>,
+    pub pools: Vec<IpPoolSpec>,
+    /// This host's confirmed blocks.
+    pub blocks: BTreeSet<IpNet>,
+}
+
+async fn list(client: &Client, plural: &str) -> Result<(u64, Vec<RawResource>), AgentError> {
+    let v: serde_json::Value =
+        client.get(&format!("/v1/{plural}")).await.map_err(api(format!("listing {plural}")))?;
+    let revision = v["revision"].as_u64().unwrap_or(0);
+    let items = serde_json::from_value(v["items"].clone()).unwrap_or_default();
+    Ok((revision, items))
+}
+
+/// Reads what the agent needs from the API.
+pub(crate) async fn snapshot(client: &Client, node: &str) -> Result<Snapshot, AgentError> {
+    let (revision, raw_nodes) = list(client, "nodes").await?;
+    let mut snap = Snapshot { revision, ..Default::default() };
+    for raw in raw_nodes {
+        let Ok(n) = raw.typed::<NodeSpec>() else { continue };
+        let info = NodeInfo::from_spec(&n.metadata.name, n.metadata.labels.clone(), &n.spec);
+        if info.name == node {
+            snap.me = Some(info.clone());
+        }
+        snap.nodes.push(info);
+    }
+    let (_, configs) = list(client, "bgpconfigurations").await?;
+    if let Some(c) = configs.iter().find(|c| c.metadata.name == "default") {
+        if let Ok(c) = c.typed::<BgpConfigurationSpec>() {
+            snap.config = c.spec;
+        }
+    }
+    let (_, peers) = list(client, "bgppeers").await?;
+    snap.peers =
+        peers.iter().filter_map(|p| p.typed::<BgpPeerSpec>().ok()).map(|p| p.spec).collect();
+    let (_, pools) = list(client, "ippools").await?;
+    snap.pools =
+        pools.iter().filter_map(|p| p.typed::<IpPoolSpec>().ok()).map(|p| p.spec).collect();
+    let (_, affinities) =
+        list(client, &format!("blockaffinities?labelSelector=node%3D%3D%27{node}%27")).await?;
+    for a in affinities {
+        if a.spec["node"].as_str() == Some(node) && a.spec["state"].as_str() == Some("confirmed") {
+            if let Some(cidr) = a.spec["cidr"].as_str().and_then(|c| c.parse().ok()) {
+                snap.blocks.insert(cidr);
+            }
+        }
+    }
+    Ok(snap)
+}
+
+/// The prefixes this host advertises: its blocks and the addresses of its workloads outside
+/// them (borrowed), except in pools with `disableBGPExport`.
+pub(crate) fn advertisements(snap: &Snapshot, workloads: &[IpNet]) -> BTreeSet<IpNet> {
+    let exported =
+        |net: &IpNet| snap.pools.iter().any(|p| p.cidr.contains(net) && !p.disable_bgp_export);
+    let mut out: BTreeSet<IpNet> = snap.blocks.iter().filter(|b| exported(b)).copied().collect();
+    for w in workloads {
+        if !snap.blocks.iter().any(|b| b.contains(w)) && exported(w) {
+            out.insert(*w);
+        }
+    }
+    out
+}
+
+/// Registers the Node: its addresses (explicit, detected, or kept) and AS.
+async fn register(client: &Client, cfg: &AgentConfig) -> Result<NodeInfo, AgentError> {
+    let path = format!("/v1/nodes/{}", cfg.node_name);
+    let existing: Option<RawResource> = match client.get(&path).await {
+        Ok(r) => Some(r),
+        Err(e) if e.status().map(|s| s.as_u16()) == Some(404) => None,
+        Err(e) => return Err(api(format!("reading Node {}", cfg.node_name))(e)),
+    };
+    let mut raw = existing.unwrap_or_else(|| {
+        RawResource::new(tartan_ipam::resources::Kind::Node, &cfg.node_name, serde_json::json!({}))
+    });
+    let mut spec: NodeSpec = raw.typed::<NodeSpec>().map(|r| r.spec).unwrap_or_default();
+    let mut bgp = spec.bgp.clone().unwrap_or_default();
+    let handle = crate::netns::netlink().map_err(io("opening netlink"))?;
+    let candidates = autodetect::candidates(&handle)
+        .await
+        .map_err(|e| AgentError::Config(format!("listing addresses: {e}")))?;
+    for (source, v6) in [(&cfg.ipv4, false), (&cfg.ipv6, true)] {
+        let found = match source {
+            AddressSource::Explicit(net) => Some(*net),
+            AddressSource::Detect(m) => match autodetect::choose(m, &candidates, v6) {
+                Some(c) => Some(c.net),
+                None => {
+                    return Err(AgentError::Config(format!(
+                        "no IPv{} address found with {m:?}: give one with --ip{} or another --ip{}-autodetection-method",
+                        if v6 { 6 } else { 4 },
+                        if v6 { "6" } else { "" },
+                        if v6 { "6" } else { "" }
+                    )));
+                }
+            },
+            AddressSource::None => None,
+        };
+        if let Some(net) = found {
+            if v6 { bgp.ipv6_address = Some(net) } else { bgp.ipv4_address = Some(net) }
+        }
+    }
+    if cfg.asn.is_some() {
+        bgp.as_number = cfg.asn;
+    }
+    spec.bgp = Some(bgp);
+    raw.spec = serde_json::to_value(&spec).unwrap_or_default();
+    let stored: RawResource = client
+        .call(Method::PUT, &path, Some(&raw))
+        .await
+        .map_err(api(format!("registering Node {}", cfg.node_name)))?;
+    let spec: NodeSpec = stored.typed().map(|r| r.spec).unwrap_or(spec);
+    Ok(NodeInfo::from_spec(&cfg.node_name, stored.metadata.labels.clone(), &spec))
+}
+
+/// The MTU of the interface holding `addr`.
+async fn mtu_of(handle: &rtnetlink::Handle, addr: Option<IpAddr>) -> Option<u32> {
+    use futures::TryStreamExt;
+    let addr = addr?;
+    let cands = autodetect::candidates(handle).await.ok()?;
+    let iface = cands.into_iter().find(|c| c.net.addr() == addr)?.interface;
+    let mut links = handle.link().get().match_name(iface).execute();
+    let link = links.try_next().await.ok()??;
+    link.attributes.iter().find_map(|a| match a {
+        rtnetlink::packet_route::link::LinkAttribute::Mtu(m) => Some(*m),
+        _ => None,
+    })
+}
+
+/// Installs `10-<network>.conflist` pointing the plugin at our socket.
+fn install_cni_config(cfg: &AgentConfig, dir: &std::path::Path) -> Result<(), AgentError> {
+    std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+    let conf = serde_json::json!({
+        "cniVersion": "1.0.0",
+        "name": cfg.network_name,
+        "plugins": [{"type": "tartan", "agentSocket": cfg.socket, "mtu": cfg.mtu}],
+    });
+    let path = dir.join(format!("10-{}.conflist", cfg.network_name));
+    let tmp = dir.join(format!(".10-{}.conflist.tmp", cfg.network_name));
+    let text = serde_json::to_string_pretty(&conf).unwrap_or_default();
+    std::fs::write(&tmp, text)
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .map_err(io(format!("writing {}", path.display())))
+}
+
+/// Reads the token file, waiting for the API server to write it.
+async fn read_token(path: &std::path::Path) -> String {
+    let mut said = false;
+    loop {
+        match std::fs::read_to_string(path) {
+            Ok(t) if !t.trim().is_empty() => return t.trim().to_string(),
+            Ok(_) | Err(_) if !said => {
+                tracing::warn!(
+                    "waiting for the API token at {} (the API server writes it on first start)",
+                    path.display()
+                );
+                said = true;
+            }
+            _ => {}
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Links `<dir>/tartan` to the running executable (as Calico's installer copies its plugin),
+/// unless a `tartan` is already there.
+fn install_cni_plugin(dir: &std::path::Path) -> Result<(), AgentError> {
+    let target = dir.join("tartan");
+    if target.exists() {
+        return Ok(());
+    }
+    let exe = std::env::current_exe().map_err(io("finding this executable"))?;
+    std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+    let _ = std::fs::remove_file(&target);
+    std::os::unix::fs::symlink(&exe, &target).map_err(io(format!("linking {}", target.display())))
+}
+
+/// Waits until the API answers, saying so every few seconds.
+async fn wait_for_api(client: &Client) {
+    let started = Instant::now();
+    let mut said = Instant::now() - Duration::from_secs(10);
+    loop {
+        match client.get::<serde_json::Value>("/v1/nodes").await {
+            Ok(_) => return,
+            Err(e) => {
+                if said.elapsed() >= Duration::from_secs(5) {
+                    tracing::warn!(
+                        "waiting for the API server ({:.0?} so far): {e}",
+                        started.elapsed()
+                    );
+                    said = Instant::now();
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+}
+
+/// Runs the agent until SIGTERM or SIGINT. Kernel routes stay in place when it stops.
+pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).map_err(io("installing signal handlers"))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(io("installing signal handlers"))?;
+
+    let token = match (&cfg.token, &cfg.token_file) {
+        (Some(t), _) => Some(t.clone()),
+        (None, Some(f)) => Some(read_token(f).await),
+        (None, None) => None,
+    };
+    let client = Client::new(&cfg.api, token).map_err(api("the API address"))?;
+    wait_for_api(&client).await;
+    let me = register(&client, &cfg).await?;
+    tracing::info!(node = %me.name, ipv4 = ?me.ipv4, ipv6 = ?me.ipv6, "registered");
+
+    for (key, value) in [("ipv4/ip_forward", "1"), ("ipv6/conf/all/forwarding", "1")] {
+        if let Err(e) = crate::netns::sysctl(key, value) {
+            tracing::warn!("{e}");
+        }
+    }
+    let host = crate::netns::netlink().map_err(io("opening netlink"))?;
+    let mtu = if cfg.mtu > 0 {
+        cfg.mtu
+    } else {
+        mtu_of(&host, me.ipv4.or(me.ipv6)).await.unwrap_or(1500)
+    };
+    let endpoints = Endpoints::open(&cfg.state_dir.join("endpoints"))
+        .map_err(io(format!("opening {}", cfg.state_dir.display())))?;
+    let mut programmer = Programmer::new(
+        NetlinkKernel::new(host.clone(), cfg.route_protocol),
+        Duration::from_secs(10),
+    );
+    for ep in endpoints.all() {
+        for ip in &ep.ips {
+            programmer.set_workload(*ip, &ep.host_if);
+        }
+    }
+    tracing::info!(endpoints = endpoints.len(), mtu, "restored local endpoints");
+    let shared = Arc::new(Shared {
+        cfg: cfg.clone(),
+        client,
+        host,
+        mtu,
+        state: Mutex::new(State { programmer, endpoints }),
+        dirty: Notify::new(),
+    });
+
+    let snap = snapshot(&shared.client, &cfg.node_name).await?;
+    let bgp = speaker::Bgp::start(&shared, &snap).await?;
+    let mut tasks = tokio::task::JoinSet::new();
+    {
+        let shared = shared.clone();
+        let socket = cfg.socket.clone();
+        tasks.spawn(async move {
+            if let Err(e) = cni_server::serve(shared, &socket).await {
+                tracing::error!("CNI socket {}: {e}", socket.display());
+            }
+        });
+    }
+    if let Some(dir) = &cfg.cni_bin_dir {
+        install_cni_plugin(dir)?;
+    }
+    if let Some(dir) = &cfg.cni_conf_dir {
+        install_cni_config(&cfg, dir)?;
+    }
+    tasks.spawn(watch_loop(shared.clone(), snap.revision));
+    tasks.spawn(bgp.clone().feed_loop(shared.clone()));
+    tasks.spawn(status::report_loop(shared.clone(), bgp.clone()));
+    let sync = tokio::spawn(bgp.clone().sync_loop(shared.clone(), snap));
+
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: stopping (routes stay in place)"),
+        _ = int.recv() => tracing::info!("SIGINT: stopping (routes stay in place)"),
+    }
+    sync.abort();
+    tasks.abort_all();
+    bgp.shutdown().await;
+    let _ = std::fs::remove_file(&cfg.socket);
+    Ok(())
+}
+
+/// Follows the API's change stream; each change asks for a sync pass. Reconnects from the last
+/// revision seen, and from a fresh list when that is too old.
+async fn watch_loop(shared: Arc<Shared>, mut since: u64) {
+    const KINDS: &str = "Node,BGPConfiguration,BGPPeer,IPPool,BlockAffinity";
+    loop {
+        match shared.client.watch(since, KINDS).await {
+            Ok(mut w) => {
+                while let Some(ev) = w.next().await {
+                    if let Some(rev) = ev["revision"].as_u64() {
+                        since = since.max(rev);
+                    }
+                    if ev.get("object").is_some() {
+                        shared.kick();
+                    }
+                }
+            }
+            Err(e) if e.status().map(|s| s.as_u16()) == Some(410) => {
+                if let Ok((rev, _)) = list(&shared.client, "nodes").await {
+                    since = rev;
+                }
+                shared.kick();
+            }
+            Err(e) => tracing::debug!("watch: {e}"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}

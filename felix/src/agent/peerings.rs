@@ -1,0 +1,250 @@
+//! Which BGP sessions this node should have, computed from the datastore alone (pure):
+//! the node-to-node mesh, route reflection, and global and per-node `BGPPeer`s.
+//!
+//! Sessions are per address family, like Calico's: IPv4 sessions between IPv4 addresses carry
+//! IPv4 routes, IPv6 sessions between IPv6 addresses carry IPv6 routes. Of two nodes, the one
+//! with the higher address waits passively, so each pair makes one connection.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+
+use tartan_ipam::resources::{
+    BgpConfigurationSpec, BgpPeerSpec, GracefulRestart, NextHopMode, NodeSpec, Password, Selector,
+};
+
+/// One node as the peering computation needs it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeInfo {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub ipv4: Option<IpAddr>,
+    pub ipv6: Option<IpAddr>,
+    pub asn: Option<u32>,
+    pub cluster_id: Option<Ipv4Addr>,
+}
+
+impl NodeInfo {
+    pub fn from_spec(name: &str, labels: BTreeMap<String, String>, spec: &NodeSpec) -> NodeInfo {
+        let bgp = spec.bgp.clone().unwrap_or_default();
+        NodeInfo {
+            name: name.to_string(),
+            labels,
+            ipv4: bgp.ipv4_address.map(|n| n.addr()),
+            ipv6: bgp.ipv6_address.map(|n| n.addr()),
+            asn: bgp.as_number,
+            cluster_id: bgp.route_reflector_cluster_id,
+        }
+    }
+
+    fn addresses(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        self.ipv4.iter().chain(self.ipv6.iter()).copied()
+    }
+
+    fn address_like(&self, other: IpAddr) -> Option<IpAddr> {
+        if other.is_ipv4() { self.ipv4 } else { self.ipv6 }
+    }
+}
+
+/// What kind of peering a session is (`tartanctl node status` shows it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum PeerType {
+    Mesh,
+    RouteReflector,
+    RouteReflectorClient,
+    Global,
+    NodeSpecific,
+}
+
+impl PeerType {
+    pub fn name(self) -> &'static str {
+        match self {
+            PeerType::Mesh => "node-to-node mesh",
+            PeerType::RouteReflector => "route reflector",
+            PeerType::RouteReflectorClient => "route reflector client",
+            PeerType::Global => "global",
+            PeerType::NodeSpecific => "node specific",
+        }
+    }
+}
+
+/// One session this node should have.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Peering {
+    pub peer: IpAddr,
+    pub local: IpAddr,
+    pub remote_as: u32,
+    pub kind: PeerType,
+    pub passive: bool,
+    pub route_reflector_client: bool,
+    pub password: Option<Password>,
+    pub hold_time: Option<u16>,
+    pub keepalive: Option<u16>,
+    pub graceful_restart: Option<GracefulRestart>,
+    pub next_hop: Option<NextHopMode>,
+    /// The node at the other end, when it is one of ours.
+    pub node: Option<String>,
+}
+
+/// The sessions of `me`, keyed by peer address. A peer address reached by several rules
+/// keeps the first: explicit `BGPPeer`s over the mesh, per-node over global.
+pub fn compute(
+    me: &NodeInfo,
+    nodes: &[NodeInfo],
+    config: &BgpConfigurationSpec,
+    peers: &[BgpPeerSpec],
+) -> BTreeMap<IpAddr, Peering> {
+    let my_as = me.asn.unwrap_or(config.as_number);
+    let mut out = BTreeMap::new();
+    let mine: Vec<IpAddr> = me.addresses().collect();
+
+    // Explicit peers: node-specific first, then global.
+    let mut explicit: Vec<(&BgpPeerSpec, PeerType)> = Vec::new();
+    for p in peers {
+        let applies = match (&p.node, &p.node_selector) {
+            (Some(n), _) => (*n == me.name).then_some(PeerType::NodeSpecific),
+            (None, Some(sel)) => Selector::parse(sel)
+                .ok()
+                .filter(|s| s.matches(&me.labels))
+                .map(|_| PeerType::NodeSpecific),
+            (None, None) => Some(PeerType::Global),
+        };
+        if let Some(kind) = applies {
+            explicit.push((p, kind));
+        }
+    }
+    explicit.sort_by_key(|(_, kind)| *kind == PeerType::Global);
+    for (p, kind) in explicit {
+        let Some(local) = me.address_like(p.peer_ip) else { continue };
+        if mine.contains(&p.peer_ip) || out.contains_key(&p.peer_ip) {
+            continue;
+        }
+        let node = nodes.iter().find(|n| n.addresses().any(|a| a == p.peer_ip));
+        out.insert(
+            p.peer_ip,
+            Peering {
+                peer: p.peer_ip,
+                local,
+                remote_as: p.as_number,
+                kind,
+                passive: node.is_some() && p.peer_ip < local,
+                route_reflector_client: false,
+                password: p.password.clone(),
+                hold_time: p.hold_time,
+                keepalive: p.keepalive_time,
+                graceful_restart: p.graceful_restart.clone(),
+                next_hop: p.next_hop_mode,
+                node: node.map(|n| n.name.clone()),
+            },
+        );
+    }
+
+    // The mesh, or route reflection between nodes.
+    for other in nodes.iter().filter(|n| n.name != me.name) {
+        let other_as = other.asn.unwrap_or(config.as_number);
+        let kind = match (me.cluster_id, other.cluster_id) {
+            // Reflectors peer with everyone; another cluster's reflector is an ordinary iBGP
+            // peer, a node without a cluster is our client.
+            (Some(a), Some(b)) if a == b => PeerType::RouteReflector,
+            (Some(_), Some(_)) => PeerType::RouteReflector,
+            (Some(_), None) => PeerType::RouteReflectorClient,
+            (None, Some(_)) => PeerType::RouteReflector,
+            (None, None) if config.node_to_node_mesh_enabled => PeerType::Mesh,
+            (None, None) => continue,
+        };
+        let rr_client = kind == PeerType::RouteReflectorClient && other_as == my_as;
+        for peer in other.addresses() {
+            let Some(local) = me.address_like(peer) else { continue };
+            if out.contains_key(&peer) || peer == local {
+                continue;
+            }
+            out.insert(
+                peer,
+                Peering {
+                    peer,
+                    local,
+                    remote_as: other_as,
+                    kind,
+                    passive: peer < local,
+                    route_reflector_client: rr_client,
+                    password: None,
+                    hold_time: None,
+                    keepalive: None,
+                    graceful_restart: None,
+                    next_hop: None,
+                    node: Some(other.name.clone()),
+                },
+            );
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(name: &str, v4: &str, v6: Option<&str>) -> NodeInfo {
+        NodeInfo {
+            name: name.into(),
+            labels: BTreeMap::new(),
+            ipv4: Some(v4.parse().expect("v4")),
+            ipv6: v6.map(|a| a.parse().expect("v6")),
+            asn: None,
+            cluster_id: None,
+        }
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("ip")
+    }
+
+    #[test]
+    fn the_mesh_peers_every_node_per_family_and_the_higher_address_waits() {
+        let nodes = vec![
+            node("h1", "10.0.0.9", Some("fd00::9")),
+            node("h2", "10.0.0.10", Some("fd00::10")),
+            node("h3", "10.0.0.2", None),
+        ];
+        let got = compute(&nodes[0], &nodes, &BgpConfigurationSpec::default(), &[]);
+        let keys: Vec<IpAddr> = got.keys().copied().collect();
+        assert_eq!(keys, vec![ip("10.0.0.2"), ip("10.0.0.10"), ip("fd00::10")]);
+        // Compared as numbers: 10.0.0.10 is higher than 10.0.0.9, so it waits; we connect.
+        assert!(!got[&ip("10.0.0.10")].passive);
+        assert!(got[&ip("10.0.0.2")].passive);
+        assert!(got.values().all(|p| p.kind == PeerType::Mesh && p.remote_as == 64512));
+        assert_eq!(got[&ip("fd00::10")].local, ip("fd00::9"));
+    }
+
+    #[test]
+    fn reflectors_replace_the_mesh_and_explicit_peers_come_first() {
+        let mut rr = node("rr1", "10.0.0.1", None);
+        rr.cluster_id = Some("10.255.0.1".parse().expect("id"));
+        let nodes = vec![rr.clone(), node("h1", "10.0.0.11", None), node("h2", "10.0.0.12", None)];
+        let config =
+            BgpConfigurationSpec { node_to_node_mesh_enabled: false, ..Default::default() };
+        let client = compute(&nodes[1], &nodes, &config, &[]);
+        assert_eq!(client.len(), 1, "a client peers with the reflector only: {client:?}");
+        assert_eq!(client[&ip("10.0.0.1")].kind, PeerType::RouteReflector);
+        let reflector = compute(&rr, &nodes, &config, &[]);
+        assert_eq!(reflector.len(), 2);
+        assert!(reflector.values().all(|p| p.route_reflector_client));
+
+        let tor = BgpPeerSpec {
+            peer_ip: ip("10.0.0.254"),
+            as_number: 65001,
+            node: None,
+            node_selector: Some("rack == 'a'".into()),
+            password: None,
+            hold_time: Some(9),
+            keepalive_time: None,
+            graceful_restart: None,
+            next_hop_mode: None,
+        };
+        let mut h1 = nodes[1].clone();
+        h1.labels.insert("rack".into(), "a".into());
+        let got = compute(&h1, &nodes, &config, std::slice::from_ref(&tor));
+        assert_eq!(got[&ip("10.0.0.254")].kind, PeerType::NodeSpecific);
+        assert!(!got[&ip("10.0.0.254")].passive, "we always connect to routers");
+        assert!(!compute(&nodes[2], &nodes, &config, &[tor]).contains_key(&ip("10.0.0.254")));
+    }
+}

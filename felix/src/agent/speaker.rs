@@ -1,0 +1,290 @@
+//! The agent's BGP speaker: sessions and advertisements made to match the datastore (only what
+//! changed is touched), and learned best paths handed to the route programmer.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ipnet::IpNet;
+use tartan_bgp::config::{PeerAddress, PeerConfig, SpeakerConfig};
+use tartan_bgp::io::{PeerStatus, Speaker};
+use tartan_bgp::rib::{NextHopMode, Origination};
+use tartan_bgp::types::{Asn, NextHop, Prefix};
+use tartan_ipam::resources::NextHopMode as SpecNextHop;
+use tokio::sync::Mutex;
+
+use super::peerings::{self, Peering};
+use super::{AgentError, Shared, Snapshot, advertisements};
+
+/// The speaker and what we last told it.
+#[derive(Debug, Clone)]
+pub(crate) struct Bgp {
+    pub speaker: Speaker,
+    inner: Arc<Mutex<Applied>>,
+}
+
+#[derive(Debug, Default)]
+struct Applied {
+    peers: BTreeMap<IpAddr, (Peering, PeerConfig)>,
+    originated: BTreeSet<IpNet>,
+}
+
+fn router_id(snap: &Snapshot, node: &str) -> Ipv4Addr {
+    if let Some(IpAddr::V4(a)) = snap.me.as_ref().and_then(|m| m.ipv4) {
+        return a;
+    }
+    // No IPv4 address: a stable id from the name, as Calico's `hash` router id.
+    let mut h: u32 = 0x811c_9dc5;
+    for b in node.bytes() {
+        h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+    }
+    Ipv4Addr::from(h | 0x0100_0000)
+}
+
+fn prefix(net: &IpNet) -> Option<Prefix> {
+    net.trunc().to_string().parse().ok()
+}
+
+fn net(p: &Prefix) -> Option<IpNet> {
+    p.to_string().parse().ok()
+}
+
+fn peer_config(p: &Peering, port: u16) -> Result<PeerConfig, String> {
+    let mut pc = PeerConfig::new(p.peer, Asn(p.remote_as));
+    pc.port = port;
+    pc.local_address = Some(p.local);
+    pc.passive = p.passive;
+    pc.connect_retry = 2;
+    pc.route_reflector_client = p.route_reflector_client;
+    if let Some(h) = p.hold_time {
+        pc.hold_time = h;
+    }
+    pc.keepalive = p.keepalive;
+    pc.graceful_restart = p.graceful_restart.as_ref().is_none_or(|g| g.enabled);
+    pc.next_hop = match p.next_hop {
+        Some(SpecNextHop::SelfAddress) => NextHopMode::SelfAddress,
+        Some(SpecNextHop::Keep) => NextHopMode::Keep,
+        _ => NextHopMode::Auto,
+    };
+    pc.password = match &p.password {
+        None => None,
+        Some(pw) => match (&pw.value, &pw.file) {
+            (Some(v), _) => Some(v.clone()),
+            (None, Some(f)) => Some(
+                std::fs::read_to_string(f)
+                    .map_err(|e| format!("reading the password of {} from {f}: {e}", p.peer))?
+                    .trim_end_matches(['\n', '\r'])
+                    .to_string(),
+            ),
+            (None, None) => None,
+        },
+    };
+    pc.description = Some(match &p.node {
+        Some(n) => format!("{} {n}", p.kind.name()),
+        None => p.kind.name().to_string(),
+    });
+    Ok(pc)
+}
+
+impl Bgp {
+    pub async fn start(shared: &Shared, snap: &Snapshot) -> Result<Bgp, AgentError> {
+        let me = snap.me.clone();
+        let asn = me.as_ref().and_then(|m| m.asn).unwrap_or(snap.config.as_number);
+        let mut cfg = SpeakerConfig::new(Asn(asn), router_id(snap, &shared.cfg.node_name));
+        cfg.listen = vec![SocketAddr::new(
+            IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+            snap.config.listen_port,
+        )];
+        cfg.multipath = true;
+        cfg.cluster_id = me.and_then(|m| m.cluster_id);
+        let speaker = Speaker::start(cfg).await?;
+        tracing::info!(asn, port = snap.config.listen_port, "BGP speaker started");
+        Ok(Bgp { speaker, inner: Arc::new(Mutex::new(Applied::default())) })
+    }
+
+    /// Makes sessions and advertisements match `snap`. Returns whether everything applied.
+    async fn apply(&self, shared: &Shared, snap: &Snapshot) -> bool {
+        let mut ok = true;
+        let Some(me) = snap.me.clone() else {
+            tracing::warn!(
+                "Node {} is not in the datastore (deleted?): keeping the current sessions",
+                shared.cfg.node_name
+            );
+            return false;
+        };
+        let want = peerings::compute(&me, &snap.nodes, &snap.config, &snap.peers);
+        let mut applied = self.inner.lock().await;
+        let gone: Vec<IpAddr> =
+            applied.peers.keys().filter(|k| !want.contains_key(k)).copied().collect();
+        for addr in gone {
+            match self.speaker.remove_peer(PeerAddress::Single(addr)).await {
+                Ok(()) => {
+                    applied.peers.remove(&addr);
+                    tracing::info!("peer {addr} removed");
+                }
+                Err(e) => {
+                    tracing::warn!("removing peer {addr}: {e}");
+                    ok = false;
+                }
+            }
+        }
+        for (addr, p) in &want {
+            let pc = match peer_config(p, snap.config.listen_port) {
+                Ok(pc) => pc,
+                Err(e) => {
+                    tracing::warn!("{e}");
+                    ok = false;
+                    continue;
+                }
+            };
+            let result = match applied.peers.get(addr) {
+                Some((_, old)) if *old == pc => continue,
+                Some(_) => self.speaker.update_peer(pc.clone()).await,
+                None => self.speaker.add_peer(pc.clone()).await,
+            };
+            match result {
+                Ok(()) => {
+                    tracing::info!(
+                        "peer {addr} ({}, AS {}{})",
+                        p.kind.name(),
+                        p.remote_as,
+                        if p.passive { ", passive" } else { "" }
+                    );
+                    applied.peers.insert(*addr, (p.clone(), pc));
+                }
+                Err(e) => {
+                    tracing::warn!("configuring peer {addr}: {e}");
+                    ok = false;
+                }
+            }
+        }
+
+        let workloads: Vec<IpNet> = {
+            let state = shared.state.lock().await;
+            state.endpoints.all().flat_map(|e| e.ips.clone()).collect()
+        };
+        let adverts = advertisements(snap, &workloads);
+        let withdraw: Vec<IpNet> = applied.originated.difference(&adverts).copied().collect();
+        for n in withdraw {
+            let Some(p) = prefix(&n) else { continue };
+            match self.speaker.withdraw(p).await {
+                Ok(()) => {
+                    applied.originated.remove(&n);
+                }
+                Err(e) => {
+                    tracing::warn!("withdrawing {n}: {e}");
+                    ok = false;
+                }
+            }
+        }
+        for n in adverts.difference(&applied.originated.clone()) {
+            let Some(p) = prefix(n) else { continue };
+            match self.speaker.originate(p, Origination::default()).await {
+                Ok(()) => {
+                    applied.originated.insert(*n);
+                }
+                Err(e) => {
+                    tracing::warn!("advertising {n}: {e}");
+                    ok = false;
+                }
+            }
+        }
+        drop(applied);
+
+        let mut state = shared.state.lock().await;
+        state.programmer.set_blocks(snap.blocks.clone());
+        match state.programmer.apply(Instant::now()).await {
+            Ok(r) if !r.failed.is_empty() => {
+                for (dst, why) in &r.failed {
+                    tracing::warn!("route {dst}: {why}");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!("reading the kernel's routes: {e}");
+                ok = false;
+            }
+        }
+        ok
+    }
+
+    /// Sync passes: on every kick (watch events, CNI changes), on failure after a second, and
+    /// every resync interval.
+    pub async fn sync_loop(self, shared: Arc<Shared>, first: Snapshot) {
+        let mut ok = self.apply(&shared, &first).await;
+        loop {
+            let wait = if ok { shared.cfg.resync } else { Duration::from_secs(1) };
+            let _ = tokio::time::timeout(wait, shared.dirty.notified()).await;
+            // Let a burst of changes settle into one pass.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            ok = match super::snapshot(&shared.client, &shared.cfg.node_name).await {
+                Ok(snap) => self.apply(&shared, &snap).await,
+                Err(e) => {
+                    tracing::warn!("reading the datastore: {e}");
+                    false
+                }
+            };
+        }
+    }
+
+    /// Learned best paths to the route programmer.
+    pub async fn feed_loop(self, shared: Arc<Shared>) {
+        let mut feed = match self.speaker.subscribe().await {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::error!("subscribing to the BGP feed: {e}");
+                return;
+            }
+        };
+        while let Some(mut batch) = feed.recv().await {
+            while let Ok(more) = feed.try_recv() {
+                batch.extend(more);
+            }
+            let mut state = shared.state.lock().await;
+            for change in batch {
+                let Some(dst) = net(&change.prefix) else { continue };
+                let hops = change.best.filter(|b| b.from.is_some()).map(|b| {
+                    b.next_hops
+                        .iter()
+                        .map(|h| match h {
+                            NextHop::V4(a) => IpAddr::V4(*a),
+                            NextHop::V6 { global, .. } => IpAddr::V6(*global),
+                        })
+                        .collect::<Vec<_>>()
+                });
+                state.programmer.set_learned(dst, hops);
+            }
+            match state.programmer.apply(Instant::now()).await {
+                Ok(r) => {
+                    for (dst, why) in &r.failed {
+                        tracing::warn!("route {dst}: {why}");
+                    }
+                }
+                Err(e) => tracing::warn!("programming learned routes: {e}"),
+            }
+        }
+    }
+
+    pub async fn peers(&self) -> Vec<(Peering, Option<PeerStatus>)> {
+        let status = self.speaker.status().await.map(|s| s.peers).unwrap_or_default();
+        let applied = self.inner.lock().await;
+        applied
+            .peers
+            .values()
+            .map(|(p, _)| {
+                (
+                    p.clone(),
+                    status
+                        .iter()
+                        .find(|s| s.address.parse::<IpAddr>().ok() == Some(p.peer))
+                        .cloned(),
+                )
+            })
+            .collect()
+    }
+
+    pub async fn shutdown(&self) {
+        self.speaker.shutdown(true).await;
+    }
+}

@@ -1,0 +1,248 @@
+//! libcni's result cache: `<cacheDir>/results/<network>-<containerID>-<ifName>`, one JSON file
+//! (`kind: cniCacheV1`) per attachment holding the conflist bytes (base64, as Go encodes a
+//! `[]byte`) and the final ADD result. Written once the whole ADD chain has succeeded, read as
+//! `prevResult` by CHECK and DEL, removed after a successful DEL.
+//!
+//! Owns the files only (directory 0700, files 0600, written atomically by rename); it never
+//! decides when an entry is written or removed.
+
+use std::fs::{self, DirBuilder, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::{Map, Value};
+
+use super::error::{Result, SandboxError};
+
+/// The default cache directory (libcni's `CacheDir`).
+pub const DEFAULT_CACHE_DIR: &str = "/var/lib/cni";
+/// The format tag libcni writes and checks.
+pub const KIND: &str = "cniCacheV1";
+
+/// One cached attachment, field for field libcni's `cachedInfo`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CacheEntry {
+    pub kind: String,
+    pub container_id: String,
+    /// The conflist as loaded.
+    #[serde(serialize_with = "to_base64", deserialize_with = "from_base64")]
+    pub config: Vec<u8>,
+    pub if_name: String,
+    pub network_name: String,
+    #[serde(default)]
+    pub netns: String,
+    #[serde(default)]
+    pub cni_args: Vec<[String; 2]>,
+    #[serde(default)]
+    pub capability_args: Map<String, Value>,
+    /// The final result of the ADD chain.
+    #[serde(default)]
+    pub result: Value,
+}
+
+/// Where the entry for (network, container, interface) lives.
+pub fn path(cache_dir: &Path, network: &str, container_id: &str, ifname: &str) -> PathBuf {
+    cache_dir.join("results").join(format!("{network}-{container_id}-{ifname}"))
+}
+
+/// Writes `entry` atomically: a temporary file (0600) renamed over the entry.
+pub fn write(cache_dir: &Path, entry: &CacheEntry) -> Result<PathBuf> {
+    let target = path(cache_dir, &entry.network_name, &entry.container_id, &entry.if_name);
+    let fail = |what: String| SandboxError::Cache { path: target.clone(), what };
+    let dir = cache_dir.join("results");
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|e| fail(format!("creating {}: {e}", dir.display())))?;
+    let bytes = serde_json::to_vec(entry).map_err(|e| fail(e.to_string()))?;
+    let tmp = dir.join(format!(
+        ".{}-{}-{}.tmp{}",
+        entry.network_name,
+        entry.container_id,
+        entry.if_name,
+        std::process::id()
+    ));
+    let written = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(&bytes).and_then(|()| f.sync_all()))
+        .and_then(|()| fs::rename(&tmp, &target));
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(fail(format!("writing: {e}")));
+    }
+    Ok(target)
+}
+
+/// Reads the entry at `path`; `None` if there is none.
+pub fn read(path: &Path) -> Result<Option<CacheEntry>> {
+    let fail = |what: String| SandboxError::Cache { path: path.to_path_buf(), what };
+    let bytes = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(fail(format!("reading: {e}"))),
+    };
+    let entry: CacheEntry = serde_json::from_slice(&bytes).map_err(|e| fail(e.to_string()))?;
+    if entry.kind != KIND {
+        return Err(fail(format!("kind {:?}, expected {KIND:?}", entry.kind)));
+    }
+    Ok(Some(entry))
+}
+
+/// Removes the entry at `path`; an absent one is not an error.
+pub fn remove(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+            Err(SandboxError::Cache { path: path.to_path_buf(), what: format!("removing: {e}") })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Every readable entry under `cache_dir`, in file-name order. Files that are not cache
+/// entries (other runtimes' leftovers, a half-written temporary) are skipped with a warning.
+pub fn entries(cache_dir: &Path) -> Result<Vec<(PathBuf, CacheEntry)>> {
+    let dir = cache_dir.join("results");
+    let listing = match fs::read_dir(&dir) {
+        Ok(l) => l,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(SandboxError::io(format!("reading {}", dir.display()))(e)),
+    };
+    let mut paths = Vec::new();
+    for item in listing {
+        let item = item.map_err(SandboxError::io(format!("reading {}", dir.display())))?;
+        if !item.file_name().to_string_lossy().starts_with('.') {
+            paths.push(item.path());
+        }
+    }
+    paths.sort();
+    let mut out = Vec::new();
+    for p in paths {
+        match read(&p) {
+            Ok(Some(entry)) => out.push((p, entry)),
+            Ok(None) => {}
+            Err(e) => tracing::warn!("skipping {e}"),
+        }
+    }
+    Ok(out)
+}
+
+const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/// Standard padded base64 (RFC 4648 §4), as Go's `encoding/json` writes a `[]byte`.
+pub fn base64_encode(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[(n >> (18 - 6 * i)) as usize & 63]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// The inverse of [`base64_encode`]; `None` on anything that is not padded standard base64.
+pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let text = text.as_bytes();
+    if text.len() % 4 != 0 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(text.len() / 4 * 3);
+    for (q, quad) in text.chunks(4).enumerate() {
+        let last = q + 1 == text.len() / 4;
+        let pad = quad.iter().rev().take_while(|&&c| c == b'=').count();
+        if pad > 2 || (pad > 0 && !last) {
+            return None;
+        }
+        let mut n = 0u32;
+        for &c in &quad[..4 - pad] {
+            let v = ALPHABET.iter().position(|&a| a == c)?;
+            n = (n << 6) | v as u32;
+        }
+        n <<= 6 * pad;
+        let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+        out.extend_from_slice(&bytes[..3 - pad]);
+    }
+    Some(out)
+}
+
+fn to_base64<S: Serializer>(bytes: &[u8], s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(&base64_encode(bytes))
+}
+
+fn from_base64<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Vec<u8>, D::Error> {
+    let text = String::deserialize(d)?;
+    base64_decode(&text).ok_or_else(|| serde::de::Error::custom("`config` is not base64"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_rfc4648_vectors_and_round_trips() {
+        for (plain, coded) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64_encode(plain.as_bytes()), coded);
+            assert_eq!(base64_decode(coded).as_deref(), Some(plain.as_bytes()));
+        }
+        let all: Vec<u8> = (0..=255).collect();
+        assert_eq!(base64_decode(&base64_encode(&all)), Some(all));
+        for bad in ["Zg=", "Z===", "Zg==Zm8=", "Zm9*"] {
+            assert_eq!(base64_decode(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn entry_round_trips_with_libcni_field_names_and_modes() {
+        let dir = std::env::temp_dir().join(format!("tt-cache-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let entry = CacheEntry {
+            kind: KIND.into(),
+            container_id: "c1".into(),
+            config: br#"{"name":"net"}"#.to_vec(),
+            if_name: "eth0".into(),
+            network_name: "net".into(),
+            netns: "/run/netns/c1".into(),
+            cni_args: vec![["K".into(), "V".into()]],
+            capability_args: Map::new(),
+            result: serde_json::json!({"cniVersion":"1.0.0"}),
+        };
+        let p = write(&dir, &entry).expect("write");
+        assert_eq!(p, dir.join("results/net-c1-eth0"));
+        let raw: Value = serde_json::from_slice(&fs::read(&p).expect("read")).expect("json");
+        assert_eq!(raw["kind"], "cniCacheV1");
+        assert_eq!(raw["containerId"], "c1");
+        assert_eq!(raw["config"], "eyJuYW1lIjoibmV0In0=");
+        assert_eq!(raw["cniArgs"], serde_json::json!([["K", "V"]]));
+        assert_eq!(raw["capabilityArgs"], serde_json::json!({}));
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+        assert_eq!((mode(&dir.join("results")), mode(&p)), (0o700, 0o600));
+        assert_eq!(read(&p).expect("read"), Some(entry.clone()));
+        assert_eq!(entries(&dir).expect("entries"), vec![(p.clone(), entry)]);
+        remove(&p).expect("remove");
+        remove(&p).expect("remove again");
+        assert_eq!(read(&p).expect("read"), None);
+        let _ = fs::remove_dir_all(&dir);
+    }
+}
