@@ -218,4 +218,12 @@ fn plugin_errors_show_their_cni_code_and_bad_input_says_what_to_do() {
     assert!(err.contains(&format!("no sandbox {a}")), "{err}");
     let err = lab.tartan(&["check", a]).fails();
     assert!(err.contains(&format!("`tartan sandbox add {a}` first")), "{err}");
+
+    // A namespace that is not a sandbox (here: the lab's host) is neither used nor deleted.
+    let host = &lab.host.name;
+    for cmd in ["add", "del"] {
+        let err = lab.tartan(&[cmd, host]).fails();
+        assert!(err.contains(&format!("{host} exists but is not a sandbox")), "{err}");
+    }
+    assert!(netns_exists(host));
 }

@@ -75,6 +75,14 @@ pub enum SandboxError {
     #[error("sandbox {name} exists; `tartan sandbox del {name}` first")]
     Exists { name: String },
 
+    #[error(
+        "network namespace {name} exists but is not a sandbox (no cached result in {}; or its \
+         ADD was interrupted): leaving it alone; `ip netns del {name}` removes it, then \
+         `tartan sandbox del {name}` releases what plugins may hold for it",
+        dir.display()
+    )]
+    Foreign { name: String, dir: PathBuf },
+
     #[error("no sandbox {name} (no {}): `tartan sandbox add {name}` first", netns.display())]
     NotFound { name: String, netns: PathBuf },
 
@@ -84,6 +92,12 @@ pub enum SandboxError {
         dir.display()
     )]
     NoCachedResult { name: String, dir: PathBuf },
+
+    #[error(
+        "sandbox {name} is attached as {ifname} to network {network}: give \
+         `--ifname {ifname} --net {network}`"
+    )]
+    OtherAttachment { name: String, ifname: String, network: String },
 
     #[error("network {network} has cniVersion {version}; CHECK needs 0.4.0 or newer")]
     CheckUnsupported { network: String, version: String },

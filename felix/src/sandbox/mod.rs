@@ -10,6 +10,9 @@
 //!   configs older than 0.4.0, as libcni), using the cached conflist (exactly what was set
 //!   up; the current one when nothing is cached), then removes the cache entry and the
 //!   namespace. It is idempotent: nothing to delete is success.
+//! - A namespace is a sandbox only if a cache entry names it. Any other (someone's
+//!   `ip netns add`, a lab's) is never handed to a plugin nor deleted: a bridge plugin's DEL
+//!   would delete its `eth0`.
 //! - CHECK runs every plugin's CHECK with the cached result, unless the list says
 //!   `disableCheck`; it needs cniVersion 0.4.0 or newer.
 //!
@@ -125,15 +128,29 @@ impl Target {
         }
     }
 
-    /// This sandbox's cache entries (one per network it joined with this interface name).
+    /// The error for a namespace of this name that no cache entry names.
+    fn foreign(&self, opts: &SandboxOptions) -> SandboxError {
+        SandboxError::Foreign { name: self.name.clone(), dir: opts.cache_dir.join("results") }
+    }
+
+    /// This sandbox's cache entries for `opts.ifname` (and `opts.network` if given), or an
+    /// error naming the attachment it has instead, if any.
     fn cached(&self, opts: &SandboxOptions) -> Result<Vec<(PathBuf, CacheEntry)>> {
-        let mut found = cache::entries(&opts.cache_dir)?;
-        found.retain(|(_, e)| {
-            e.container_id == self.name
-                && e.if_name == opts.ifname
-                && opts.network.as_ref().is_none_or(|n| *n == e.network_name)
-        });
-        Ok(found)
+        let (found, others): (Vec<_>, Vec<_>) = cache::entries(&opts.cache_dir)?
+            .into_iter()
+            .filter(|(_, e)| e.container_id == self.name)
+            .partition(|(_, e)| {
+                e.if_name == opts.ifname
+                    && opts.network.as_ref().is_none_or(|n| *n == e.network_name)
+            });
+        match others.into_iter().next() {
+            Some((_, other)) if found.is_empty() => Err(SandboxError::OtherAttachment {
+                name: self.name.clone(),
+                ifname: other.if_name,
+                network: other.network_name,
+            }),
+            _ => Ok(found),
+        }
     }
 }
 
@@ -142,11 +159,15 @@ pub fn add(name: &str, opts: &SandboxOptions) -> Result<Value> {
     let t = target(name, opts)?;
     let list = conf::load(&opts.conf_dir, opts.network.as_deref())?;
     let exists = || SandboxError::Exists { name: t.name.clone() };
-    if t.netns.exists() || !t.cached(opts)?.is_empty() {
-        return Err(exists());
+    match t.cached(opts) {
+        Ok(c) if !c.is_empty() => return Err(exists()),
+        Err(SandboxError::OtherAttachment { .. }) => return Err(exists()),
+        Err(e) => return Err(e),
+        Ok(_) if t.netns.exists() => return Err(t.foreign(opts)),
+        Ok(_) => {}
     }
     match crate::netns::create(&t.name) {
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(exists()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(t.foreign(opts)),
         Err(e) => return Err(SandboxError::io(format!("creating sandbox {name}"))(e)),
         Ok(_) => {}
     }
@@ -250,20 +271,17 @@ pub fn del(name: &str, opts: &SandboxOptions) -> Result<()> {
     let inv = t.invocation("DEL", &netns, opts);
     let cached = t.cached(opts)?;
     if cached.is_empty() {
-        match conf::load(&opts.conf_dir, opts.network.as_deref()) {
-            Ok(list) => {
-                del_chain(&inv, &list, None)?;
-                cache::remove(&cache::path(&opts.cache_dir, &list.name, name, &opts.ifname))?;
-            }
-            Err(e @ (SandboxError::NoConfig { .. } | SandboxError::NetworkNotFound { .. })) => {
-                if exists {
-                    tracing::warn!(
-                        "sandbox {name}: no cached result and {e}; removing only its namespace"
-                    );
-                }
-            }
-            Err(e) => return Err(e),
+        // A namespace no cache entry names is not ours: its interfaces are left alone.
+        if exists {
+            return Err(t.foreign(opts));
         }
+        // Nothing cached (libcni): DEL with the current configuration, without prevResult,
+        // so plugins can release what they hold for this container ID.
+        return match conf::load(&opts.conf_dir, opts.network.as_deref()) {
+            Ok(list) => del_chain(&inv, &list, None),
+            Err(SandboxError::NoConfig { .. } | SandboxError::NetworkNotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
+        };
     }
     for (path, entry) in cached {
         let list = match conf::from_bytes(entry.config.clone(), &path) {

@@ -22,6 +22,8 @@ previous result as prevResult, and caches the final result in
 that ran are deleted in reverse and the namespace removed. `del` runs DEL in reverse with the
 cached result and removes the cache entry and the namespace; deleting what is gone succeeds.
 `check` runs CHECK with the cached result (skipped when the list says disableCheck).
+A namespace that no cache entry names (someone's `ip netns add`, a lab's) is never handed to a
+plugin nor deleted.
 
 Plugin errors are shown with their CNI code (spec 1.0: 1 incompatible version, 2 unsupported
 field, 3 unknown container, 4 invalid environment, 5 I/O, 6 decoding, 7 invalid config,

@@ -1,0 +1,311 @@
+//! Lab test of `containerlab/quickstart.clab.yml`: an API server and three `tartan node` hosts
+//! in a node-to-node mesh, two containers per host made with `tartan sandbox`, IPv4 and IPv6.
+//! Sessions come up; every host has a /32 (and /128) to each local veth, a blackhole per own
+//! block and the other hosts' blocks via their addresses; containers on different hosts ping
+//! and move data over TCP in both families; removing a container removes its route and frees
+//! its address; a borrowed address is reachable through its /32; a host leaving takes its
+//! blocks out of every kernel; `tartanctl` tells the truth about all of it.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::Value;
+use tartan_labs::harness::{TestLab, lab_tests_enabled};
+
+const TOPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../containerlab/quickstart.clab.yml");
+const CONVERGE: Duration = Duration::from_secs(60);
+const HOSTS: [&str; 3] = ["host1", "host2", "host3"];
+
+fn json(lab: &TestLab, node: &str, cmd: &str) -> Result<Value, String> {
+    let out = lab.sh(node, cmd);
+    if !out.success() {
+        return Err(format!("`{cmd}` in {node}: {} {}", out.summary(), out.stderr));
+    }
+    serde_json::from_str(&out.stdout)
+        .map_err(|e| format!("`{cmd}` printed no JSON ({e}): {}", out.stdout))
+}
+
+/// A container as the API records it.
+#[derive(Debug, Clone)]
+struct Workload {
+    name: String,
+    host: String,
+    v4: Option<String>,
+    v6: Option<String>,
+}
+
+fn workloads(lab: &TestLab) -> Result<BTreeMap<String, Workload>, String> {
+    let v = json(lab, "apiserver", "tartanctl get workloadendpoints -o json")?;
+    let mut out = BTreeMap::new();
+    for item in v["items"].as_array().into_iter().flatten() {
+        let spec = &item["spec"];
+        let nets: Vec<String> = spec["ipNetworks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|n| n.as_str().and_then(|s| s.split('/').next()).map(String::from))
+            .collect();
+        let name = spec["containerID"].as_str().unwrap_or_default().to_string();
+        out.insert(
+            name.clone(),
+            Workload {
+                name,
+                host: spec["node"].as_str().unwrap_or_default().to_string(),
+                v4: nets.iter().find(|a| !a.contains(':')).cloned(),
+                v6: nets.iter().find(|a| a.contains(':')).cloned(),
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// Our routes (proto 84) in one host's kernel, both families.
+fn routes(lab: &TestLab, host: &str) -> Result<Vec<Value>, String> {
+    let mut all = Vec::new();
+    for cmd in ["ip -j route show proto 84", "ip -j -6 route show proto 84"] {
+        all.extend(json(lab, host, cmd)?.as_array().cloned().unwrap_or_default());
+    }
+    Ok(all)
+}
+
+fn has_route(routes: &[Value], dst: &str, check: impl Fn(&Value) -> bool) -> bool {
+    routes.iter().any(|r| {
+        let d = r["dst"].as_str().unwrap_or_default();
+        (d == dst || d.strip_suffix("/32") == Some(dst) || d.strip_suffix("/128") == Some(dst))
+            && check(r)
+    })
+}
+
+/// Each host's confirmed blocks and its BGP addresses.
+fn blocks(lab: &TestLab) -> Result<BTreeMap<String, Vec<String>>, String> {
+    let v = json(lab, "apiserver", "tartanctl get blockaffinities -o json")?;
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for a in v["items"].as_array().into_iter().flatten() {
+        if a["spec"]["state"] == "confirmed" {
+            let node = a["spec"]["node"].as_str().unwrap_or_default().to_string();
+            out.entry(node)
+                .or_default()
+                .push(a["spec"]["cidr"].as_str().unwrap_or_default().to_string());
+        }
+    }
+    Ok(out)
+}
+
+fn node_addresses(lab: &TestLab) -> Result<BTreeMap<String, (String, String)>, String> {
+    let v = json(lab, "apiserver", "tartanctl get nodes -o json")?;
+    let mut out = BTreeMap::new();
+    for n in v["items"].as_array().into_iter().flatten() {
+        let bgp = &n["spec"]["bgp"];
+        let strip = |k: &str| {
+            bgp[k].as_str().and_then(|s| s.split('/').next()).unwrap_or_default().to_string()
+        };
+        out.insert(
+            n["metadata"]["name"].as_str().unwrap_or_default().to_string(),
+            (strip("ipv4Address"), strip("ipv6Address")),
+        );
+    }
+    Ok(out)
+}
+
+fn sessions_established(lab: &TestLab, hosts: &[&str], per_host: usize) -> Result<(), String> {
+    let v = json(lab, "apiserver", "tartanctl get nodestatus -o json")?;
+    for host in hosts {
+        let status = v["items"]
+            .as_array()
+            .and_then(|a| a.iter().find(|s| s["metadata"]["name"] == *host))
+            .ok_or(format!("{host} has not reported"))?;
+        let peers = status["spec"]["peers"].as_array().cloned().unwrap_or_default();
+        let up = peers.iter().filter(|p| p["state"] == "Established").count();
+        if up != per_host || peers.len() != per_host {
+            return Err(format!(
+                "{host}: {up} of {} sessions Established, want {per_host}: {peers:?}",
+                peers.len()
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn ping(lab: &TestLab, from: &Workload, to: &str) -> Result<(), String> {
+    let out = lab.exec(
+        &from.host,
+        &["tartan", "sandbox", "exec", &from.name, "--", "ping", "-c1", "-W2", to],
+    );
+    if out.success() { Ok(()) } else { Err(format!("{} -> {to}: {}", from.name, out.stdout)) }
+}
+
+/// The routes every host must have: /32s to its veths, its blocks as blackholes, every other
+/// host's blocks via that host.
+fn fabric_routes(lab: &TestLab, hosts: &[&str]) -> Result<(), String> {
+    let wls = workloads(lab)?;
+    let blocks = blocks(lab)?;
+    let addrs = node_addresses(lab)?;
+    for host in hosts {
+        let r = routes(lab, host)?;
+        for w in wls.values().filter(|w| w.host == *host) {
+            for a in [&w.v4, &w.v6].into_iter().flatten() {
+                if !has_route(&r, a, |r| r["dev"].as_str().is_some_and(|d| d.starts_with("tart"))) {
+                    return Err(format!("{host}: no route to {} ({a}) on its veth: {r:?}", w.name));
+                }
+            }
+        }
+        for (owner, cidrs) in &blocks {
+            for cidr in cidrs {
+                let ok = if owner == host {
+                    has_route(&r, cidr, |r| r["type"] == "blackhole")
+                } else {
+                    let (v4, v6) = addrs.get(owner).cloned().unwrap_or_default();
+                    has_route(&r, cidr, |r| {
+                        r["gateway"] == v4.as_str() || r["gateway"] == v6.as_str()
+                    })
+                };
+                if !ok && hosts.contains(&owner.as_str()) {
+                    return Err(format!("{host}: no right route to {owner}'s block {cidr}: {r:?}"));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn quickstart_fabric_routes_containers_across_hosts_over_bgp() {
+    if !lab_tests_enabled() {
+        return;
+    }
+    let lab = TestLab::deploy(TOPO);
+
+    // Sessions: each host has an IPv4 and an IPv6 session to each of the two others.
+    lab.wait_for("every mesh session Established", CONVERGE, || {
+        sessions_established(&lab, &HOSTS, 4)
+    });
+    let wls = lab.wait_for("six containers", CONVERGE, || {
+        let w = workloads(&lab)?;
+        if w.len() == 6 && w.values().all(|w| w.v4.is_some() && w.v6.is_some()) {
+            Ok(w)
+        } else {
+            Err(format!("{w:?}"))
+        }
+    });
+    lab.wait_for("every host's routes", CONVERGE, || fabric_routes(&lab, &HOSTS));
+
+    // Ping matrix between containers on different hosts, IPv4 and IPv6.
+    for a in wls.values() {
+        for b in wls.values().filter(|b| b.host != a.host) {
+            for addr in [&b.v4, &b.v6].into_iter().flatten() {
+                lab.wait_for(
+                    &format!("{} pings {} at {addr}", a.name, b.name),
+                    Duration::from_secs(10),
+                    || ping(&lab, a, addr),
+                );
+            }
+        }
+    }
+
+    // TCP across hosts in both families: web1 (host1) sends to web3 (host2).
+    let (web1, web3) = (&wls["web1"], &wls["web3"]);
+    for (addr, family, port) in [
+        (web3.v4.clone().unwrap_or_default(), "TCP4", 5001),
+        (web3.v6.clone().unwrap_or_default(), "TCP6", 5002),
+    ] {
+        let server = format!(
+            "tartan sandbox exec web3 -- timeout 20 socat -u {family}-LISTEN:{port},reuseaddr \
+             OPEN:/tmp/received-{port},creat,trunc >/dev/null 2>&1 &"
+        );
+        lab.sh_ok("host2", &server);
+        let target = if addr.contains(':') { format!("[{addr}]") } else { addr.clone() };
+        lab.wait_for(&format!("a TCP transfer to {addr}"), Duration::from_secs(15), || {
+            let out = lab.sh("host1", &format!(
+                "head -c 1000000 /dev/zero | tartan sandbox exec {} -- socat -u - {family}:{target}:{port}"
+            , web1.name));
+            if out.success() { Ok(()) } else { Err(out.stderr) }
+        });
+        lab.wait_for("all the bytes arrived", Duration::from_secs(10), || {
+            let size = lab
+                .sh("host2", &format!("stat -c %s /tmp/received-{port}"))
+                .stdout
+                .trim()
+                .to_string();
+            if size == "1000000" { Ok(()) } else { Err(format!("{size} bytes")) }
+        });
+    }
+
+    // `tartanctl ipam show` counts six addresses per family.
+    let show = lab.sh_ok("host1", "tartanctl ipam show");
+    assert!(show.matches("| 6 (0%)").count() == 2, "{show}");
+
+    // Removing a container removes its route and frees its address.
+    let web2 = wls["web2"].clone();
+    let web2_v4 = web2.v4.clone().unwrap_or_default();
+    lab.sh_ok("host1", "tartan sandbox del web2");
+    lab.wait_for("web2's route gone everywhere it was", Duration::from_secs(10), || {
+        let r = routes(&lab, "host1")?;
+        if has_route(&r, &web2_v4, |r| r["dev"].is_string() && r["type"] != "blackhole") {
+            Err(format!("{r:?}"))
+        } else {
+            Ok(())
+        }
+    });
+    let freed = lab.sh_ok("host1", &format!("tartanctl ipam show --ip {web2_v4}"));
+    assert!(freed.contains("not assigned"), "{freed}");
+    assert!(!workloads(&lab).expect("workloads").contains_key("web2"));
+
+    // Borrowing: with only a one-block pool and strictAffinity off, host2's container borrows
+    // from host1's block and is reached through its /32.
+    lab.sh_ok("host1", "tartanctl patch ippool default-ipv4 -p '{\"spec\":{\"disabled\":true}}'");
+    lab.sh_ok("host1", "tartanctl patch ippool default-ipv6 -p '{\"spec\":{\"disabled\":true}}'");
+    lab.sh_ok(
+        "host1",
+        "printf 'apiVersion: tartan/v1\\nkind: IPPool\\nmetadata: {name: tiny}\\nspec: {cidr: 10.66.0.0/28, blockSize: 28}\\n' | tartanctl apply -f -",
+    );
+    lab.sh_ok("host1", "tartan sandbox add lender");
+    lab.sh_ok("host2", "tartan sandbox add borrower");
+    let borrower = lab.wait_for("the borrower's address", CONVERGE, || {
+        workloads(&lab)?.get("borrower").cloned().ok_or("not yet".to_string())
+    });
+    let b_addr = borrower.v4.clone().unwrap_or_default();
+    assert!(b_addr.starts_with("10.66.0."), "{borrower:?}");
+    let borrowed = lab.sh_ok("host1", "tartanctl ipam show --show-borrowed");
+    assert!(borrowed.contains(&b_addr) && borrowed.contains("host2"), "{borrowed}");
+    let addrs = node_addresses(&lab).expect("nodes");
+    for host in ["host1", "host3"] {
+        lab.wait_for(&format!("{host} routes {b_addr} via host2"), CONVERGE, || {
+            let r = routes(&lab, host)?;
+            if has_route(&r, &b_addr, |r| r["gateway"] == addrs["host2"].0.as_str()) {
+                Ok(())
+            } else {
+                Err(format!("{r:?}"))
+            }
+        });
+    }
+    lab.wait_for("web5 (host3) reaches the borrowed address", Duration::from_secs(10), || {
+        ping(&lab, &wls["web5"], &b_addr)
+    });
+    let lender = workloads(&lab).expect("workloads")["lender"].clone();
+    lab.wait_for("the lender reaches the borrower", Duration::from_secs(10), || {
+        ping(&lab, &lender, &b_addr)
+    });
+
+    // A host leaving: its Node goes, and its blocks go from every other kernel.
+    let host3_blocks = blocks(&lab).expect("blocks").get("host3").cloned().unwrap_or_default();
+    assert!(!host3_blocks.is_empty());
+    lab.sh_ok("apiserver", "tartanctl delete node host3");
+    for host in ["host1", "host2"] {
+        lab.wait_for(&format!("host3's blocks gone from {host}"), CONVERGE, || {
+            let r = routes(&lab, host)?;
+            match host3_blocks.iter().find(|b| has_route(&r, b, |_| true)) {
+                Some(b) => Err(format!("{b} still routed: {r:?}")),
+                None => Ok(()),
+            }
+        });
+    }
+    lab.wait_for("host1 and host2 still peer", CONVERGE, || {
+        sessions_established(&lab, &["host1", "host2"], 2)
+    });
+    let status = lab.sh_ok("host1", "tartanctl node status host1");
+    assert!(status.contains("Established") && !status.contains("172.20.20.5"), "{status}");
+
+    let footprint = lab.footprint();
+    lab.destroy();
+    footprint.assert_gone();
+}
