@@ -230,6 +230,9 @@ fn quickstart_fabric_routes_containers_across_hosts_over_bgp() {
         });
     }
 
+    // CNI CHECK through the runtime: interface, addresses, routes, the IPAM's record.
+    lab.sh_ok("host1", "tartan sandbox check web1");
+
     // `tartanctl ipam show` counts six addresses per family.
     let show = lab.sh_ok("host1", "tartanctl ipam show");
     assert!(show.matches("| 6 (0%)").count() == 2, "{show}");
@@ -305,6 +308,10 @@ fn quickstart_fabric_routes_containers_across_hosts_over_bgp() {
     let status = lab.sh_ok("host1", "tartanctl node status host1");
     assert!(status.contains("Established") && !status.contains("172.20.20.5"), "{status}");
 
+    eprintln!(
+        "quickstart: {} containers pinged across hosts, {b_addr} borrowed, host3 withdrawn",
+        wls.len()
+    );
     let footprint = lab.footprint();
     lab.destroy();
     footprint.assert_gone();

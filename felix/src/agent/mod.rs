@@ -401,6 +401,9 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
 
     let snap = snapshot(&shared.client, &cfg.node_name).await?;
     let bgp = speaker::Bgp::start(&shared, &snap).await?;
+    // The first pass before anything else may touch the kernel: the programmer knows this
+    // host's blocks and workloads before its first write.
+    let first_ok = bgp.apply(&shared, &snap).await;
     let mut tasks = tokio::task::JoinSet::new();
     {
         let shared = shared.clone();
@@ -420,7 +423,7 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
     tasks.spawn(watch_loop(shared.clone(), snap.revision));
     tasks.spawn(bgp.clone().feed_loop(shared.clone()));
     tasks.spawn(status::report_loop(shared.clone(), bgp.clone()));
-    let sync = tokio::spawn(bgp.clone().sync_loop(shared.clone(), snap));
+    let sync = tokio::spawn(bgp.clone().sync_loop(shared.clone(), first_ok));
 
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM: stopping (routes stay in place)"),
@@ -458,5 +461,37 @@ async fn watch_loop(shared: Arc<Shared>, mut since: u64) {
             Err(e) => tracing::debug!("watch: {e}"),
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(cidr: &str, export: bool) -> IpPoolSpec {
+        serde_json::from_value(serde_json::json!({"cidr": cidr, "disableBGPExport": !export}))
+            .expect("pool spec")
+    }
+
+    #[test]
+    fn a_host_advertises_its_blocks_and_borrowed_addresses_and_nothing_unexported() {
+        let snap = Snapshot {
+            pools: vec![pool("10.65.0.0/16", true), pool("10.70.0.0/16", false)],
+            blocks: ["10.65.0.0/26", "10.70.0.0/26"]
+                .iter()
+                .map(|b| b.parse().expect("net"))
+                .collect(),
+            ..Default::default()
+        };
+        let workloads: Vec<IpNet> =
+            ["10.65.0.5/32", "10.65.1.7/32", "10.70.9.9/32", "192.0.2.1/32"]
+                .iter()
+                .map(|w| w.parse().expect("net"))
+                .collect();
+        let got: Vec<String> =
+            advertisements(&snap, &workloads).iter().map(ToString::to_string).collect();
+        // Its own exported block, and the address borrowed from another host's block; not the
+        // /32 inside its block, nothing of the unexported pool, nothing outside the pools.
+        assert_eq!(got, vec!["10.65.0.0/26", "10.65.1.7/32"]);
     }
 }

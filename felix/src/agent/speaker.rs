@@ -104,7 +104,7 @@ impl Bgp {
     }
 
     /// Makes sessions and advertisements match `snap`. Returns whether everything applied.
-    async fn apply(&self, shared: &Shared, snap: &Snapshot) -> bool {
+    pub async fn apply(&self, shared: &Shared, snap: &Snapshot) -> bool {
         let mut ok = true;
         let Some(me) = snap.me.clone() else {
             tracing::warn!(
@@ -211,8 +211,8 @@ impl Bgp {
 
     /// Sync passes: on every kick (watch events, CNI changes), on failure after a second, and
     /// every resync interval.
-    pub async fn sync_loop(self, shared: Arc<Shared>, first: Snapshot) {
-        let mut ok = self.apply(&shared, &first).await;
+    pub async fn sync_loop(self, shared: Arc<Shared>, first_ok: bool) {
+        let mut ok = first_ok;
         loop {
             let wait = if ok { shared.cfg.resync } else { Duration::from_secs(1) };
             let _ = tokio::time::timeout(wait, shared.dirty.notified()).await;
