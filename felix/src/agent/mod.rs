@@ -240,6 +240,13 @@ async fn register(client: &Client, cfg: &AgentConfig) -> Result<NodeInfo, AgentE
             AddressSource::Explicit(net) => Some(*net),
             AddressSource::Detect(m) => match autodetect::choose(m, &candidates, v6) {
                 Some(c) => Some(c.net),
+                // Without IPv6 the node still works; it just routes no IPv6.
+                None if v6 => {
+                    tracing::warn!(
+                        "no IPv6 address found with {m:?}: IPv6 routing is off on this node"
+                    );
+                    None
+                }
                 None => {
                     return Err(AgentError::Config(format!(
                         "no IPv{} address found with {m:?}: give one with --ip{} or another --ip{}-autodetection-method",

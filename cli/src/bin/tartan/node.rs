@@ -46,8 +46,9 @@ pub struct NodeArgs {
     /// How `--ip autodetect` finds the address.
     #[arg(long, env = "IP_AUTODETECTION_METHOD", default_value = "first-found")]
     ip_autodetection_method: Method,
-    /// The IPv6 BGP address: `autodetect`, `none`, or an address with its prefix length.
-    #[arg(long, env = "IP6", default_value = "none")]
+    /// The IPv6 BGP address: `autodetect` (none found: IPv6 routing off), `none`, or an
+    /// address with its prefix length.
+    #[arg(long, env = "IP6", default_value = "autodetect")]
     ip6: String,
     /// How `--ip6 autodetect` finds the address.
     #[arg(long, env = "IP6_AUTODETECTION_METHOD", default_value = "first-found")]
