@@ -316,3 +316,36 @@ fn quickstart_fabric_routes_containers_across_hosts_over_bgp() {
     lab.destroy();
     footprint.assert_gone();
 }
+
+const P2P: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/topologies/tartan-p2p.clab.yml");
+
+#[test]
+fn hosts_whose_addresses_arrive_late_peer_and_route_over_their_own_link() {
+    if !lab_tests_enabled() {
+        return;
+    }
+    let lab = TestLab::deploy(P2P);
+    lab.wait_for("both sessions over eth1", CONVERGE, || {
+        sessions_established(&lab, &["a", "b"], 2)?;
+        let addrs = node_addresses(&lab)?;
+        match addrs.get("a") {
+            Some((v4, v6)) if v4 == "10.0.12.1" && v6 == "fd00:12::1" => Ok(()),
+            other => Err(format!("a registered {other:?}")),
+        }
+    });
+    let wls = lab.wait_for("two containers", CONVERGE, || {
+        let w = workloads(&lab)?;
+        if w.len() == 2 { Ok(w) } else { Err(format!("{w:?}")) }
+    });
+    lab.wait_for("routes over the link", CONVERGE, || fabric_routes(&lab, &["a", "b"]));
+    for addr in [&wls["cb"].v4, &wls["cb"].v6].into_iter().flatten() {
+        lab.wait_for(&format!("ca reaches {addr}"), Duration::from_secs(10), || {
+            ping(&lab, &wls["ca"], addr)
+        });
+    }
+    let via = lab.sh_ok("a", &format!("ip route get {}", wls["cb"].v4.clone().unwrap_or_default()));
+    assert!(via.contains("via 10.0.12.2 dev eth1"), "{via}");
+    let footprint = lab.footprint();
+    lab.destroy();
+    footprint.assert_gone();
+}

@@ -19,26 +19,49 @@ use crate::cni::protocol::{Command, Request, Response};
 use crate::cni::types::{CniError, CniResult, Interface, IpConfig, Route, code};
 use crate::cni::veth::{self, Attachment, GATEWAY_V4, GATEWAY_V6};
 
-/// Serves the socket until the task is dropped.
-pub async fn serve(shared: Arc<Shared>, socket: &Path) -> std::io::Result<()> {
+/// How long a request waits for an agent that is still starting.
+const STARTING_PATIENCE: std::time::Duration = std::time::Duration::from_secs(90);
+
+/// Binds the socket. It opens as soon as the agent starts, so a runtime (or a lab's exec
+/// line) may ask at once; requests wait until `ready` holds the agent's state.
+pub fn bind(socket: &Path) -> std::io::Result<UnixListener> {
     if let Some(dir) = socket.parent() {
         std::fs::create_dir_all(dir)?;
     }
     let _ = std::fs::remove_file(socket);
-    let listener = UnixListener::bind(socket)?;
-    tracing::info!("CNI requests on {}", socket.display());
+    UnixListener::bind(socket)
+}
+
+/// Serves the socket until the task is dropped.
+pub async fn serve(
+    listener: UnixListener,
+    ready: tokio::sync::watch::Receiver<Option<Arc<Shared>>>,
+) -> std::io::Result<()> {
     loop {
         let (stream, _) = listener.accept().await?;
-        let shared = shared.clone();
+        let mut ready = ready.clone();
         tokio::spawn(async move {
             let (read, mut write) = stream.into_split();
             let mut line = String::new();
             if BufReader::new(read).read_line(&mut line).await.is_err() {
                 return;
             }
-            let response = match serde_json::from_str::<Request>(&line) {
-                Ok(req) => handle(&shared, req).await,
-                Err(e) => Response::Error(CniError::new(
+            let shared: Option<Arc<Shared>> = {
+                let waited =
+                    tokio::time::timeout(STARTING_PATIENCE, ready.wait_for(Option::is_some)).await;
+                match waited {
+                    Ok(Ok(s)) => s.clone(),
+                    _ => None,
+                }
+            };
+            let response = match (serde_json::from_str::<Request>(&line), shared) {
+                (Ok(req), Some(shared)) => handle(&shared, req).await,
+                (Ok(_), None) => Response::Error(CniError::new(
+                    code::TRY_AGAIN_LATER,
+                    "the tartan agent is still starting",
+                    "it has not reached the API server or registered this node yet; see its log",
+                )),
+                (Err(e), _) => Response::Error(CniError::new(
                     code::DECODE_FAILURE,
                     "cannot decode the plugin's request",
                     e.to_string(),

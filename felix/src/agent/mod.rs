@@ -218,6 +218,47 @@ pub(crate) fn advertisements(snap: &Snapshot, workloads: &[IpNet]) -> BTreeSet<I
     out
 }
 
+/// This host's BGP addresses. An address to detect may not be there yet (a lab's exec line,
+/// DHCP, a slow interface): IPv4 is waited for, saying so every few seconds; IPv6 is given a few
+/// seconds and then left out (the node then routes no IPv6).
+async fn detect_addresses(cfg: &AgentConfig) -> Result<(Option<IpNet>, Option<IpNet>), AgentError> {
+    const V6_PATIENCE: Duration = Duration::from_secs(5);
+    let handle = crate::netns::netlink().map_err(io("opening netlink"))?;
+    let started = Instant::now();
+    let mut said = None::<Instant>;
+    loop {
+        let candidates = autodetect::candidates(&handle)
+            .await
+            .map_err(|e| AgentError::Config(format!("listing addresses: {e}")))?;
+        let pick = |source: &AddressSource, v6: bool| match source {
+            AddressSource::Explicit(net) => Some(Some(*net)),
+            AddressSource::Detect(m) => autodetect::choose(m, &candidates, v6).map(|c| Some(c.net)),
+            AddressSource::None => Some(None),
+        };
+        let v4 = pick(&cfg.ipv4, false);
+        let v6 = pick(&cfg.ipv6, true);
+        match (v4, v6) {
+            (Some(v4), Some(v6)) => return Ok((v4, v6)),
+            (Some(v4), None) if started.elapsed() >= V6_PATIENCE => {
+                tracing::warn!(
+                    "no IPv6 address found ({:?}): IPv6 routing is off on this node",
+                    cfg.ipv6
+                );
+                return Ok((v4, None));
+            }
+            (None, _) if said.is_none_or(|t| t.elapsed() >= Duration::from_secs(5)) => {
+                tracing::warn!(
+                    "waiting for an IPv4 address ({:?}); give one with --ip, or another --ip-autodetection-method",
+                    cfg.ipv4
+                );
+                said = Some(Instant::now());
+            }
+            _ => {}
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 /// Registers the Node: its addresses (explicit, detected, or kept) and AS.
 async fn register(client: &Client, cfg: &AgentConfig) -> Result<NodeInfo, AgentError> {
     let path = format!("/v1/nodes/{}", cfg.node_name);
@@ -231,36 +272,12 @@ async fn register(client: &Client, cfg: &AgentConfig) -> Result<NodeInfo, AgentE
     });
     let mut spec: NodeSpec = raw.typed::<NodeSpec>().map(|r| r.spec).unwrap_or_default();
     let mut bgp = spec.bgp.clone().unwrap_or_default();
-    let handle = crate::netns::netlink().map_err(io("opening netlink"))?;
-    let candidates = autodetect::candidates(&handle)
-        .await
-        .map_err(|e| AgentError::Config(format!("listing addresses: {e}")))?;
-    for (source, v6) in [(&cfg.ipv4, false), (&cfg.ipv6, true)] {
-        let found = match source {
-            AddressSource::Explicit(net) => Some(*net),
-            AddressSource::Detect(m) => match autodetect::choose(m, &candidates, v6) {
-                Some(c) => Some(c.net),
-                // Without IPv6 the node still works; it just routes no IPv6.
-                None if v6 => {
-                    tracing::warn!(
-                        "no IPv6 address found with {m:?}: IPv6 routing is off on this node"
-                    );
-                    None
-                }
-                None => {
-                    return Err(AgentError::Config(format!(
-                        "no IPv{} address found with {m:?}: give one with --ip{} or another --ip{}-autodetection-method",
-                        if v6 { 6 } else { 4 },
-                        if v6 { "6" } else { "" },
-                        if v6 { "6" } else { "" }
-                    )));
-                }
-            },
-            AddressSource::None => None,
-        };
-        if let Some(net) = found {
-            if v6 { bgp.ipv6_address = Some(net) } else { bgp.ipv4_address = Some(net) }
-        }
+    let (v4, v6) = detect_addresses(cfg).await?;
+    if v4.is_some() {
+        bgp.ipv4_address = v4;
+    }
+    if v6.is_some() {
+        bgp.ipv6_address = v6;
     }
     if cfg.asn.is_some() {
         bgp.as_number = cfg.asn;
@@ -364,6 +381,61 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
     let mut term = signal(SignalKind::terminate()).map_err(io("installing signal handlers"))?;
     let mut int = signal(SignalKind::interrupt()).map_err(io("installing signal handlers"))?;
 
+    // The CNI socket opens first: requests wait for the agent rather than fail to connect.
+    let listener =
+        cni_server::bind(&cfg.socket).map_err(io(format!("binding {}", cfg.socket.display())))?;
+    let (ready_tx, ready_rx) = tokio::sync::watch::channel(None);
+    let mut tasks = tokio::task::JoinSet::new();
+    {
+        let socket = cfg.socket.clone();
+        tasks.spawn(async move {
+            if let Err(e) = cni_server::serve(listener, ready_rx).await {
+                tracing::error!("CNI socket {}: {e}", socket.display());
+            }
+        });
+    }
+    tracing::info!("CNI requests on {}", cfg.socket.display());
+    // The plugin and its configuration go in at once too (like Calico's installer): a runtime
+    // that finds them reaches the socket, which answers when the agent is ready.
+    if let Some(dir) = &cfg.cni_bin_dir {
+        install_cni_plugin(dir)?;
+    }
+    if let Some(dir) = &cfg.cni_conf_dir {
+        install_cni_config(&cfg, dir)?;
+    }
+
+    // Start-up waits for the token, the API and an address: a signal must still stop it.
+    let started = tokio::select! {
+        r = start(&cfg) => Some(r?),
+        _ = term.recv() => None,
+        _ = int.recv() => None,
+    };
+    let Some((shared, bgp, revision, first_ok)) = started else {
+        tracing::info!("stopped while starting");
+        tasks.abort_all();
+        let _ = std::fs::remove_file(&cfg.socket);
+        return Ok(());
+    };
+    let _ = ready_tx.send(Some(shared.clone()));
+    tasks.spawn(watch_loop(shared.clone(), revision));
+    tasks.spawn(bgp.clone().feed_loop(shared.clone()));
+    tasks.spawn(status::report_loop(shared.clone(), bgp.clone()));
+    let sync = tokio::spawn(bgp.clone().sync_loop(shared.clone(), first_ok));
+
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: stopping (routes stay in place)"),
+        _ = int.recv() => tracing::info!("SIGINT: stopping (routes stay in place)"),
+    }
+    sync.abort();
+    tasks.abort_all();
+    bgp.shutdown().await;
+    let _ = std::fs::remove_file(&cfg.socket);
+    Ok(())
+}
+
+/// Everything before the agent serves: the API, registration, local state, the speaker and a
+/// first sync pass (before which nothing touches the kernel).
+async fn start(cfg: &AgentConfig) -> Result<(Arc<Shared>, speaker::Bgp, u64, bool), AgentError> {
     let token = match (&cfg.token, &cfg.token_file) {
         (Some(t), _) => Some(t.clone()),
         (None, Some(f)) => Some(read_token(f).await),
@@ -371,7 +443,7 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
     };
     let client = Client::new(&cfg.api, token).map_err(api("the API address"))?;
     wait_for_api(&client).await;
-    let me = register(&client, &cfg).await?;
+    let me = register(&client, cfg).await?;
     tracing::info!(node = %me.name, ipv4 = ?me.ipv4, ipv6 = ?me.ipv6, "registered");
 
     for (key, value) in [("ipv4/ip_forward", "1"), ("ipv6/conf/all/forwarding", "1")] {
@@ -408,39 +480,8 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
 
     let snap = snapshot(&shared.client, &cfg.node_name).await?;
     let bgp = speaker::Bgp::start(&shared, &snap).await?;
-    // The first pass before anything else may touch the kernel: the programmer knows this
-    // host's blocks and workloads before its first write.
     let first_ok = bgp.apply(&shared, &snap).await;
-    let mut tasks = tokio::task::JoinSet::new();
-    {
-        let shared = shared.clone();
-        let socket = cfg.socket.clone();
-        tasks.spawn(async move {
-            if let Err(e) = cni_server::serve(shared, &socket).await {
-                tracing::error!("CNI socket {}: {e}", socket.display());
-            }
-        });
-    }
-    if let Some(dir) = &cfg.cni_bin_dir {
-        install_cni_plugin(dir)?;
-    }
-    if let Some(dir) = &cfg.cni_conf_dir {
-        install_cni_config(&cfg, dir)?;
-    }
-    tasks.spawn(watch_loop(shared.clone(), snap.revision));
-    tasks.spawn(bgp.clone().feed_loop(shared.clone()));
-    tasks.spawn(status::report_loop(shared.clone(), bgp.clone()));
-    let sync = tokio::spawn(bgp.clone().sync_loop(shared.clone(), first_ok));
-
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: stopping (routes stay in place)"),
-        _ = int.recv() => tracing::info!("SIGINT: stopping (routes stay in place)"),
-    }
-    sync.abort();
-    tasks.abort_all();
-    bgp.shutdown().await;
-    let _ = std::fs::remove_file(&cfg.socket);
-    Ok(())
+    Ok((shared, bgp, snap.revision, first_ok))
 }
 
 /// Follows the API's change stream; each change asks for a sync pass. Reconnects from the last
