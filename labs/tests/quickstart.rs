@@ -233,6 +233,29 @@ fn quickstart_fabric_routes_containers_across_hosts_over_bgp() {
     // CNI CHECK through the runtime: interface, addresses, routes, the IPAM's record.
     lab.sh_ok("host1", "tartan sandbox check web1");
 
+    // A failed ADD undoes itself: the container already has an eth0, so wiring fails after
+    // the allocation, and the address goes back. DEL is idempotent.
+    let plugin = |command: &str| {
+        format!(
+            "printf '{{\"cniVersion\":\"1.0.0\",\"name\":\"tartan\",\"type\":\"tartan\"}}' | \
+             CNI_COMMAND={command} CNI_CONTAINERID=dup CNI_NETNS=/run/netns/dup CNI_IFNAME=eth0 \
+             CNI_PATH=/opt/cni/bin /opt/cni/bin/tartan"
+        )
+    };
+    lab.sh_ok("host1", "ip netns add dup && ip -n dup link add eth0 type veth peer name eth1");
+    let failed = lab.sh("host1", &plugin("ADD"));
+    assert!(
+        !failed.success() && failed.stdout.contains("cannot wire the container"),
+        "{}",
+        failed.stdout
+    );
+    let handles = lab.sh_ok("host1", "tartanctl get ipamhandles -o json");
+    assert!(!handles.contains("tartan.dup"), "the failed ADD's address was released: {handles}");
+    for _ in 0..2 {
+        lab.sh_ok("host1", &plugin("DEL"));
+    }
+    lab.sh_ok("host1", "ip netns del dup");
+
     // `tartanctl ipam show` counts six addresses per family.
     let show = lab.sh_ok("host1", "tartanctl ipam show");
     assert!(show.matches("| 6 (0%)").count() == 2, "{show}");
