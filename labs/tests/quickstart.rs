@@ -368,6 +368,38 @@ fn hosts_whose_addresses_arrive_late_peer_and_route_over_their_own_link() {
     }
     let via = lab.sh_ok("a", &format!("ip route get {}", wls["cb"].v4.clone().unwrap_or_default()));
     assert!(via.contains("via 10.0.12.2 dev eth1"), "{via}");
+
+    // Restart a's agent: its routes stay in the kernel while it is down, b keeps a's block
+    // (graceful restart), and the new agent knows its container from its local records.
+    let before = routes(&lab, "a").expect("routes");
+    lab.sh_ok("a", "pkill -TERM -x tartan");
+    lab.wait_for("a's agent gone", Duration::from_secs(10), || {
+        if lab.sh("a", "pgrep -x tartan").success() {
+            Err("still running".to_string())
+        } else {
+            Ok(())
+        }
+    });
+    assert_eq!(routes(&lab, "a").expect("routes"), before, "routes stay while the agent is down");
+    fabric_routes(&lab, &["b"]).expect("b keeps a's routes");
+    lab.sh_ok("a", "tartan node >/tmp/agent-again.log 2>&1 &");
+    lab.wait_for("sessions again", CONVERGE, || sessions_established(&lab, &["a", "b"], 2));
+    lab.wait_for("routes again", CONVERGE, || fabric_routes(&lab, &["a", "b"]));
+    lab.wait_for("ca reaches cb again", Duration::from_secs(10), || {
+        ping(&lab, &wls["ca"], wls["cb"].v4.as_deref().unwrap_or_default())
+    });
+    let ca = wls["ca"].v4.clone().unwrap_or_default();
+    lab.sh_ok("a", "tartan sandbox del ca");
+    lab.wait_for("ca's veth route gone, the restarted agent having known it", CONVERGE, || {
+        let r = routes(&lab, "a")?;
+        if has_route(&r, &ca, |r| r["dev"].as_str().is_some_and(|d| d.starts_with("tart"))) {
+            Err(format!("{r:?}"))
+        } else {
+            Ok(())
+        }
+    });
+    let freed = lab.sh_ok("a", &format!("tartanctl ipam show --ip {ca}"));
+    assert!(freed.contains("not assigned"), "{freed}");
     let footprint = lab.footprint();
     lab.destroy();
     footprint.assert_gone();
