@@ -54,6 +54,8 @@ pub struct AgentConfig {
     pub ipv4: AddressSource,
     pub ipv6: AddressSource,
     pub asn: Option<u32>,
+    /// Makes this node a route reflector of the cluster (written to its Node).
+    pub rr_cluster_id: Option<std::net::Ipv4Addr>,
     pub state_dir: PathBuf,
     pub socket: PathBuf,
     /// Where to install the CNI network configuration (`None`: do not).
@@ -78,6 +80,7 @@ impl AgentConfig {
             ipv4: AddressSource::Detect(Detect::FirstFound),
             ipv6: AddressSource::None,
             asn: None,
+            rr_cluster_id: None,
             state_dir: PathBuf::from("/var/lib/tartan/node"),
             socket: PathBuf::from(crate::cni::types::DEFAULT_AGENT_SOCKET),
             cni_conf_dir: Some(PathBuf::from("/etc/cni/net.d")),
@@ -281,6 +284,9 @@ async fn register(client: &Client, cfg: &AgentConfig) -> Result<NodeInfo, AgentE
     }
     if cfg.asn.is_some() {
         bgp.as_number = cfg.asn;
+    }
+    if cfg.rr_cluster_id.is_some() {
+        bgp.route_reflector_cluster_id = cfg.rr_cluster_id;
     }
     spec.bgp = Some(bgp);
     raw.spec = serde_json::to_value(&spec).unwrap_or_default();

@@ -48,7 +48,8 @@ pub(crate) async fn report_loop(shared: Arc<Shared>, bgp: Bgp) {
                     "routesReceived": s.as_ref().map(|s| s.counters.accepted.iter().sum::<u64>()).unwrap_or(0),
                     "routesAdvertised": s.as_ref().map(|s| s.counters.advertised.iter().sum::<u64>()).unwrap_or(0),
                 });
-                if let Some(info) = s.as_ref().and_then(|s| s.last_error.clone()) {
+                // The last error explains a session that is not up; once it is, it is history.
+                if let Some(info) = s.as_ref().filter(|s| s.state != State::Established).and_then(|s| s.last_error.clone()) {
                     v["info"] = json!(info);
                 }
                 if let Some(up) = s.as_ref().and_then(|s| s.uptime_secs) {

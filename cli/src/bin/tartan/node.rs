@@ -56,6 +56,10 @@ pub struct NodeArgs {
     /// This node's AS (default: the BGPConfiguration's, 64512).
     #[arg(long = "as", env = "AS", value_name = "ASN")]
     asn: Option<u32>,
+    /// Make this node a route reflector with this cluster ID (an IPv4-formatted number; nodes
+    /// with the same ID form one cluster). Turn the mesh off in the BGPConfiguration.
+    #[arg(long, env = "TARTAN_RR_CLUSTER_ID", value_name = "ID")]
+    route_reflector_cluster_id: Option<std::net::Ipv4Addr>,
     /// Where local endpoint records live.
     #[arg(long, env = "TARTAN_STATE_DIR", default_value = "/var/lib/tartan/node")]
     state_dir: PathBuf,
@@ -128,6 +132,7 @@ pub fn node(args: NodeArgs) -> ExitCode {
     }
     cfg.token_file = Some(args.token_file);
     cfg.asn = args.asn;
+    cfg.rr_cluster_id = args.route_reflector_cluster_id;
     cfg.state_dir = args.state_dir;
     cfg.socket = args.socket;
     cfg.cni_conf_dir = (!args.no_cni_config).then_some(args.cni_conf_dir);

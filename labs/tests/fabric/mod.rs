@@ -1,0 +1,163 @@
+//! What the fabric lab tests ask of a lab of Tartan hosts: the containers, sessions and kernel
+//! routes as the API and the hosts report them, and pings between containers.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::Value;
+use tartan_labs::harness::TestLab;
+
+pub const CONVERGE: Duration = Duration::from_secs(60);
+
+pub fn json(lab: &TestLab, node: &str, cmd: &str) -> Result<Value, String> {
+    let out = lab.sh(node, cmd);
+    if !out.success() {
+        return Err(format!("`{cmd}` in {node}: {} {}", out.summary(), out.stderr));
+    }
+    serde_json::from_str(&out.stdout)
+        .map_err(|e| format!("`{cmd}` printed no JSON ({e}): {}", out.stdout))
+}
+
+/// A container as the API records it.
+#[derive(Debug, Clone)]
+pub struct Workload {
+    pub name: String,
+    pub host: String,
+    pub v4: Option<String>,
+    pub v6: Option<String>,
+}
+
+pub fn workloads(lab: &TestLab) -> Result<BTreeMap<String, Workload>, String> {
+    let v = json(lab, "apiserver", "tartanctl get workloadendpoints -o json")?;
+    let mut out = BTreeMap::new();
+    for item in v["items"].as_array().into_iter().flatten() {
+        let spec = &item["spec"];
+        let nets: Vec<String> = spec["ipNetworks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|n| n.as_str().and_then(|s| s.split('/').next()).map(String::from))
+            .collect();
+        let name = spec["containerID"].as_str().unwrap_or_default().to_string();
+        out.insert(
+            name.clone(),
+            Workload {
+                name,
+                host: spec["node"].as_str().unwrap_or_default().to_string(),
+                v4: nets.iter().find(|a| !a.contains(':')).cloned(),
+                v6: nets.iter().find(|a| a.contains(':')).cloned(),
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// Our routes (proto 84) in one host's kernel, both families.
+pub fn routes(lab: &TestLab, host: &str) -> Result<Vec<Value>, String> {
+    let mut all = Vec::new();
+    for cmd in ["ip -j route show proto 84", "ip -j -6 route show proto 84"] {
+        all.extend(json(lab, host, cmd)?.as_array().cloned().unwrap_or_default());
+    }
+    Ok(all)
+}
+
+pub fn has_route(routes: &[Value], dst: &str, check: impl Fn(&Value) -> bool) -> bool {
+    routes.iter().any(|r| {
+        let d = r["dst"].as_str().unwrap_or_default();
+        (d == dst || d.strip_suffix("/32") == Some(dst) || d.strip_suffix("/128") == Some(dst))
+            && check(r)
+    })
+}
+
+/// Each host's confirmed blocks and its BGP addresses.
+pub fn blocks(lab: &TestLab) -> Result<BTreeMap<String, Vec<String>>, String> {
+    let v = json(lab, "apiserver", "tartanctl get blockaffinities -o json")?;
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for a in v["items"].as_array().into_iter().flatten() {
+        if a["spec"]["state"] == "confirmed" {
+            let node = a["spec"]["node"].as_str().unwrap_or_default().to_string();
+            out.entry(node)
+                .or_default()
+                .push(a["spec"]["cidr"].as_str().unwrap_or_default().to_string());
+        }
+    }
+    Ok(out)
+}
+
+pub fn node_addresses(lab: &TestLab) -> Result<BTreeMap<String, (String, String)>, String> {
+    let v = json(lab, "apiserver", "tartanctl get nodes -o json")?;
+    let mut out = BTreeMap::new();
+    for n in v["items"].as_array().into_iter().flatten() {
+        let bgp = &n["spec"]["bgp"];
+        let strip = |k: &str| {
+            bgp[k].as_str().and_then(|s| s.split('/').next()).unwrap_or_default().to_string()
+        };
+        out.insert(
+            n["metadata"]["name"].as_str().unwrap_or_default().to_string(),
+            (strip("ipv4Address"), strip("ipv6Address")),
+        );
+    }
+    Ok(out)
+}
+
+pub fn sessions_established(lab: &TestLab, hosts: &[&str], per_host: usize) -> Result<(), String> {
+    let v = json(lab, "apiserver", "tartanctl get nodestatus -o json")?;
+    for host in hosts {
+        let status = v["items"]
+            .as_array()
+            .and_then(|a| a.iter().find(|s| s["metadata"]["name"] == *host))
+            .ok_or(format!("{host} has not reported"))?;
+        let peers = status["spec"]["peers"].as_array().cloned().unwrap_or_default();
+        let up = peers.iter().filter(|p| p["state"] == "Established").count();
+        if up != per_host || peers.len() != per_host {
+            return Err(format!(
+                "{host}: {up} of {} sessions Established, want {per_host}: {peers:?}",
+                peers.len()
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub fn ping(lab: &TestLab, from: &Workload, to: &str) -> Result<(), String> {
+    let out = lab.exec(
+        &from.host,
+        &["tartan", "sandbox", "exec", &from.name, "--", "ping", "-c1", "-W2", to],
+    );
+    if out.success() { Ok(()) } else { Err(format!("{} -> {to}: {}", from.name, out.stdout)) }
+}
+
+/// The routes every host must have: /32s to its veths, its blocks as blackholes, every other
+/// host's blocks via that host.
+pub fn fabric_routes(lab: &TestLab, hosts: &[&str]) -> Result<(), String> {
+    let wls = workloads(lab)?;
+    let blocks = blocks(lab)?;
+    let addrs = node_addresses(lab)?;
+    for host in hosts {
+        let r = routes(lab, host)?;
+        for w in wls.values().filter(|w| w.host == *host) {
+            for a in [&w.v4, &w.v6].into_iter().flatten() {
+                if !has_route(&r, a, |r| r["dev"].as_str().is_some_and(|d| d.starts_with("tart"))) {
+                    return Err(format!("{host}: no route to {} ({a}) on its veth: {r:?}", w.name));
+                }
+            }
+        }
+        for (owner, cidrs) in &blocks {
+            for cidr in cidrs {
+                let ok = if owner == host {
+                    has_route(&r, cidr, |r| r["type"] == "blackhole")
+                } else {
+                    let (v4, v6) = addrs.get(owner).cloned().unwrap_or_default();
+                    has_route(&r, cidr, |r| {
+                        r["gateway"] == v4.as_str() || r["gateway"] == v6.as_str()
+                    })
+                };
+                if !ok && hosts.contains(&owner.as_str()) {
+                    return Err(format!("{host}: no right route to {owner}'s block {cidr}: {r:?}"));
+                }
+            }
+        }
+    }
+    Ok(())
+}
