@@ -54,6 +54,8 @@ pub struct AgentConfig {
     pub ipv4: AddressSource,
     pub ipv6: AddressSource,
     pub asn: Option<u32>,
+    /// Labels merged into the Node's (BGPPeer and pool node selectors match them).
+    pub labels: std::collections::BTreeMap<String, String>,
     /// Makes this node a route reflector of the cluster (written to its Node).
     pub rr_cluster_id: Option<std::net::Ipv4Addr>,
     pub state_dir: PathBuf,
@@ -80,6 +82,7 @@ impl AgentConfig {
             ipv4: AddressSource::Detect(Detect::FirstFound),
             ipv6: AddressSource::None,
             asn: None,
+            labels: Default::default(),
             rr_cluster_id: None,
             state_dir: PathBuf::from("/var/lib/tartan/node"),
             socket: PathBuf::from(crate::cni::types::DEFAULT_AGENT_SOCKET),
@@ -289,6 +292,7 @@ async fn register(client: &Client, cfg: &AgentConfig) -> Result<NodeInfo, AgentE
         bgp.route_reflector_cluster_id = cfg.rr_cluster_id;
     }
     spec.bgp = Some(bgp);
+    raw.metadata.labels.extend(cfg.labels.clone());
     raw.spec = serde_json::to_value(&spec).unwrap_or_default();
     let stored: RawResource = client
         .call(Method::PUT, &path, Some(&raw))

@@ -56,6 +56,10 @@ pub struct NodeArgs {
     /// This node's AS (default: the BGPConfiguration's, 64512).
     #[arg(long = "as", env = "AS", value_name = "ASN")]
     asn: Option<u32>,
+    /// Labels for this host's Node, `KEY=VALUE` (repeatable, or comma-separated in
+    /// TARTAN_NODE_LABELS): BGPPeers and pools select nodes by them, e.g. `rack=a`.
+    #[arg(long = "label", env = "TARTAN_NODE_LABELS", value_delimiter = ',', value_parser = parse_label)]
+    labels: Vec<(String, String)>,
     /// Make this node a route reflector with this cluster ID (an IPv4-formatted number; nodes
     /// with the same ID form one cluster). Turn the mesh off in the BGPConfiguration.
     #[arg(long, env = "TARTAN_RR_CLUSTER_ID", value_name = "ID")]
@@ -104,6 +108,13 @@ fn source(text: &str, method: &Method) -> Result<AddressSource, String> {
     }
 }
 
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.trim().to_string(), v.trim().to_string())),
+        _ => Err(format!("{s:?} is not KEY=VALUE")),
+    }
+}
+
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
@@ -133,6 +144,7 @@ pub fn node(args: NodeArgs) -> ExitCode {
     cfg.token_file = Some(args.token_file);
     cfg.asn = args.asn;
     cfg.rr_cluster_id = args.route_reflector_cluster_id;
+    cfg.labels = args.labels.into_iter().collect();
     cfg.state_dir = args.state_dir;
     cfg.socket = args.socket;
     cfg.cni_conf_dir = (!args.no_cni_config).then_some(args.cni_conf_dir);

@@ -1,0 +1,135 @@
+//! Lab test of `containerlab/leaf-spine.clab.yml`: four Tartan hosts, two racks, each rack's
+//! hosts peering eBGP with TCP-MD5 with their FRR leaf (an AS per rack, selected by a
+//! BGPPeer's nodeSelector), two FRR spines. Every kernel has the routes it should; the leaves
+//! have both spines as ECMP next hops; traffic between racks takes five routed hops (host,
+//! leaf, spine, leaf, host) and survives losing a spine link.
+
+mod fabric;
+
+use std::time::Duration;
+
+use fabric::*;
+use serde_json::Value;
+use tartan_labs::harness::{TestLab, lab_tests_enabled};
+
+const TOPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../containerlab/leaf-spine.clab.yml");
+const HOSTS: [&str; 4] = ["host1", "host2", "host3", "host4"];
+
+fn frr_established(lab: &TestLab, router: &str, want: usize) -> Result<(), String> {
+    let v = json(lab, router, "vtysh -c 'show bgp ipv4 unicast summary json'")?;
+    let peers = v["peers"].as_object().cloned().unwrap_or_default();
+    let up = peers.values().filter(|p| p["state"] == "Established").count();
+    if up == want { Ok(()) } else { Err(format!("{router}: {up} of {} Established", peers.len())) }
+}
+
+fn kernel_route(lab: &TestLab, node: &str, dst: &str) -> Result<Value, String> {
+    let v = json(lab, node, &format!("ip -j route show {dst}"))?;
+    v.as_array().and_then(|a| a.first().cloned()).ok_or(format!("{node}: no route to {dst}"))
+}
+
+#[test]
+fn racks_reach_each_other_through_leaves_and_both_spines() {
+    if !lab_tests_enabled() {
+        return;
+    }
+    let lab = TestLab::deploy(TOPO);
+    lab.wait_for("each host's session to its leaf", CONVERGE, || {
+        sessions_established(&lab, &HOSTS, 1)
+    });
+    for (router, want) in [("leaf-a", 4), ("leaf-b", 4), ("spine1", 2), ("spine2", 2)] {
+        lab.wait_for(&format!("{router}'s sessions"), CONVERGE, || {
+            frr_established(&lab, router, want)
+        });
+    }
+    let status = lab.sh_ok("host1", "tartanctl node status host1");
+    assert!(status.contains("10.1.1.1") && status.contains("node specific"), "{status}");
+
+    let wls = lab.wait_for("four containers", CONVERGE, || {
+        let w = workloads(&lab)?;
+        if w.len() == 4 { Ok(w) } else { Err(format!("{w:?}")) }
+    });
+    let blocks = blocks(&lab).expect("blocks");
+    let rack_b: Vec<String> = ["host3", "host4"]
+        .iter()
+        .flat_map(|h| blocks.get(*h).cloned().unwrap_or_default())
+        .collect();
+    let rack_a: Vec<String> = ["host1", "host2"]
+        .iter()
+        .flat_map(|h| blocks.get(*h).cloned().unwrap_or_default())
+        .collect();
+    assert_eq!((rack_a.len(), rack_b.len()), (2, 2), "{blocks:?}");
+
+    for block in &rack_b {
+        // host1 -> its leaf.
+        lab.wait_for(&format!("host1 routes {block} to leaf-a"), CONVERGE, || {
+            let r = kernel_route(&lab, "host1", block)?;
+            if r["gateway"] == "10.1.1.1" { Ok(()) } else { Err(r.to_string()) }
+        });
+        // leaf-a -> both spines.
+        lab.wait_for(&format!("leaf-a has {block} over both spines"), CONVERGE, || {
+            let r = kernel_route(&lab, "leaf-a", block)?;
+            let hops: Vec<&str> = r["nexthops"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|h| h["gateway"].as_str())
+                .collect();
+            if hops.contains(&"10.0.11.0") && hops.contains(&"10.0.21.0") {
+                Ok(())
+            } else {
+                Err(r.to_string())
+            }
+        });
+    }
+    for block in &rack_a {
+        for spine in ["spine1", "spine2"] {
+            lab.wait_for(&format!("{spine} routes {block} to leaf-a"), CONVERGE, || {
+                let r = kernel_route(&lab, spine, block)?;
+                let gw = r["gateway"].as_str().unwrap_or_default();
+                if gw == "10.0.11.1" || gw == "10.0.21.1" { Ok(()) } else { Err(r.to_string()) }
+            });
+        }
+    }
+
+    for a in wls.values() {
+        for b in wls.values().filter(|b| b.host != a.host) {
+            let addr = b.v4.clone().unwrap_or_default();
+            lab.wait_for(&format!("{} pings {addr}", a.name), Duration::from_secs(10), || {
+                ping(&lab, a, &addr)
+            });
+        }
+    }
+    // Five routers between racks (each needs a TTL above 1 to forward): a TTL of 6 arrives,
+    // 5 does not.
+    let (c1, c3) = (&wls["c1"], &wls["c3"]);
+    let c3_addr = c3.v4.clone().unwrap_or_default();
+    let ttl = |t: &str| {
+        lab.exec(
+            "host1",
+            &["tartan", "sandbox", "exec", "c1", "--", "ping", "-c1", "-W1", "-t", t, &c3_addr],
+        )
+    };
+    assert!(ttl("6").success(), "host, leaf, spine, leaf, host");
+    assert!(!ttl("5").success(), "no shorter path");
+
+    // TCP between racks.
+    lab.sh_ok("host3", "tartan sandbox exec c3 -- timeout 20 socat -u TCP4-LISTEN:5001,reuseaddr OPEN:/tmp/rx,creat,trunc >/dev/null 2>&1 &");
+    lab.wait_for("a TCP transfer c1 -> c3", Duration::from_secs(15), || {
+        let out = lab.sh("host1", &format!("head -c 1000000 /dev/zero | tartan sandbox exec {} -- socat -u - TCP4:{c3_addr}:5001", c1.name));
+        if out.success() { Ok(()) } else { Err(out.stderr) }
+    });
+    lab.wait_for("all the bytes", Duration::from_secs(10), || {
+        let size = lab.sh("host3", "stat -c %s /tmp/rx").stdout.trim().to_string();
+        if size == "1000000" { Ok(()) } else { Err(size) }
+    });
+
+    // Losing a spine link: leaf-a falls back to the other spine.
+    lab.sh_ok("leaf-a", "ip link set eth1 down");
+    lab.wait_for("c1 still reaches c3 over spine2", Duration::from_secs(20), || {
+        ping(&lab, c1, &c3_addr)
+    });
+
+    let footprint = lab.footprint();
+    lab.destroy();
+    footprint.assert_gone();
+}
