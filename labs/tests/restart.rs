@@ -1,0 +1,69 @@
+//! Hitless agent restart, on `containerlab/quickstart.clab.yml`: an agent killed with SIGKILL
+//! during a continuous ping between containers on different hosts loses no packet; its
+//! routes stay in its kernel, the other hosts keep its blocks (graceful restart), and its
+//! return changes no route anywhere.
+
+mod fabric;
+
+use std::time::Duration;
+
+use fabric::*;
+use tartan_labs::harness::{TestLab, lab_tests_enabled};
+
+const TOPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../containerlab/quickstart.clab.yml");
+const HOSTS: [&str; 3] = ["host1", "host2", "host3"];
+
+#[test]
+fn sigkill_and_restart_of_an_agent_loses_no_packet_and_flaps_no_route() {
+    if !lab_tests_enabled() {
+        return;
+    }
+    let lab = TestLab::deploy(TOPO);
+    lab.wait_for("sessions", CONVERGE, || sessions_established(&lab, &HOSTS, 4));
+    let wls = lab.wait_for("six containers", CONVERGE, || {
+        let w = workloads(&lab)?;
+        if w.len() == 6 { Ok(w) } else { Err(format!("{w:?}")) }
+    });
+    lab.wait_for("routes", CONVERGE, || fabric_routes(&lab, &HOSTS));
+    let (web1, web3) = (&wls["web1"], &wls["web3"]);
+    let target = web3.v4.clone().unwrap_or_default();
+    lab.wait_for("web1 reaches web3", Duration::from_secs(10), || ping(&lab, web1, &target));
+
+    // Watch every other kernel's routes, then ping from host1's container for 6 s (600
+    // packets) while host1's agent is killed and started again.
+    for host in ["host2", "host3"] {
+        lab.sh_ok(host, "timeout 12 ip monitor route >/tmp/routes.log 2>&1 &");
+    }
+    let before: Vec<_> = HOSTS.iter().map(|h| routes(&lab, h).expect("routes")).collect();
+    lab.sh_ok(
+        "host1",
+        &format!(
+            "tartan sandbox exec web1 -- ping -q -i 0.01 -c 600 -W 1 {target} >/tmp/ping.log 2>&1 &"
+        ),
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    lab.sh_ok("host1", "pkill -KILL -x tartan");
+    std::thread::sleep(Duration::from_millis(1000));
+    lab.sh_ok("host1", "tartan node >/tmp/agent-again.log 2>&1 &");
+    lab.wait_for("host1's sessions again", CONVERGE, || sessions_established(&lab, &HOSTS, 4));
+    let summary = lab.wait_for("the ping to finish", Duration::from_secs(20), || {
+        let out = lab.sh("host1", "cat /tmp/ping.log").stdout;
+        if out.contains("packets transmitted") { Ok(out) } else { Err(out) }
+    });
+    assert!(summary.contains("600 received") && summary.contains(" 0% packet loss"), "{summary}");
+
+    // Nothing changed in any kernel: no route of ours was deleted or re-added elsewhere, and
+    // host1 has what it had.
+    std::thread::sleep(Duration::from_secs(2));
+    for host in ["host2", "host3"] {
+        let log = lab.sh(host, "cat /tmp/routes.log").stdout;
+        let ours: Vec<&str> = log.lines().filter(|l| l.contains("proto 84")).collect();
+        assert!(ours.is_empty(), "{host} saw our routes change: {ours:?}");
+    }
+    let after: Vec<_> = HOSTS.iter().map(|h| routes(&lab, h).expect("routes")).collect();
+    assert_eq!(before, after, "every kernel holds the same routes");
+
+    let footprint = lab.footprint();
+    lab.destroy();
+    footprint.assert_gone();
+}
