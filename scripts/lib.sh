@@ -1,4 +1,4 @@
-# Shared by scripts/demo.sh and scripts/test.sh: root, Debian packages, cargo.
+# Shared by scripts/demo.sh, scripts/demo-bgp.sh and scripts/test.sh: root, Debian packages, cargo.
 # shellcheck shell=bash
 
 # Debian packages the labs need: routing daemons that nodes run, tools the tests call.
