@@ -11,6 +11,7 @@
 pub mod autodetect;
 mod cni_server;
 pub mod endpoints;
+pub mod nat;
 pub mod peerings;
 mod speaker;
 mod status;

@@ -28,6 +28,8 @@ pub(crate) struct Bgp {
 struct Applied {
     peers: BTreeMap<IpAddr, (Peering, PeerConfig)>,
     originated: BTreeSet<IpNet>,
+    /// The natOutgoing rules in the kernel (`None` inside: no table), once set.
+    nat: Option<Option<String>>,
 }
 
 fn router_id(snap: &Snapshot, node: &str) -> Ipv4Addr {
@@ -186,6 +188,22 @@ impl Bgp {
                 }
                 Err(e) => {
                     tracing::warn!("advertising {n}: {e}");
+                    ok = false;
+                }
+            }
+        }
+        let nat = super::nat::ruleset(&snap.pools);
+        if applied.nat.as_ref() != Some(&nat) {
+            match super::nat::apply(nat.as_deref()) {
+                Ok(()) => {
+                    tracing::info!(
+                        "natOutgoing rules {}",
+                        if nat.is_some() { "set" } else { "cleared" }
+                    );
+                    applied.nat = Some(nat);
+                }
+                Err(e) => {
+                    tracing::warn!("natOutgoing: {e}");
                     ok = false;
                 }
             }
