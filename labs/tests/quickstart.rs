@@ -104,6 +104,21 @@ fn quickstart_fabric_routes_containers_across_hosts_over_bgp() {
     }
     lab.sh_ok("host1", "ip netns del dup");
 
+    // The agent's Prometheus metrics tell the same story.
+    let metrics =
+        lab.sh_ok("host1", "printf 'GET /metrics HTTP/1.0\r\n\r\n' | socat - TCP:127.0.0.1:9091");
+    let up = metrics
+        .lines()
+        .filter(|l| l.starts_with("tartan_agent_bgp_session_up{") && l.ends_with(" 1"))
+        .count();
+    assert_eq!(up, 4, "{metrics}");
+    assert!(metrics.contains("tartan_agent_endpoints 2"), "{metrics}");
+    assert!(
+        metrics.contains("tartan_agent_cni_request_seconds_count{command=\"ADD\",result=\"ok\"} 2"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("tartan_agent_routes_programmed{kind=\"blackhole\"} 2"), "{metrics}");
+
     // `tartanctl ipam show` counts six addresses per family.
     let show = lab.sh_ok("host1", "tartanctl ipam show");
     assert!(show.matches("| 6 (0%)").count() == 2, "{show}");

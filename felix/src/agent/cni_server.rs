@@ -77,11 +77,14 @@ pub async fn serve(
 async fn handle(shared: &Shared, req: Request) -> Response {
     let what = format!("{:?} {} {} {}", req.command, req.network, req.container_id, req.ifname);
     let started = std::time::Instant::now();
+    let req_command = req.command;
     let result = match req.command {
         Command::Add => add(shared, &req).await.map(Some),
         Command::Del => del(shared, &req).await.map(|()| None),
         Command::Check => check(shared, &req).await.map(|()| None),
     };
+    let command = format!("{:?}", req_command).to_uppercase();
+    shared.metrics.observe_cni(&command, result.is_ok(), started.elapsed());
     match result {
         Ok(result) => {
             tracing::info!("CNI {what}: done in {:?}", started.elapsed());
@@ -242,10 +245,10 @@ async fn wire(
         for ip in ips {
             state.programmer.set_workload(*ip, host_if);
         }
-        let report =
-            state.programmer.apply(std::time::Instant::now()).await.map_err(|e| {
-                CniError::new(code::IO_FAILURE, "cannot program routes", e.to_string())
-            })?;
+        let report = shared
+            .reconcile(&mut state)
+            .await
+            .map_err(|e| CniError::new(code::IO_FAILURE, "cannot program routes", e.to_string()))?;
         if let Some((dst, why)) = report.failed.iter().find(|(dst, _)| ips.contains(dst)) {
             return Err(CniError::new(
                 code::IO_FAILURE,
@@ -300,7 +303,7 @@ async fn forget(shared: &Shared, req: &Request, ips: &[IpNet]) {
     if let Err(e) = state.endpoints.remove(&key) {
         tracing::warn!("removing the record of {key}: {e}");
     }
-    let _ = state.programmer.apply(std::time::Instant::now()).await;
+    let _ = shared.reconcile(&mut state).await;
 }
 
 async fn del(shared: &Shared, req: &Request) -> Result<(), CniError> {

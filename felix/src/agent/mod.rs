@@ -11,6 +11,7 @@
 pub mod autodetect;
 mod cni_server;
 pub mod endpoints;
+pub mod metrics;
 pub mod nat;
 pub mod peerings;
 mod speaker;
@@ -71,6 +72,8 @@ pub struct AgentConfig {
     pub mtu: u32,
     pub resync: Duration,
     pub status_interval: Duration,
+    /// Where to serve Prometheus metrics (`None`: nowhere).
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 impl AgentConfig {
@@ -94,6 +97,7 @@ impl AgentConfig {
             mtu: 0,
             resync: Duration::from_secs(60),
             status_interval: Duration::from_secs(5),
+            metrics_listen: None,
         }
     }
 }
@@ -138,6 +142,7 @@ pub(crate) struct Shared {
     pub host: rtnetlink::Handle,
     pub mtu: u32,
     pub state: Mutex<State>,
+    pub metrics: metrics::Metrics,
     dirty: Notify,
 }
 
@@ -146,12 +151,30 @@ impl Shared {
     pub fn kick(&self) {
         self.dirty.notify_one();
     }
+
+    /// Makes the kernel match the desired routes, timed for the metrics.
+    pub async fn reconcile(
+        &self,
+        state: &mut State,
+    ) -> Result<crate::routes::ApplyReport, crate::routes::KernelError> {
+        let started = Instant::now();
+        let report = state.programmer.apply(started).await;
+        if let Ok(mut h) = self.metrics.reconcile.lock() {
+            h.observe(started.elapsed());
+        }
+        if let Ok(r) = &report {
+            state.kernel_routes = r.kernel_routes;
+        }
+        report
+    }
 }
 
 #[derive(Debug)]
 pub(crate) struct State {
     pub programmer: Programmer<NetlinkKernel>,
     pub endpoints: Endpoints,
+    /// Our routes in the kernel at the last reconcile.
+    pub kernel_routes: usize,
 }
 
 /// The datastore as one sync pass read it.
@@ -432,6 +455,24 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
     tasks.spawn(bgp.clone().feed_loop(shared.clone()));
     tasks.spawn(status::report_loop(shared.clone(), bgp.clone()));
     let sync = tokio::spawn(bgp.clone().sync_loop(shared.clone(), first_ok));
+    if let Some(addr) = cfg.metrics_listen {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => {
+                tracing::info!("metrics on http://{addr}/metrics");
+                let (shared, bgp) = (shared.clone(), bgp.clone());
+                tasks.spawn(async move {
+                    let render = move || {
+                        let (shared, bgp) = (shared.clone(), bgp.clone());
+                        async move { metrics_text(&shared, &bgp).await }
+                    };
+                    if let Err(e) = metrics::serve(listener, render).await {
+                        tracing::warn!("metrics: {e}");
+                    }
+                });
+            }
+            Err(e) => tracing::warn!("cannot serve metrics on {addr}: {e}"),
+        }
+    }
 
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM: stopping (routes stay in place)"),
@@ -442,6 +483,36 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
     bgp.shutdown().await;
     let _ = std::fs::remove_file(&cfg.socket);
     Ok(())
+}
+
+async fn metrics_text(shared: &Shared, bgp: &speaker::Bgp) -> String {
+    let sessions = bgp
+        .peers()
+        .await
+        .into_iter()
+        .map(|(p, s)| metrics::SessionSample {
+            peer: p.peer.to_string(),
+            kind: p.kind.name().to_string(),
+            state: s.as_ref().map(|s| s.state.name()).unwrap_or("Idle").to_string(),
+            received: s.as_ref().map(|s| s.counters.accepted.iter().sum()).unwrap_or(0),
+            advertised: s.as_ref().map(|s| s.counters.advertised.iter().sum()).unwrap_or(0),
+        })
+        .collect();
+    let mut snap = metrics::Snapshot { sessions, ..Default::default() };
+    {
+        let state = shared.state.lock().await;
+        for target in state.programmer.desired().values() {
+            let kind = match target {
+                crate::routes::Target::Link(_) => "workload",
+                crate::routes::Target::Blackhole => "blackhole",
+                crate::routes::Target::Via(_) => "learned",
+            };
+            *snap.routes.entry(kind).or_default() += 1;
+        }
+        snap.kernel_routes = state.kernel_routes;
+        snap.endpoints = state.endpoints.len();
+    }
+    shared.metrics.render(&snap)
 }
 
 /// Everything before the agent serves: the API, registration, local state, the speaker and a
@@ -485,7 +556,8 @@ async fn start(cfg: &AgentConfig) -> Result<(Arc<Shared>, speaker::Bgp, u64, boo
         client,
         host,
         mtu,
-        state: Mutex::new(State { programmer, endpoints }),
+        state: Mutex::new(State { programmer, endpoints, kernel_routes: 0 }),
+        metrics: metrics::Metrics::default(),
         dirty: Notify::new(),
     });
 

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ipnet::IpNet;
 use tartan_bgp::config::{PeerAddress, PeerConfig, SpeakerConfig};
@@ -212,7 +212,7 @@ impl Bgp {
 
         let mut state = shared.state.lock().await;
         state.programmer.set_blocks(snap.blocks.clone());
-        match state.programmer.apply(Instant::now()).await {
+        match shared.reconcile(&mut state).await {
             Ok(r) if !r.failed.is_empty() => {
                 for (dst, why) in &r.failed {
                     tracing::warn!("route {dst}: {why}");
@@ -273,7 +273,7 @@ impl Bgp {
                 });
                 state.programmer.set_learned(dst, hops);
             }
-            match state.programmer.apply(Instant::now()).await {
+            match shared.reconcile(&mut state).await {
                 Ok(r) => {
                     for (dst, why) in &r.failed {
                         tracing::warn!("route {dst}: {why}");

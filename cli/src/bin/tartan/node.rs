@@ -88,6 +88,9 @@ pub struct NodeArgs {
     /// Workload MTU (0: the MTU of the interface holding the node's address).
     #[arg(long, default_value_t = 0)]
     mtu: u32,
+    /// Serve Prometheus metrics here (`none`: not at all).
+    #[arg(long, env = "TARTAN_METRICS_LISTEN", default_value = "127.0.0.1:9091")]
+    metrics_listen: String,
     /// Log level: error, warn, info, debug, trace.
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     log_level: tracing_subscriber::filter::LevelFilter,
@@ -152,6 +155,16 @@ pub fn node(args: NodeArgs) -> ExitCode {
     cfg.network_name = args.network;
     cfg.route_protocol = args.route_protocol;
     cfg.mtu = args.mtu;
+    cfg.metrics_listen = match args.metrics_listen.as_str() {
+        "none" | "" => None,
+        text => match text.parse() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                eprintln!("tartan node: --metrics-listen {text:?} is not ADDRESS:PORT or `none`");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
