@@ -74,18 +74,25 @@ fn routes_round_trip_through_the_kernel_and_others_are_left_alone() {
             .build();
         h.route().add(other).execute().await.expect("foreign route");
 
-        let mut p = Programmer::new(NetlinkKernel::new(h.clone(), 84), Duration::from_secs(10));
+        let mut p = Programmer::new(
+            NetlinkKernel::new(h.clone(), Some(&ns.path), 84).expect("kernel"),
+            Duration::from_secs(10),
+        );
         p.set_learned_converged();
         p.set_blocks([net("10.65.0.0/26"), net("fd00:65::/122")].into());
         p.set_workload(net("10.65.0.5/32"), "v0");
         p.set_workload(net("fd00:65::5/128"), "v0");
         p.set_learned(net("10.65.1.0/26"), Some(vec![ip("10.0.0.3"), ip("10.0.0.2")]));
         p.set_learned(net("fd00:65::40/122"), Some(vec![ip("fd00::2")]));
+        // A next hop the kernel cannot reach fails alone; the routes around it are written.
+        p.set_learned(net("10.65.9.0/26"), Some(vec![ip("192.0.2.1")]));
         let first = p.apply(Instant::now()).await.expect("apply");
-        assert!(first.failed.is_empty(), "{:?}", first.failed);
+        assert_eq!(first.failed.len(), 1, "{:?}", first.failed);
+        assert_eq!(first.failed[0].0, net("10.65.9.0/26"));
         assert_eq!(first.replaced, 6);
+        p.set_learned(net("10.65.9.0/26"), None);
 
-        let mut k = NetlinkKernel::new(h.clone(), 84);
+        let mut k = NetlinkKernel::new(h.clone(), Some(&ns.path), 84).expect("kernel");
         let table = k.routes().await.expect("read back");
         assert_eq!(table, p.desired(), "the kernel holds exactly the desired table");
         assert_eq!(table[&net("10.65.1.0/26")], Target::Via(vec![ip("10.0.0.2"), ip("10.0.0.3")]));

@@ -113,6 +113,20 @@ enum BenchCommand {
         #[arg(long)]
         keep_files: bool,
     },
+    /// Routes: the node agent's route programmer writing N /32 routes into a fresh network
+    /// namespace and resyncing them unchanged, beside `ip -batch` adding the same routes.
+    #[command(after_help = "Example:\n  sudo tartanlab bench routes --routes 10000")]
+    Routes {
+        /// How many /32 routes.
+        #[arg(long, default_value_t = 10_000)]
+        routes: usize,
+        /// Runs of each; the best is kept.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Print the results as JSON too.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -502,6 +516,18 @@ fn run(command: Command) -> Result<ExitCode> {
             print!("{}", tartan_labs::bench::ipam::table(&results));
             if json {
                 println!("{}", serde_json::to_string_pretty(&results).unwrap_or_default());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(BenchCommand::Routes { routes, runs, json }) => {
+            require_root("tartanlab bench")?;
+            let result = tartan_labs::bench::routes::run(routes, runs)?;
+            println!(
+                "Route programming: {routes} /32 routes into a fresh namespace (best of {runs})"
+            );
+            print!("{}", tartan_labs::bench::routes::table(&result));
+            if json {
+                println!("{}", serde_json::to_string_pretty(&result).unwrap_or_default());
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -46,3 +46,25 @@ fn a_tiny_bgp_benchmark_runs_for_tartan_and_bird() {
         "a bench lab was left behind"
     );
 }
+
+#[test]
+fn a_tiny_routes_benchmark_runs_and_leaves_no_namespace() {
+    if !lab_tests_enabled() {
+        return;
+    }
+    let out = Command::new(tartanlab_bin())
+        .args(["bench", "routes", "--routes", "300", "--runs", "1", "--json"])
+        .output()
+        .expect("tartanlab runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.contains("tartan programmer (no-op resync)") && stdout.contains("\"routes\": 300"),
+        "{stdout}"
+    );
+    let left = Command::new("ip").args(["netns", "list"]).output().expect("ip netns");
+    assert!(
+        !String::from_utf8_lossy(&left.stdout).contains("bench-routes"),
+        "namespaces left behind"
+    );
+}

@@ -541,10 +541,9 @@ async fn start(cfg: &AgentConfig) -> Result<(Arc<Shared>, speaker::Bgp, u64, boo
     };
     let endpoints = Endpoints::open(&cfg.state_dir.join("endpoints"))
         .map_err(io(format!("opening {}", cfg.state_dir.display())))?;
-    let mut programmer = Programmer::new(
-        NetlinkKernel::new(host.clone(), cfg.route_protocol),
-        Duration::from_secs(10),
-    );
+    let kernel = NetlinkKernel::new(host.clone(), None, cfg.route_protocol)
+        .map_err(io("opening a netlink socket for routes"))?;
+    let mut programmer = Programmer::new(kernel, Duration::from_secs(10));
     for ep in endpoints.all() {
         for ip in &ep.ips {
             programmer.set_workload(*ip, &ep.host_if);

@@ -8,6 +8,7 @@
 //! are never touched. The kernel sits behind [`Kernel`]: netlink in production
 //! ([`netlink::NetlinkKernel`]), a map in unit tests ([`MemoryKernel`]).
 
+pub mod batch;
 mod kernel;
 pub mod netlink;
 mod reconcile;

@@ -1,11 +1,10 @@
-//! The kernel over rtnetlink: dumps of our routes, and batched replaces and deletes sent
-//! together on one socket (the kernel acknowledges each; nothing waits for one before sending
-//! the next).
+//! The kernel over rtnetlink: our routes dumped, replaced and deleted in bulk on a raw socket
+//! ([`super::batch`]); interface names resolved over an rtnetlink handle.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use futures::{StreamExt, TryStreamExt};
+use futures::TryStreamExt;
 use ipnet::IpNet;
 use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::packet_route::route::{
@@ -13,21 +12,25 @@ use rtnetlink::packet_route::route::{
 };
 use rtnetlink::{Handle, RouteMessageBuilder, RouteNextHopBuilder};
 
+use super::batch::RawRoutes;
 use super::{Kernel, KernelError, Table, Target};
 
-/// How many requests are in flight at once on the socket.
-const IN_FLIGHT: usize = 256;
-
-/// Our routes in the main table of the namespace `handle` is bound to.
-#[derive(Debug, Clone)]
+/// Our routes in the main table of one namespace.
+#[derive(Debug)]
 pub struct NetlinkKernel {
     handle: Handle,
+    raw: RawRoutes,
     protocol: u8,
 }
 
 impl NetlinkKernel {
-    pub fn new(handle: Handle, protocol: u8) -> NetlinkKernel {
-        NetlinkKernel { handle, protocol }
+    /// `handle` must be bound in the namespace at `ns` (`None`: our own).
+    pub fn new(
+        handle: Handle,
+        ns: Option<&std::path::Path>,
+        protocol: u8,
+    ) -> std::io::Result<NetlinkKernel> {
+        Ok(NetlinkKernel { handle, raw: RawRoutes::open(ns)?, protocol })
     }
 
     async fn links(&self) -> Result<HashMap<u32, String>, KernelError> {
@@ -45,20 +48,6 @@ impl NetlinkKernel {
             }
         }
         Ok(links)
-    }
-
-    async fn index_of(&self, name: &str) -> Result<u32, KernelError> {
-        let mut stream = self.handle.link().get().match_name(name.to_string()).execute();
-        match stream.try_next().await {
-            Ok(Some(msg)) => Ok(msg.header.index),
-            Ok(None) | Err(rtnetlink::Error::NetlinkError(_)) => {
-                Err(KernelError::NoSuchInterface {
-                    what: "resolving a route's interface".into(),
-                    name: name.to_string(),
-                })
-            }
-            Err(e) => Err(KernelError::Netlink { what: format!("finding {name}"), source: e }),
-        }
     }
 
     /// The netlink message for one route; `index` resolves interface names.
@@ -102,36 +91,93 @@ impl NetlinkKernel {
         Ok(b.build())
     }
 
-    async fn write(&self, dst: IpNet, target: &Target, replace: bool) -> Result<(), KernelError> {
-        let index = match target {
-            Target::Link(dev) => Some(self.index_of(dev).await?),
-            _ => None,
-        };
-        let msg = self.message(dst, target, index)?;
-        let what = format!("{} {dst} {target}", if replace { "replacing" } else { "deleting" });
-        let result = if replace {
-            self.handle.route().add(msg).replace().execute().await
-        } else {
-            self.handle.route().del(msg).execute().await
-        };
-        match result {
-            Ok(()) => Ok(()),
-            // ESRCH: the route is already gone, which is what we wanted.
-            Err(rtnetlink::Error::NetlinkError(e)) if !replace && e.raw_code() == -libc_esrch() => {
-                Ok(())
-            }
-            Err(e) => Err(KernelError::Netlink { what, source: e }),
-        }
-    }
-
+    /// Writes a batch: interface names resolved once, every message sent in bulk.
     async fn batch(
-        &self,
+        &mut self,
         routes: &[(IpNet, Target)],
         replace: bool,
     ) -> Vec<Result<(), KernelError>> {
-        let writes: Vec<_> =
-            routes.iter().map(|(dst, target)| self.write(*dst, target, replace)).collect();
-        futures::stream::iter(writes).buffered(IN_FLIGHT).collect().await
+        let verb = if replace { "replacing" } else { "deleting" };
+        let mut results: Vec<Result<(), KernelError>> = Vec::with_capacity(routes.len());
+        let mut msgs = Vec::with_capacity(routes.len());
+        let mut sent = Vec::with_capacity(routes.len());
+        let needs_links = routes.iter().any(|(_, t)| matches!(t, Target::Link(_)));
+        let names: HashMap<String, u32> = if needs_links {
+            match self.links().await {
+                Ok(l) => l.into_iter().map(|(i, n)| (n, i)).collect(),
+                Err(e) => {
+                    let why = e.to_string();
+                    return routes
+                        .iter()
+                        .map(|(dst, _)| {
+                            Err(KernelError::Invalid {
+                                what: format!("{verb} {dst}"),
+                                message: why.clone(),
+                            })
+                        })
+                        .collect();
+                }
+            }
+        } else {
+            HashMap::new()
+        };
+        for (dst, target) in routes {
+            let index = match target {
+                Target::Link(dev) => match names.get(dev) {
+                    Some(i) => Some(*i),
+                    None if !replace => Some(0),
+                    None => {
+                        results.push(Err(KernelError::NoSuchInterface {
+                            what: format!("{verb} {dst}"),
+                            name: dev.clone(),
+                        }));
+                        continue;
+                    }
+                },
+                _ => None,
+            };
+            match self.message(*dst, target, index) {
+                Ok(mut m) => {
+                    // A deletion matches on destination, protocol and table; an interface
+                    // that is gone must not make it miss.
+                    if !replace {
+                        m.attributes.retain(|a| !matches!(a, RouteAttribute::Oif(_)));
+                    }
+                    sent.push(results.len());
+                    results.push(Ok(()));
+                    msgs.push(m);
+                }
+                Err(e) => results.push(Err(e)),
+            }
+        }
+        match self.raw.write(msgs, !replace) {
+            Ok(outcomes) => {
+                for (slot, outcome) in sent.into_iter().zip(outcomes) {
+                    if let Err(code) = outcome {
+                        // ESRCH on delete: already gone, which is what we wanted.
+                        if !replace && code == -libc_esrch() {
+                            continue;
+                        }
+                        let (dst, target) = &routes[slot];
+                        results[slot] = Err(KernelError::Io {
+                            what: format!("{verb} {dst} {target}"),
+                            source: std::io::Error::from_raw_os_error(-code),
+                        });
+                    }
+                }
+            }
+            Err(e) => {
+                let why = e.to_string();
+                for slot in sent {
+                    let (dst, _) = &routes[slot];
+                    results[slot] = Err(KernelError::Invalid {
+                        what: format!("{verb} {dst}"),
+                        message: why.clone(),
+                    });
+                }
+            }
+        }
+        results
     }
 }
 
@@ -141,28 +187,26 @@ fn libc_esrch() -> i32 {
 
 impl Kernel for NetlinkKernel {
     async fn routes(&mut self) -> Result<Table, KernelError> {
-        let links = self.links().await?;
-        let mut table = Table::new();
-        for family in [AddressFamily::Inet, AddressFamily::Inet6] {
-            let mut query = RouteMessage::default();
-            query.header.address_family = family;
-            let mut stream = self.handle.route().get(query).execute();
-            while let Some(msg) = stream
-                .try_next()
-                .await
-                .map_err(|e| KernelError::Netlink { what: "listing routes".into(), source: e })?
-            {
-                if msg.header.protocol != RouteProtocol::from(self.protocol)
-                    || table_of(&msg) != u32::from(RouteHeader::RT_TABLE_MAIN)
-                {
-                    continue;
-                }
-                if let Some((dst, target)) = parse(&msg, &links) {
-                    table.insert(dst, target);
-                }
-            }
-        }
-        Ok(table)
+        let dump = self
+            .raw
+            .dump()
+            .map_err(|e| KernelError::Io { what: "listing routes".into(), source: e })?;
+        let ours: Vec<RouteMessage> = dump
+            .into_iter()
+            .filter(|m| {
+                m.header.protocol == RouteProtocol::from(self.protocol)
+                    && table_of(m) == u32::from(RouteHeader::RT_TABLE_MAIN)
+            })
+            .collect();
+        // Interface names only when a route points at one: a dump of the links costs as much
+        // as hundreds of routes.
+        let links = if ours.iter().any(|m| m.header.kind != RouteType::BlackHole && !has_gateway(m))
+        {
+            self.links().await?
+        } else {
+            HashMap::new()
+        };
+        Ok(ours.iter().filter_map(|m| parse(m, &links)).collect())
     }
 
     async fn replace(&mut self, routes: &[(IpNet, Target)]) -> Vec<Result<(), KernelError>> {
@@ -172,6 +216,12 @@ impl Kernel for NetlinkKernel {
     async fn delete(&mut self, routes: &[(IpNet, Target)]) -> Vec<Result<(), KernelError>> {
         self.batch(routes, false).await
     }
+}
+
+fn has_gateway(msg: &RouteMessage) -> bool {
+    msg.attributes
+        .iter()
+        .any(|a| matches!(a, RouteAttribute::Gateway(_) | RouteAttribute::MultiPath(_)))
 }
 
 fn table_of(msg: &RouteMessage) -> u32 {

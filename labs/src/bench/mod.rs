@@ -4,6 +4,7 @@
 pub mod bgp;
 pub mod birdctl;
 pub mod ipam;
+pub mod routes;
 
 /// Rows as aligned columns, the first row the header.
 pub fn render(rows: &[Vec<String>]) -> String {

@@ -1,0 +1,178 @@
+//! `tartanlab bench routes`: the route programmer writing N /32 routes into a fresh network
+//! namespace, then a resync that finds nothing to change, beside `ip -batch` adding the same
+//! routes in the same run.
+
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tartan_felix::netns::{self, TempNetns};
+use tartan_felix::routes::netlink::NetlinkKernel;
+use tartan_felix::routes::{DEFAULT_PROTOCOL, Programmer};
+
+use crate::error::LabError;
+
+#[derive(Serialize, Debug, Clone)]
+pub struct RoutesOutcome {
+    pub routes: usize,
+    /// `ip -batch` adding the routes (best of the runs).
+    pub ip_batch_ms: f64,
+    /// The programmer writing them into an empty table (best of the runs).
+    pub program_ms: f64,
+    /// The programmer's resync when nothing changed (best of the runs).
+    pub noop_resync_ms: f64,
+    pub runs: usize,
+}
+
+fn io(what: &str) -> impl FnOnce(std::io::Error) -> LabError + '_ {
+    move |e| LabError::Io { what: what.to_string(), source: e }
+}
+
+/// The i-th destination: 10.128.0.0 upwards, /32.
+fn dst(i: usize) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 128, 0, 0)) + i as u32)
+}
+
+fn ip(ns: &str, args: &[&str]) -> Result<(), LabError> {
+    let ok = Command::new("ip")
+        .arg("-n")
+        .arg(ns)
+        .args(args)
+        .status()
+        .map_err(io("running ip"))?
+        .success();
+    if ok {
+        Ok(())
+    } else {
+        Err(LabError::Usage { message: format!("ip -n {ns} {} failed", args.join(" ")) })
+    }
+}
+
+/// A namespace with a link whose far end (10.0.0.2) is every route's next hop.
+fn namespace() -> Result<TempNetns, LabError> {
+    let ns = TempNetns::new("bench-routes").map_err(io("creating a namespace"))?;
+    ip(&ns.name, &["link", "add", "v0", "type", "veth", "peer", "name", "v1"])?;
+    ip(&ns.name, &["link", "set", "v0", "up"])?;
+    ip(&ns.name, &["link", "set", "v1", "up"])?;
+    ip(&ns.name, &["addr", "add", "10.0.0.1/24", "dev", "v0"])?;
+    Ok(ns)
+}
+
+fn ip_batch(n: usize) -> Result<Duration, LabError> {
+    let ns = namespace()?;
+    let mut script = String::with_capacity(n * 48);
+    for i in 0..n {
+        script += &format!("route add {}/32 via 10.0.0.2 proto {DEFAULT_PROTOCOL}\n", dst(i));
+    }
+    let started = Instant::now();
+    let mut child = Command::new("ip")
+        .args(["-n", &ns.name, "-batch", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .map_err(io("running ip -batch"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(script.as_bytes()).map_err(io("feeding ip -batch"))?;
+    }
+    let ok = child.wait().map_err(io("running ip -batch"))?.success();
+    let took = started.elapsed();
+    if !ok {
+        return Err(LabError::Usage { message: "ip -batch failed".into() });
+    }
+    Ok(took)
+}
+
+fn programmer(n: usize) -> Result<(Duration, Duration), LabError> {
+    let ns = namespace()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(io("starting a runtime"))?;
+    rt.block_on(async {
+        let handle = netns::netlink_in(&ns.path).map_err(io("opening netlink"))?;
+        let kernel = NetlinkKernel::new(handle, Some(&ns.path), DEFAULT_PROTOCOL)
+            .map_err(io("opening netlink"))?;
+        let mut p = Programmer::new(kernel, Duration::from_secs(10));
+        p.set_learned_converged();
+        let hop = vec![IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2))];
+        for i in 0..n {
+            p.set_learned(ipnet::IpNet::from(IpAddr::V4(dst(i))), Some(hop.clone()));
+        }
+        let started = Instant::now();
+        let first = p
+            .apply(Instant::now())
+            .await
+            .map_err(|e| LabError::Usage { message: e.to_string() })?;
+        let program = started.elapsed();
+        if first.replaced != n || !first.failed.is_empty() {
+            return Err(LabError::Usage {
+                message: format!(
+                    "programmed {} of {n}: {:?}",
+                    first.replaced,
+                    first.failed.first()
+                ),
+            });
+        }
+        let started = Instant::now();
+        let again = p
+            .apply(Instant::now())
+            .await
+            .map_err(|e| LabError::Usage { message: e.to_string() })?;
+        let noop = started.elapsed();
+        if again.replaced + again.deleted != 0 || again.kernel_routes != n {
+            return Err(LabError::Usage {
+                message: format!("the resync was not a no-op: {again:?}"),
+            });
+        }
+        Ok((program, noop))
+    })
+}
+
+/// Runs both, `runs` times each, keeping the best.
+pub fn run(n: usize, runs: usize) -> Result<RoutesOutcome, LabError> {
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let mut best = RoutesOutcome {
+        routes: n,
+        ip_batch_ms: f64::MAX,
+        program_ms: f64::MAX,
+        noop_resync_ms: f64::MAX,
+        runs,
+    };
+    for _ in 0..runs.max(1) {
+        best.ip_batch_ms = best.ip_batch_ms.min(ms(ip_batch(n)?));
+        let (program, noop) = programmer(n)?;
+        best.program_ms = best.program_ms.min(ms(program));
+        best.noop_resync_ms = best.noop_resync_ms.min(ms(noop));
+    }
+    Ok(best)
+}
+
+pub fn table(r: &RoutesOutcome) -> String {
+    let rows = vec![
+        ["TARGET", "ROUTES", "TIME", "VS IP -BATCH", "TARGET"].map(String::from).to_vec(),
+        vec![
+            "ip -batch (add)".into(),
+            r.routes.to_string(),
+            format!("{:.1} ms", r.ip_batch_ms),
+            "1.00×".into(),
+            String::new(),
+        ],
+        vec![
+            "tartan programmer (write)".into(),
+            r.routes.to_string(),
+            format!("{:.1} ms", r.program_ms),
+            format!("{:.2}×", r.program_ms / r.ip_batch_ms),
+            "≤ 0.20×".into(),
+        ],
+        vec![
+            "tartan programmer (no-op resync)".into(),
+            r.routes.to_string(),
+            format!("{:.1} ms", r.noop_resync_ms),
+            format!("{:.2}×", r.noop_resync_ms / r.ip_batch_ms),
+            "< 20 ms".into(),
+        ],
+    ];
+    super::render(&rows)
+}
