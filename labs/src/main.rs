@@ -113,6 +113,38 @@ enum BenchCommand {
         #[arg(long)]
         keep_files: bool,
     },
+    /// CNI: ADD and DEL latency through `tartan sandbox` on a lab host, beside the reference
+    /// bridge + host-local plugins driven the same way on the same host.
+    #[command(after_help = "Example:\n  sudo tartanlab bench cni --count 100")]
+    Cni {
+        /// ADDs (then DELs) per target.
+        #[arg(long, default_value_t = 100)]
+        count: usize,
+        /// Print the results as JSON too.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Burst: N containers started at once on one host; the time until all of them answer a
+    /// ping from a container on another host.
+    #[command(after_help = "Example:\n  sudo tartanlab bench burst --containers 100")]
+    Burst {
+        #[arg(long, default_value_t = 100)]
+        containers: usize,
+        /// ADDs in flight at once.
+        #[arg(long, default_value_t = 10)]
+        parallel: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Datapath: iperf3 TCP between containers on two hosts, beside the hosts themselves over
+    /// the same link.
+    #[command(after_help = "Example:\n  sudo tartanlab bench datapath --seconds 5")]
+    Datapath {
+        #[arg(long, default_value_t = 5)]
+        seconds: u32,
+        #[arg(long)]
+        json: bool,
+    },
     /// Routes: the node agent's route programmer writing N /32 routes into a fresh network
     /// namespace and resyncing them unchanged, beside `ip -batch` adding the same routes.
     #[command(after_help = "Example:\n  sudo tartanlab bench routes --routes 10000")]
@@ -516,6 +548,64 @@ fn run(command: Command) -> Result<ExitCode> {
             print!("{}", tartan_labs::bench::ipam::table(&results));
             if json {
                 println!("{}", serde_json::to_string_pretty(&results).unwrap_or_default());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(BenchCommand::Cni { count, json }) => {
+            require_root("tartanlab bench")?;
+            let me = std::env::current_exe().map_err(LabError::io("finding tartanlab"))?;
+            let rows = tartan_labs::bench::fabric::cni(
+                &me,
+                &std::env::temp_dir().join("tartanlab-bench"),
+                count,
+            )?;
+            println!(
+                "CNI latency: {count} ADDs then {count} DELs per target through `tartan sandbox`, on one lab host"
+            );
+            print!("{}", tartan_labs::bench::fabric::cni_table(&rows));
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows).unwrap_or_default());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(BenchCommand::Burst { containers, parallel, json }) => {
+            require_root("tartanlab bench")?;
+            let me = std::env::current_exe().map_err(LabError::io("finding tartanlab"))?;
+            let r = tartan_labs::bench::fabric::burst(
+                &me,
+                &std::env::temp_dir().join("tartanlab-bench"),
+                containers,
+                parallel,
+            )?;
+            println!(
+                "Burst: {containers} containers on host1, {parallel} ADDs at a time, pinged from a container on host2"
+            );
+            println!(
+                "all added after {:.2} s; all reachable after {:.2} s (target: under 3 s)",
+                r.added_s, r.reachable_s
+            );
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(BenchCommand::Datapath { seconds, json }) => {
+            require_root("tartanlab bench")?;
+            let me = std::env::current_exe().map_err(LabError::io("finding tartanlab"))?;
+            let r = tartan_labs::bench::fabric::datapath(
+                &me,
+                &std::env::temp_dir().join("tartanlab-bench"),
+                seconds,
+            )?;
+            println!("Datapath: iperf3 TCP for {seconds} s over the hosts' link");
+            println!(
+                "host to host {:.2} Gbit/s; container to container {:.2} Gbit/s = {:.2}× (target: at least 0.95×)",
+                r.host_gbps,
+                r.container_gbps,
+                r.container_gbps / r.host_gbps
+            );
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -68,3 +68,31 @@ fn a_tiny_routes_benchmark_runs_and_leaves_no_namespace() {
         "namespaces left behind"
     );
 }
+
+#[test]
+fn tiny_cni_and_burst_benchmarks_run_on_their_own_labs() {
+    if !lab_tests_enabled() {
+        return;
+    }
+    for args in [
+        &["bench", "cni", "--count", "3", "--json"][..],
+        &["bench", "burst", "--containers", "5", "--parallel", "2", "--json"][..],
+    ] {
+        let out = Command::new(tartanlab_bin()).args(args).output().expect("tartanlab runs");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{args:?}: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.contains("\"samples\": 3") || stdout.contains("\"containers\": 5"),
+            "{stdout}"
+        );
+    }
+    let left = Command::new("ip").args(["netns", "list"]).output().expect("ip netns");
+    assert!(
+        !String::from_utf8_lossy(&left.stdout).contains("clab-fabric-bench"),
+        "namespaces left behind"
+    );
+}

@@ -3,6 +3,7 @@
 
 pub mod bgp;
 pub mod birdctl;
+pub mod fabric;
 pub mod ipam;
 pub mod routes;
 
