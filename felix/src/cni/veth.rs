@@ -4,7 +4,7 @@
 
 use std::fs::File;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
@@ -261,9 +261,4 @@ pub async fn check(host: &Handle, a: &Attachment) -> Result<(), VethError> {
         return Err(VethError::Check("the container has no default route via 169.254.1.1".into()));
     }
     Ok(())
-}
-
-/// Whether `ip` is one of ours to route to a veth.
-pub fn host_route(ip: IpAddr) -> IpNet {
-    IpNet::from(ip)
 }
