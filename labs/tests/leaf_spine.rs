@@ -123,6 +123,36 @@ fn racks_reach_each_other_through_leaves_and_both_spines() {
         if size == "1000000" { Ok(()) } else { Err(size) }
     });
 
+    // Hitless restart against real routers: host1's agent killed with SIGKILL and started
+    // again during a 100 pps ping from c1 to c3. FRR keeps host1's block (graceful restart
+    // helper), host1's kernel keeps everything, and no router withdraws the block.
+    let host1_block = blocks["host1"][0].clone();
+    for router in ["leaf-a", "spine1", "spine2", "leaf-b", "host3"] {
+        lab.sh_ok(router, "timeout 15 ip monitor route >/tmp/routes.log 2>&1 &");
+    }
+    lab.sh_ok(
+        "host1",
+        &format!(
+            "tartan sandbox exec c1 -- ping -q -i 0.01 -c 600 -W 1 {c3_addr} >/tmp/ping.log 2>&1 &"
+        ),
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    lab.sh_ok("host1", "pkill -KILL -x tartan");
+    std::thread::sleep(Duration::from_millis(1000));
+    lab.sh_ok("host1", "tartan node --as 65201 --label rack=a >/tmp/agent-again.log 2>&1 &");
+    lab.wait_for("host1's session again", CONVERGE, || sessions_established(&lab, &["host1"], 1));
+    let summary = lab.wait_for("the ping to finish", Duration::from_secs(30), || {
+        let out = lab.sh("host1", "cat /tmp/ping.log").stdout;
+        if out.contains("packets transmitted") { Ok(out) } else { Err(out) }
+    });
+    assert!(summary.contains("600 received") && summary.contains(" 0% packet loss"), "{summary}");
+    for router in ["leaf-a", "spine1", "spine2", "leaf-b", "host3"] {
+        let log = lab.sh(router, "cat /tmp/routes.log").stdout;
+        let withdrawn: Vec<&str> =
+            log.lines().filter(|l| l.starts_with("Deleted") && l.contains(&host1_block)).collect();
+        assert!(withdrawn.is_empty(), "{router} withdrew {host1_block}: {withdrawn:?}");
+    }
+
     // Losing a spine link: leaf-a falls back to the other spine.
     lab.sh_ok("leaf-a", "ip link set eth1 down");
     lab.wait_for("c1 still reaches c3 over spine2", Duration::from_secs(20), || {
