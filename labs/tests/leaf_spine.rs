@@ -113,15 +113,7 @@ fn racks_reach_each_other_through_leaves_and_both_spines() {
     assert!(!ttl("5").success(), "no shorter path");
 
     // TCP between racks.
-    lab.sh_ok("host3", "tartan sandbox exec c3 -- timeout 20 socat -u TCP4-LISTEN:5001,reuseaddr OPEN:/tmp/rx,creat,trunc >/dev/null 2>&1 &");
-    lab.wait_for("a TCP transfer c1 -> c3", Duration::from_secs(15), || {
-        let out = lab.sh("host1", &format!("head -c 1000000 /dev/zero | tartan sandbox exec {} -- socat -u - TCP4:{c3_addr}:5001", c1.name));
-        if out.success() { Ok(()) } else { Err(out.stderr) }
-    });
-    lab.wait_for("all the bytes", Duration::from_secs(10), || {
-        let size = lab.sh("host3", "stat -c %s /tmp/rx").stdout.trim().to_string();
-        if size == "1000000" { Ok(()) } else { Err(size) }
-    });
+    tcp_transfer(&lab, c1, c3, &c3_addr, 5001);
 
     // Hitless restart against real routers: host1's agent killed with SIGKILL and started
     // again during a 100 pps ping from c1 to c3. FRR keeps host1's block (graceful restart

@@ -52,6 +52,10 @@ fn natoutgoing_masquerades_only_traffic_leaving_the_pools() {
     lab.sh_ok("ext", ECHO_PEER);
     lab.sh_ok("host2", &format!("tartan sandbox exec c2 -- {ECHO_PEER}"));
 
+    lab.wait_for("c1 pings c2", Duration::from_secs(10), || {
+        ping(&lab, &wls["c1"], wls["c2"].v4.as_deref().unwrap_or_default())
+    });
+
     // Out of the pools: masqueraded behind host1.
     let seen = lab.wait_for("c1 reaches ext", Duration::from_secs(15), || seen_source(&lab, &ext));
     assert_eq!(seen, hosts["host1"].0, "ext sees host1's address");

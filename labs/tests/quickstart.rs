@@ -52,30 +52,8 @@ fn quickstart_fabric_routes_containers_across_hosts_over_bgp() {
 
     // TCP across hosts in both families: web1 (host1) sends to web3 (host2).
     let (web1, web3) = (&wls["web1"], &wls["web3"]);
-    for (addr, family, port) in [
-        (web3.v4.clone().unwrap_or_default(), "TCP4", 5001),
-        (web3.v6.clone().unwrap_or_default(), "TCP6", 5002),
-    ] {
-        let server = format!(
-            "tartan sandbox exec web3 -- timeout 20 socat -u {family}-LISTEN:{port},reuseaddr \
-             OPEN:/tmp/received-{port},creat,trunc >/dev/null 2>&1 &"
-        );
-        lab.sh_ok("host2", &server);
-        let target = if addr.contains(':') { format!("[{addr}]") } else { addr.clone() };
-        lab.wait_for(&format!("a TCP transfer to {addr}"), Duration::from_secs(15), || {
-            let out = lab.sh("host1", &format!(
-                "head -c 1000000 /dev/zero | tartan sandbox exec {} -- socat -u - {family}:{target}:{port}"
-            , web1.name));
-            if out.success() { Ok(()) } else { Err(out.stderr) }
-        });
-        lab.wait_for("all the bytes arrived", Duration::from_secs(10), || {
-            let size = lab
-                .sh("host2", &format!("stat -c %s /tmp/received-{port}"))
-                .stdout
-                .trim()
-                .to_string();
-            if size == "1000000" { Ok(()) } else { Err(format!("{size} bytes")) }
-        });
+    for (i, addr) in [&web3.v4, &web3.v6].into_iter().flatten().enumerate() {
+        tcp_transfer(&lab, web1, web3, addr, 5001 + i as u16);
     }
 
     // CNI CHECK through the runtime: interface, addresses, routes, the IPAM's record.

@@ -62,6 +62,9 @@ fn sigkill_and_restart_of_an_agent_loses_no_packet_and_flaps_no_route() {
     }
     let after: Vec<_> = HOSTS.iter().map(|h| routes(&lab, h).expect("routes")).collect();
     assert_eq!(before, after, "every kernel holds the same routes");
+    // And the restarted host still carries TCP both ways.
+    tcp_transfer(&lab, web1, web3, &target, 5001);
+    tcp_transfer(&lab, web3, web1, web1.v6.as_deref().unwrap_or_default(), 5002);
 
     let footprint = lab.footprint();
     lab.destroy();

@@ -46,6 +46,11 @@ fn reflectors_replace_the_mesh_and_one_can_go() {
         }
     }
 
+    let (c1, c3w) = (&wls["c1"], &wls["c3"]);
+    for (i, addr) in [&c3w.v4, &c3w.v6].into_iter().flatten().enumerate() {
+        tcp_transfer(&lab, c1, c3w, addr, 5001 + i as u16);
+    }
+
     // Hitless restart of a client: h1's agent killed with SIGKILL and started again during a
     // 100 pps ping from c1 to c3; the reflectors (graceful-restart helpers) keep h1's block.
     let c3 = wls["c3"].v4.clone().unwrap_or_default();

@@ -161,3 +161,30 @@ pub fn fabric_routes(lab: &TestLab, hosts: &[&str]) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// Moves 1 MB over TCP from container `from` to `to` at `addr` (IPv4 or IPv6) and checks that
+/// every byte arrived.
+pub fn tcp_transfer(lab: &TestLab, from: &Workload, to: &Workload, addr: &str, port: u16) {
+    let family = if addr.contains(':') { "TCP6" } else { "TCP4" };
+    let target = if addr.contains(':') { format!("[{addr}]") } else { addr.to_string() };
+    lab.sh_ok(
+        &to.host,
+        &format!(
+            "tartan sandbox exec {} -- timeout 20 socat -u {family}-LISTEN:{port},reuseaddr \
+             OPEN:/tmp/received-{port},creat,trunc >/dev/null 2>&1 &",
+            to.name
+        ),
+    );
+    lab.wait_for(&format!("a TCP transfer {} -> {addr}", from.name), Duration::from_secs(15), || {
+        let out = lab.sh(
+            &from.host,
+            &format!("head -c 1000000 /dev/zero | tartan sandbox exec {} -- socat -u - {family}:{target}:{port}", from.name),
+        );
+        if out.success() { Ok(()) } else { Err(out.stderr) }
+    });
+    lab.wait_for("all the bytes arrived", Duration::from_secs(10), || {
+        let size =
+            lab.sh(&to.host, &format!("stat -c %s /tmp/received-{port}")).stdout.trim().to_string();
+        if size == "1000000" { Ok(()) } else { Err(format!("{size} bytes")) }
+    });
+}
