@@ -393,6 +393,7 @@ fn init_node(state: &LabState, node: &Node, hosts: &str, tartanlab: &Path) -> Re
         dirs: node.profile.private_dirs(),
         hosts,
         bin_dir: Some(crate::enter::bin_dir(tartanlab)).filter(|d| d.is_dir()),
+        cgroup_branch: Some(crate::cgroups::branch_name(&state.lab, &node.name)),
     };
     let spec_json = serde_json::to_string(&spec)
         .map_err(|e| LabError::NodeInit { node: node.name.clone(), message: e.to_string() })?;

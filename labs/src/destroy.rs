@@ -202,6 +202,9 @@ pub(crate) fn teardown(state: &LabState, keep_lab_dir: bool) -> Result<DestroyRe
             first_error.get_or_insert(e);
         }
     };
+    // The nodes' cgroup branches, with whatever a runtime in a node created below them.
+    let nodes: Vec<String> = state.nodes.iter().map(|n| n.name.clone()).collect();
+    keep(crate::cgroups::remove_branches(&state.lab, &nodes));
     for node in &state.nodes {
         for ns in ["mnt", "uts", "pid"] {
             keep(netns::unpin(&state.pin(&node.name, ns)));

@@ -289,6 +289,8 @@ pub struct Footprint {
     pub run_dir: PathBuf,
     pub lab_dir: PathBuf,
     pub root_links: Vec<String>,
+    /// The nodes' cgroup branches in the machine's hierarchies.
+    pub cgroups: Vec<PathBuf>,
 }
 
 impl Footprint {
@@ -317,6 +319,10 @@ impl Footprint {
             run_dir: state.run_dir(),
             lab_dir: state.lab_dir.clone(),
             root_links: root_links(),
+            cgroups: crate::cgroups::branches_left(
+                &state.lab,
+                &state.nodes.iter().map(|n| n.name.clone()).collect::<Vec<_>>(),
+            ),
         }
     }
 
@@ -361,6 +367,9 @@ impl Footprint {
                 ));
             }
         }
+        left.extend(
+            self.cgroups.iter().filter(|c| c.exists()).map(|c| format!("cgroup {}", c.display())),
+        );
         if self.run_dir.exists() {
             left.push(format!("run directory {}", self.run_dir.display()));
         }

@@ -24,6 +24,7 @@
 
 pub mod apiserver;
 pub mod bench;
+pub mod cgroups;
 pub mod deploy;
 pub mod destroy;
 pub mod enter;

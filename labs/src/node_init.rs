@@ -6,7 +6,8 @@
 //! 3. mount an overlay of the machine's `/` whose writable layer is a tmpfs, so whatever the
 //!    node writes — config, logs, `sed -i` in an `exec` line — never reaches the host;
 //! 4. `pivot_root` into it, then mount a fresh `/proc`, a `/sys` that shows the node's own
-//!    interfaces, the host's `/dev` and cgroups, private tmpfs on `/run`, `/tmp`, `/dev/shm`,
+//!    interfaces, the host's `/dev`, the host's cgroup hierarchies at the node's own branch of
+//!    each (see [`crate::cgroups`]), private tmpfs on `/run`, `/tmp`, `/dev/shm`,
 //!    the host's other file systems where they were, `/etc/hosts` and `/etc/hostname` of the
 //!    lab, the profile's state directories, and the node's `binds`;
 //! 5. detach the old root (which also drops every stray reference to other namespaces) and set
@@ -43,6 +44,10 @@ pub struct NodeInitSpec {
     /// The project's binaries, first on every node's PATH: bound read-only at the same path,
     /// so they are there even when they live under a path the node has its own of (`/tmp`).
     pub bin_dir: Option<PathBuf>,
+    /// The node's branch in each cgroup hierarchy (`tartanlab.<lab>.<node>`), shown as the
+    /// node's `/sys/fs/cgroup`; without one the node sees no cgroups.
+    #[serde(default)]
+    pub cgroup_branch: Option<String>,
 }
 
 /// One sysctl of the node's network namespace. A default the kernel lacks (IPv6 disabled at
@@ -85,7 +90,7 @@ pub fn run(spec: &NodeInitSpec) -> Step {
     nix::unistd::chdir("/").map_err(sys("chdir /"))?;
     // The new root has no /proc yet; the old one still shows this namespace's mounts.
     let host_mounts = crate::procfs::mounts_in(&Path::new(OLD_ROOT).join("proc/self/mountinfo"));
-    mount_system(&host_mounts)?;
+    mount_system(&host_mounts, spec.cgroup_branch.as_deref())?;
     let carried = carry_host_mounts(&host_mounts, &spec.scratch)?;
     write_identity(spec)?;
     for dir in &spec.dirs {
@@ -150,18 +155,19 @@ fn mnt(
     mount(src, dst, fstype, flags, data).map_err(|e| format!("mounting {dst}: {e}"))
 }
 
-/// `/proc`, `/sys` (with the host's cgroups), `/dev` (with a private `/dev/shm`), `/run`, `/tmp`.
-fn mount_system(host_mounts: &[MountEntry]) -> Step {
+/// `/proc`, `/sys` (with the node's cgroups), `/dev` (with a private `/dev/shm`), `/run`, `/tmp`.
+fn mount_system(host_mounts: &[MountEntry], cgroup_branch: Option<&str>) -> Step {
     let none = MsFlags::empty();
     let rbind = MsFlags::MS_BIND | MsFlags::MS_REC;
     mnt(Some("proc"), "/proc", Some("proc"), none, None)?;
     protect_proc()?;
     mnt(Some("sysfs"), "/sys", Some("sysfs"), none, None)?;
-    let old_cgroup = format!("{OLD_ROOT}/sys/fs/cgroup");
-    if host_mounts.iter().any(|m| m.mount_point == old_cgroup)
-        && Path::new("/sys/fs/cgroup").is_dir()
-    {
-        mnt(Some(old_cgroup.as_str()), "/sys/fs/cgroup", None, rbind, None)?;
+    if let Some(branch) = cgroup_branch {
+        // Best effort: only runtimes inside the node (podman) need cgroups, and a machine
+        // whose cgroups cannot be branched must still run every other lab.
+        if let Err(e) = mount_cgroups(host_mounts, branch) {
+            eprintln!("warning: the node gets no cgroups: {e}");
+        }
     }
     mnt(Some(format!("{OLD_ROOT}/dev").as_str()), "/dev", None, rbind, None)?;
     if Path::new("/dev/shm").is_dir() {
@@ -169,6 +175,50 @@ fn mount_system(host_mounts: &[MountEntry]) -> Step {
     }
     mnt(Some("tmpfs"), "/run", Some("tmpfs"), none, Some("mode=0755"))?;
     mnt(Some("tmpfs"), "/tmp", Some("tmpfs"), none, Some("mode=1777"))?;
+    Ok(())
+}
+
+/// The host's `/sys/fs/cgroup`, each hierarchy bound at the node's branch of it (created here):
+/// runc and podman in the node need cgroups, and what they create there goes with the lab.
+/// A cgroup2-only host has the hierarchy at `/sys/fs/cgroup` itself; a v1 or hybrid one has a
+/// tmpfs there with a hierarchy per directory (and symlinks such as `cpu,cpuacct`).
+fn mount_cgroups(host_mounts: &[MountEntry], branch: &str) -> Step {
+    let old_cgroup = format!("{OLD_ROOT}/sys/fs/cgroup");
+    let target = Path::new("/sys/fs/cgroup");
+    let Some(top) = host_mounts.iter().rfind(|m| m.mount_point == old_cgroup) else {
+        return Ok(());
+    };
+    if !target.is_dir() {
+        return Ok(());
+    }
+    let bind =
+        |host: &Path, dst: &Path| -> Step {
+            let own = crate::cgroups::create_branch(host, branch)?;
+            mount(Some(&own), dst, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+                .map_err(sys(format!("binding cgroup {} to {}", own.display(), dst.display())))
+        };
+    if crate::cgroups::is_hierarchy(top) {
+        return bind(Path::new(&old_cgroup), target);
+    }
+    mnt(Some("tmpfs"), "/sys/fs/cgroup", Some("tmpfs"), MsFlags::empty(), Some("mode=0755"))?;
+    let prefix = format!("{old_cgroup}/");
+    for m in host_mounts.iter().filter(|m| crate::cgroups::is_hierarchy(m)) {
+        let Some(name) = m.mount_point.strip_prefix(&prefix) else { continue };
+        if name.contains('/') {
+            continue;
+        }
+        let dst = target.join(name);
+        fs::create_dir_all(&dst).map_err(io(format!("creating {}", dst.display())))?;
+        bind(Path::new(&m.mount_point), &dst)?;
+    }
+    for entry in fs::read_dir(&old_cgroup).map_err(io(format!("reading {old_cgroup}")))? {
+        let entry = entry.map_err(io(format!("reading {old_cgroup}")))?;
+        if entry.file_type().is_ok_and(|t| t.is_symlink()) {
+            let link = fs::read_link(entry.path()).map_err(io("reading a cgroup symlink"))?;
+            std::os::unix::fs::symlink(&link, target.join(entry.file_name()))
+                .map_err(io("copying a cgroup symlink"))?;
+        }
+    }
     Ok(())
 }
 
