@@ -133,6 +133,34 @@ fn podman_containers_on_the_tartan_network_reach_each_other_across_hosts() {
         });
     }
 
+    // TCP from podman to podman across hosts: 1 MB from p1's network namespace into p2's
+    // (socat entered into the namespaces podman made: busybox's nc drops the tail when it
+    // closes early, which says nothing about the fabric).
+    let p2_v4 = p2.v4.clone().unwrap_or_default();
+    let sandbox = |host: &str, name: &str| {
+        lab.sh_ok(host, &format!("podman inspect -f '{{{{.NetworkSettings.SandboxKey}}}}' {name}"))
+            .trim()
+            .to_string()
+    };
+    let (ns1, ns2) = (sandbox("host1", "p1"), sandbox("host2", "p2"));
+    lab.sh_ok(
+        "host2",
+        &format!("nsenter --net={ns2} timeout 20 socat -u TCP4-LISTEN:5001,reuseaddr OPEN:/tmp/rx,creat,trunc >/dev/null 2>&1 &"),
+    );
+    lab.wait_for("a TCP transfer p1 -> p2", Duration::from_secs(15), || {
+        let out = lab.sh(
+            "host1",
+            &format!(
+                "head -c 1000000 /dev/zero | nsenter --net={ns1} socat -u - TCP4:{p2_v4}:5001"
+            ),
+        );
+        if out.success() { Ok(()) } else { Err(out.stderr) }
+    });
+    lab.wait_for("all the bytes at p2", Duration::from_secs(10), || {
+        let n = lab.sh("host2", "stat -c %s /tmp/rx").stdout.trim().to_string();
+        if n == "1000000" { Ok(()) } else { Err(n) }
+    });
+
     // host1 routes p1's /32 over its veth.
     let p1_v4 = p1.v4.clone().unwrap_or_default();
     let r = routes(&lab, "host1").expect("routes");
