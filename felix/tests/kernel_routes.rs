@@ -92,6 +92,21 @@ fn routes_round_trip_through_the_kernel_and_others_are_left_alone() {
         assert_eq!(first.replaced, 6);
         p.set_learned(net("10.65.9.0/26"), None);
 
+        // A next hop behind a router (10.99.0.0/24 via 10.0.0.9, the foreign route): the route
+        // goes through the router ("gateway recursive"), and stays put on the next apply.
+        p.set_learned(net("10.65.10.0/26"), Some(vec![ip("10.99.0.7")]));
+        let recursive = p.apply(Instant::now()).await.expect("apply");
+        assert!(recursive.failed.is_empty(), "{:?}", recursive.failed);
+        let table = NetlinkKernel::new(h.clone(), Some(&ns.path), 84)
+            .expect("kernel")
+            .routes()
+            .await
+            .expect("read");
+        assert_eq!(table[&net("10.65.10.0/26")], Target::Via(vec![ip("10.0.0.9")]));
+        assert_eq!(p.apply(Instant::now()).await.expect("again").replaced, 0);
+        p.set_learned(net("10.65.10.0/26"), None);
+        p.apply(Instant::now()).await.expect("remove");
+
         let mut k = NetlinkKernel::new(h.clone(), Some(&ns.path), 84).expect("kernel");
         let table = k.routes().await.expect("read back");
         assert_eq!(table, p.desired(), "the kernel holds exactly the desired table");

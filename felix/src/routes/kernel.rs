@@ -1,7 +1,8 @@
 //! The kernel as the route programmer sees it: our routes, replaced and deleted in batches.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
+use std::net::IpAddr;
 
 use ipnet::IpNet;
 
@@ -43,6 +44,12 @@ pub trait Kernel {
         &mut self,
         routes: &[(IpNet, Target)],
     ) -> impl Future<Output = Vec<Result<(), KernelError>>> + Send;
+    /// For BGP next hops that are not on a connected network, the next hop the kernel's own
+    /// routes reach them through ("gateway recursive"); on-link ones are left out.
+    fn resolve(
+        &mut self,
+        hops: &BTreeSet<IpAddr>,
+    ) -> impl Future<Output = HashMap<IpAddr, IpAddr>> + Send;
 }
 
 /// A kernel in memory, for unit tests of the reconciler: `links` are the interfaces that
@@ -52,6 +59,8 @@ pub struct MemoryKernel {
     pub table: Table,
     pub links: BTreeSet<String>,
     pub writes: usize,
+    /// Next hops reached through another (`resolve`).
+    pub via: HashMap<IpAddr, IpAddr>,
 }
 
 impl Kernel for MemoryKernel {
@@ -87,5 +96,9 @@ impl Kernel for MemoryKernel {
                 Ok(())
             })
             .collect()
+    }
+
+    async fn resolve(&mut self, hops: &BTreeSet<IpAddr>) -> HashMap<IpAddr, IpAddr> {
+        hops.iter().filter_map(|h| self.via.get(h).map(|v| (*h, *v))).collect()
     }
 }

@@ -216,6 +216,34 @@ impl Kernel for NetlinkKernel {
     async fn delete(&mut self, routes: &[(IpNet, Target)]) -> Vec<Result<(), KernelError>> {
         self.batch(routes, false).await
     }
+
+    async fn resolve(
+        &mut self,
+        hops: &std::collections::BTreeSet<IpAddr>,
+    ) -> HashMap<IpAddr, IpAddr> {
+        let mut out = HashMap::new();
+        for hop in hops {
+            let len = if hop.is_ipv4() { 32 } else { 128 };
+            let Ok(b) = RouteMessageBuilder::<IpAddr>::new().destination_prefix(*hop, len) else {
+                continue;
+            };
+            let mut lookup = self.handle.route().get(b.build()).execute();
+            // No route at all: left as it is (the write then fails and says so).
+            let Ok(Some(found)) = lookup.try_next().await else { continue };
+            // Never through a route of ours: that could only be circular.
+            if found.header.protocol == RouteProtocol::from(self.protocol) {
+                continue;
+            }
+            let gateway = found.attributes.iter().find_map(|a| match a {
+                RouteAttribute::Gateway(g) => addr(g),
+                _ => None,
+            });
+            if let Some(gw) = gateway.filter(|gw| gw != hop) {
+                out.insert(*hop, gw);
+            }
+        }
+        out
+    }
 }
 
 fn has_gateway(msg: &RouteMessage) -> bool {

@@ -36,6 +36,9 @@ pub struct Programmer<K> {
     /// Until BGP has converged after a start, learned routes the kernel still has are kept,
     /// so an agent restart does not withdraw what peers are about to send again.
     learned_converged: bool,
+    /// BGP next hops that are not on-link, and the next hop the kernel reaches each through
+    /// (refreshed at every apply).
+    resolved: HashMap<IpAddr, IpAddr>,
 }
 
 impl<K: Kernel> Programmer<K> {
@@ -48,6 +51,7 @@ impl<K: Kernel> Programmer<K> {
             grace,
             stale_since: HashMap::new(),
             learned_converged: false,
+            resolved: HashMap::new(),
         }
     }
 
@@ -90,8 +94,12 @@ impl<K: Kernel> Programmer<K> {
     /// a learned route for the same destination; a blackhole wins over a learned route (what
     /// this host owns, it knows best).
     pub fn desired(&self) -> Table {
-        let mut table: Table =
-            self.learned.iter().map(|(dst, hops)| (*dst, Target::Via(hops.clone()))).collect();
+        let resolve = |h: &IpAddr| *self.resolved.get(h).unwrap_or(h);
+        let mut table: Table = self
+            .learned
+            .iter()
+            .map(|(dst, hops)| (*dst, Target::via(hops.iter().map(resolve).collect())))
+            .collect();
         for block in &self.blocks {
             table.insert(*block, Target::Blackhole);
         }
@@ -103,6 +111,9 @@ impl<K: Kernel> Programmer<K> {
 
     /// Reads our routes from the kernel and writes the difference.
     pub async fn apply(&mut self, now: Instant) -> Result<ApplyReport, KernelError> {
+        let hops: BTreeSet<IpAddr> = self.learned.values().flatten().copied().collect();
+        self.resolved =
+            if hops.is_empty() { HashMap::new() } else { self.kernel.resolve(&hops).await };
         let actual = self.kernel.routes().await?;
         let desired = self.desired();
         let mut report = ApplyReport { kernel_routes: actual.len(), ..Default::default() };
@@ -233,6 +244,21 @@ mod tests {
         assert_eq!(apply(&mut p, now).held, 1);
         p.set_learned_converged();
         assert_eq!(apply(&mut p, now).deleted, 1);
+    }
+
+    #[test]
+    fn next_hops_off_link_are_installed_through_the_hop_that_reaches_them() {
+        let mut k = kernel(&[]);
+        k.via.insert(ip("10.0.2.12"), ip("10.0.1.1"));
+        let mut p = Programmer::new(k, Duration::from_secs(10));
+        p.set_learned(net("10.65.0.64/26"), Some(vec![ip("10.0.2.12")]));
+        p.set_learned(net("10.65.0.128/26"), Some(vec![ip("10.0.1.7")]));
+        apply(&mut p, Instant::now());
+        assert_eq!(p.kernel().table[&net("10.65.0.64/26")], Target::Via(vec![ip("10.0.1.1")]));
+        assert_eq!(p.kernel().table[&net("10.65.0.128/26")], Target::Via(vec![ip("10.0.1.7")]));
+        let writes = p.kernel().writes;
+        apply(&mut p, Instant::now());
+        assert_eq!(p.kernel().writes, writes, "stable: nothing rewritten");
     }
 
     #[test]
