@@ -115,8 +115,41 @@ impl Bgp {
             );
             return false;
         };
-        let want = peerings::compute(&me, &snap.nodes, &snap.config, &snap.peers);
         let mut applied = self.inner.lock().await;
+        // Advertisements before sessions: a session that comes up (or back, after a
+        // restart) must get the full table before its End-of-RIB, or a graceful-restart
+        // helper purges our stale routes and then learns them again — a flap.
+        let workloads: Vec<IpNet> = {
+            let state = shared.state.lock().await;
+            state.endpoints.all().flat_map(|e| e.ips.clone()).collect()
+        };
+        let adverts = advertisements(snap, &workloads);
+        let withdraw: Vec<IpNet> = applied.originated.difference(&adverts).copied().collect();
+        for n in withdraw {
+            let Some(p) = prefix(&n) else { continue };
+            match self.speaker.withdraw(p).await {
+                Ok(()) => {
+                    applied.originated.remove(&n);
+                }
+                Err(e) => {
+                    tracing::warn!("withdrawing {n}: {e}");
+                    ok = false;
+                }
+            }
+        }
+        for n in adverts.difference(&applied.originated.clone()) {
+            let Some(p) = prefix(n) else { continue };
+            match self.speaker.originate(p, Origination::default()).await {
+                Ok(()) => {
+                    applied.originated.insert(*n);
+                }
+                Err(e) => {
+                    tracing::warn!("advertising {n}: {e}");
+                    ok = false;
+                }
+            }
+        }
+        let want = peerings::compute(&me, &snap.nodes, &snap.config, &snap.peers);
         let gone: Vec<IpAddr> =
             applied.peers.keys().filter(|k| !want.contains_key(k)).copied().collect();
         for addr in gone {
@@ -162,36 +195,6 @@ impl Bgp {
             }
         }
 
-        let workloads: Vec<IpNet> = {
-            let state = shared.state.lock().await;
-            state.endpoints.all().flat_map(|e| e.ips.clone()).collect()
-        };
-        let adverts = advertisements(snap, &workloads);
-        let withdraw: Vec<IpNet> = applied.originated.difference(&adverts).copied().collect();
-        for n in withdraw {
-            let Some(p) = prefix(&n) else { continue };
-            match self.speaker.withdraw(p).await {
-                Ok(()) => {
-                    applied.originated.remove(&n);
-                }
-                Err(e) => {
-                    tracing::warn!("withdrawing {n}: {e}");
-                    ok = false;
-                }
-            }
-        }
-        for n in adverts.difference(&applied.originated.clone()) {
-            let Some(p) = prefix(n) else { continue };
-            match self.speaker.originate(p, Origination::default()).await {
-                Ok(()) => {
-                    applied.originated.insert(*n);
-                }
-                Err(e) => {
-                    tracing::warn!("advertising {n}: {e}");
-                    ok = false;
-                }
-            }
-        }
         let nat = super::nat::ruleset(&snap.pools);
         if applied.nat.as_ref() != Some(&nat) {
             match super::nat::apply(nat.as_deref()) {
