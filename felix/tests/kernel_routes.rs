@@ -135,6 +135,14 @@ fn routes_round_trip_through_the_kernel_and_others_are_left_alone() {
         assert_eq!(p.apply(t).await.expect("clear").held, 1, "the veth route waits");
         p.apply(t + Duration::from_secs(11)).await.expect("clear");
         assert!(k.routes().await.expect("read").is_empty());
+
+        // A learned route to where someone else's route is (the foreign 10.99.0.0/24) is
+        // refused rather than written over it, and theirs stays.
+        p.set_learned(net("10.99.0.0/24"), Some(vec![ip("10.0.0.2")]));
+        let refused = p.apply(Instant::now()).await.expect("apply");
+        assert_eq!(refused.failed.len(), 1, "{refused:?}");
+        assert!(k.routes().await.expect("read").is_empty());
+        p.set_learned(net("10.99.0.0/24"), None);
         assert!(
             all_destinations(&h).await.iter().any(|d| d.contains("10.99.0.0")),
             "the foreign route stayed"

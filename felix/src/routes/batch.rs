@@ -8,15 +8,26 @@ use std::io;
 use std::path::Path;
 
 use rtnetlink::packet_core::{
-    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkHeader,
+    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkHeader,
     NetlinkMessage, NetlinkPayload,
 };
 use rtnetlink::packet_route::route::RouteMessage;
 use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
 use rtnetlink::sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 
-/// Requests per `sendmsg` (and per acknowledgement).
-const CHUNK: usize = 1024;
+/// Requests per `sendmsg` (and per acknowledgement). Small enough that a chunk whose every
+/// request fails fits its error replies in the socket's receive buffer.
+const CHUNK: usize = 256;
+
+/// What to do with one route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// Create; never over an existing route (EEXIST).
+    Create,
+    /// Replace the existing route (or create it).
+    Replace,
+    Delete,
+}
 
 /// A raw rtnetlink socket, bound in one namespace.
 #[derive(Debug)]
@@ -53,30 +64,29 @@ impl RawRoutes {
         self.seq
     }
 
-    /// Sends `msgs` (new routes with replace semantics, or deletions) and returns one outcome
-    /// per message, in order.
-    pub fn write(&mut self, msgs: Vec<RouteMessage>, delete: bool) -> io::Result<Vec<Outcome>> {
+    /// Sends `msgs` and returns one outcome per message, in order. A chunk whose replies
+    /// cannot be read (ENOBUFS) fails alone.
+    pub fn write(&mut self, msgs: Vec<(RouteMessage, Op)>) -> io::Result<Vec<Outcome>> {
         let mut outcomes = vec![Ok(()); msgs.len()];
         let mut base = 0;
         let mut msgs = msgs.into_iter().peekable();
         while msgs.peek().is_some() {
-            let chunk: Vec<RouteMessage> = msgs.by_ref().take(CHUNK).collect();
-            let first_seq = self.seq.wrapping_add(1);
+            let chunk: Vec<(RouteMessage, Op)> = msgs.by_ref().take(CHUNK).collect();
             let mut buf = Vec::with_capacity(chunk.len() * 64);
             let last = chunk.len() - 1;
-            let mut seqs = Vec::with_capacity(chunk.len());
-            for (i, m) in chunk.into_iter().enumerate() {
+            let mut seqs = std::collections::HashMap::with_capacity(chunk.len());
+            let mut last_seq = 0;
+            for (i, (m, op)) in chunk.into_iter().enumerate() {
                 let seq = self.next_seq();
-                seqs.push(seq);
-                let payload = if delete {
-                    RouteNetlinkMessage::DelRoute(m)
-                } else {
-                    RouteNetlinkMessage::NewRoute(m)
+                seqs.insert(seq, base + i);
+                last_seq = seq;
+                let (payload, flags) = match op {
+                    Op::Create => (RouteNetlinkMessage::NewRoute(m), NLM_F_CREATE | NLM_F_EXCL),
+                    Op::Replace => (RouteNetlinkMessage::NewRoute(m), NLM_F_CREATE | NLM_F_REPLACE),
+                    Op::Delete => (RouteNetlinkMessage::DelRoute(m), 0),
                 };
                 let mut header = NetlinkHeader::default();
-                header.flags = NLM_F_REQUEST
-                    | if delete { 0 } else { NLM_F_CREATE | NLM_F_REPLACE }
-                    | if i == last { NLM_F_ACK } else { 0 };
+                header.flags = NLM_F_REQUEST | flags | if i == last { NLM_F_ACK } else { 0 };
                 header.sequence_number = seq;
                 let mut nl = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(payload));
                 nl.finalize();
@@ -85,14 +95,18 @@ impl RawRoutes {
                 nl.serialize(&mut buf[at..]);
             }
             self.socket.send(&buf, 0)?;
-            let last_seq = seqs[last];
-            self.receive(|seq, code| {
-                let index = seq.wrapping_sub(first_seq) as usize;
-                if let (Some(code), Some(slot)) = (code, outcomes.get_mut(base + index)) {
-                    *slot = Err(code);
+            let received = self.receive(|seq, code| {
+                if let (Some(code), Some(slot)) = (code, seqs.get(&seq)) {
+                    outcomes[*slot] = Err(code);
                 }
                 seq == last_seq
-            })?;
+            });
+            if let Err(e) = received {
+                let code = -e.raw_os_error().unwrap_or(5);
+                for slot in seqs.values() {
+                    outcomes[*slot] = Err(code);
+                }
+            }
             base += seqs.len();
         }
         Ok(outcomes)
@@ -104,21 +118,13 @@ impl RawRoutes {
         let mut buf = vec![0u8; 1 << 16];
         loop {
             let n = self.socket.recv(&mut &mut buf[..], 0)?;
-            let mut off = 0;
-            while off < n {
-                let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&buf[off..n])
-                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-                let len = msg.header.length as usize;
+            for msg in messages(&buf[..n]) {
                 if let NetlinkPayload::Error(e) = &msg.payload {
                     let code = e.code.map(|c| c.get());
                     if f(msg.header.sequence_number, code) {
                         return Ok(());
                     }
                 }
-                if len == 0 {
-                    break;
-                }
-                off += (len + 3) & !3;
             }
         }
     }
@@ -143,26 +149,38 @@ impl RawRoutes {
         let mut buf = vec![0u8; 1 << 16];
         loop {
             let n = self.socket.recv(&mut &mut buf[..], 0)?;
-            let mut off = 0;
-            while off < n {
-                let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&buf[off..n])
-                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-                let len = msg.header.length as usize;
-                if msg.header.sequence_number == seq {
-                    match msg.payload {
-                        NetlinkPayload::Done(_) => return Ok(routes),
-                        NetlinkPayload::Error(e) if e.code.is_some() => return Err(e.to_io()),
-                        NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewRoute(r)) => {
-                            routes.push(r)
-                        }
-                        _ => {}
+            for msg in messages(&buf[..n]) {
+                if msg.header.sequence_number != seq {
+                    continue;
+                }
+                match msg.payload {
+                    NetlinkPayload::Done(_) => return Ok(routes),
+                    NetlinkPayload::Error(e) if e.code.is_some() => return Err(e.to_io()),
+                    NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewRoute(r)) => {
+                        routes.push(r)
                     }
+                    _ => {}
                 }
-                if len == 0 {
-                    break;
-                }
-                off += (len + 3) & !3;
             }
         }
     }
+}
+
+/// The messages of one datagram. One this crate cannot decode (a route of a kind we never
+/// write, from another daemon) is skipped by its own length rather than failing the read.
+fn messages(buf: &[u8]) -> Vec<NetlinkMessage<RouteNetlinkMessage>> {
+    let mut out = Vec::new();
+    let mut off = 0;
+    while off + 16 <= buf.len() {
+        let len = u32::from_ne_bytes([buf[off], buf[off + 1], buf[off + 2], buf[off + 3]]) as usize;
+        if len < 16 || off + len > buf.len() {
+            break;
+        }
+        match NetlinkMessage::<RouteNetlinkMessage>::deserialize(&buf[off..off + len]) {
+            Ok(m) => out.push(m),
+            Err(e) => tracing::debug!("skipping a netlink message we cannot decode: {e}"),
+        }
+        off += (len + 3) & !3;
+    }
+    out
 }

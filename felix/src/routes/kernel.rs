@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use super::{Table, Target};
+use super::{Table, Target, Write};
 
 /// What can go wrong talking to the kernel.
 #[derive(Debug, thiserror::Error)]
@@ -34,10 +34,11 @@ pub enum KernelError {
 pub trait Kernel {
     /// Our routes, both families.
     fn routes(&mut self) -> impl Future<Output = Result<Table, KernelError>> + Send;
-    /// Writes each route with replace semantics; one result per route, in order.
+    /// Writes each route (replacing ours, creating the others); one result per route, in
+    /// order.
     fn replace(
         &mut self,
-        routes: &[(IpNet, Target)],
+        routes: &[Write],
     ) -> impl Future<Output = Vec<Result<(), KernelError>>> + Send;
     /// Deletes each route; a route that is already gone is success.
     fn delete(
@@ -61,6 +62,8 @@ pub struct MemoryKernel {
     pub writes: usize,
     /// Next hops reached through another (`resolve`).
     pub via: HashMap<IpAddr, IpAddr>,
+    /// Destinations that hold someone else's route.
+    pub foreign: BTreeSet<IpNet>,
 }
 
 impl Kernel for MemoryKernel {
@@ -68,11 +71,17 @@ impl Kernel for MemoryKernel {
         Ok(self.table.clone())
     }
 
-    async fn replace(&mut self, routes: &[(IpNet, Target)]) -> Vec<Result<(), KernelError>> {
+    async fn replace(&mut self, routes: &[Write]) -> Vec<Result<(), KernelError>> {
         routes
             .iter()
-            .map(|(dst, target)| {
+            .map(|Write { dst, target, ours }| {
                 self.writes += 1;
+                if !ours && self.foreign.contains(dst) {
+                    return Err(KernelError::Io {
+                        what: format!("creating {dst}"),
+                        source: std::io::Error::from_raw_os_error(17),
+                    });
+                }
                 if let Target::Link(dev) = target {
                     if !self.links.contains(dev) {
                         return Err(KernelError::NoSuchInterface {

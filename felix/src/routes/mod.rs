@@ -56,6 +56,16 @@ impl std::fmt::Display for Target {
     }
 }
 
+/// One route to write. `ours`: the kernel already holds our route to `dst`, which is then
+/// replaced; otherwise the route is created, and never over a route of someone else's (the
+/// kernel refuses with EEXIST and the write is reported as failed).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Write {
+    pub dst: IpNet,
+    pub target: Target,
+    pub ours: bool,
+}
+
 /// A routing table: destination to target.
 pub type Table = BTreeMap<IpNet, Target>;
 

@@ -12,8 +12,8 @@ use rtnetlink::packet_route::route::{
 };
 use rtnetlink::{Handle, RouteMessageBuilder, RouteNextHopBuilder};
 
-use super::batch::RawRoutes;
-use super::{Kernel, KernelError, Table, Target};
+use super::batch::{Op, RawRoutes};
+use super::{Kernel, KernelError, Table, Target, Write};
 
 /// Our routes in the main table of one namespace.
 #[derive(Debug)]
@@ -92,16 +92,17 @@ impl NetlinkKernel {
     }
 
     /// Writes a batch: interface names resolved once, every message sent in bulk.
-    async fn batch(
-        &mut self,
-        routes: &[(IpNet, Target)],
-        replace: bool,
-    ) -> Vec<Result<(), KernelError>> {
-        let verb = if replace { "replacing" } else { "deleting" };
+    async fn batch(&mut self, routes: &[(IpNet, Target, Op)]) -> Vec<Result<(), KernelError>> {
+        let verb = |op: Op| match op {
+            Op::Create => "creating",
+            Op::Replace => "replacing",
+            Op::Delete => "deleting",
+        };
         let mut results: Vec<Result<(), KernelError>> = Vec::with_capacity(routes.len());
         let mut msgs = Vec::with_capacity(routes.len());
         let mut sent = Vec::with_capacity(routes.len());
-        let needs_links = routes.iter().any(|(_, t)| matches!(t, Target::Link(_)));
+        let needs_links =
+            routes.iter().any(|(_, t, op)| *op != Op::Delete && matches!(t, Target::Link(_)));
         let names: HashMap<String, u32> = if needs_links {
             match self.links().await {
                 Ok(l) => l.into_iter().map(|(i, n)| (n, i)).collect(),
@@ -109,9 +110,9 @@ impl NetlinkKernel {
                     let why = e.to_string();
                     return routes
                         .iter()
-                        .map(|(dst, _)| {
+                        .map(|(dst, _, op)| {
                             Err(KernelError::Invalid {
-                                what: format!("{verb} {dst}"),
+                                what: format!("{} {dst}", verb(*op)),
                                 message: why.clone(),
                             })
                         })
@@ -121,14 +122,14 @@ impl NetlinkKernel {
         } else {
             HashMap::new()
         };
-        for (dst, target) in routes {
-            let index = match target {
-                Target::Link(dev) => match names.get(dev) {
+        for (dst, target, op) in routes {
+            let index = match (target, op) {
+                (Target::Link(_), Op::Delete) => Some(0),
+                (Target::Link(dev), _) => match names.get(dev) {
                     Some(i) => Some(*i),
-                    None if !replace => Some(0),
                     None => {
                         results.push(Err(KernelError::NoSuchInterface {
-                            what: format!("{verb} {dst}"),
+                            what: format!("{} {dst}", verb(*op)),
                             name: dev.clone(),
                         }));
                         continue;
@@ -138,29 +139,37 @@ impl NetlinkKernel {
             };
             match self.message(*dst, target, index) {
                 Ok(mut m) => {
-                    // A deletion matches on destination, protocol and table; an interface
-                    // that is gone must not make it miss.
-                    if !replace {
-                        m.attributes.retain(|a| !matches!(a, RouteAttribute::Oif(_)));
+                    // A deletion matches on destination, table, protocol and type: a next
+                    // hop or interface parsed differently must not make it miss.
+                    if *op == Op::Delete {
+                        m.attributes.retain(|a| {
+                            !matches!(
+                                a,
+                                RouteAttribute::Oif(_)
+                                    | RouteAttribute::Gateway(_)
+                                    | RouteAttribute::MultiPath(_)
+                            )
+                        });
+                        m.header.scope = RouteScope::NoWhere;
                     }
                     sent.push(results.len());
                     results.push(Ok(()));
-                    msgs.push(m);
+                    msgs.push((m, *op));
                 }
                 Err(e) => results.push(Err(e)),
             }
         }
-        match self.raw.write(msgs, !replace) {
+        match self.raw.write(msgs) {
             Ok(outcomes) => {
                 for (slot, outcome) in sent.into_iter().zip(outcomes) {
                     if let Err(code) = outcome {
+                        let (dst, target, op) = &routes[slot];
                         // ESRCH on delete: already gone, which is what we wanted.
-                        if !replace && code == -libc_esrch() {
+                        if *op == Op::Delete && code == -libc_esrch() {
                             continue;
                         }
-                        let (dst, target) = &routes[slot];
                         results[slot] = Err(KernelError::Io {
-                            what: format!("{verb} {dst} {target}"),
+                            what: format!("{} {dst} {target}", verb(*op)),
                             source: std::io::Error::from_raw_os_error(-code),
                         });
                     }
@@ -169,9 +178,9 @@ impl NetlinkKernel {
             Err(e) => {
                 let why = e.to_string();
                 for slot in sent {
-                    let (dst, _) = &routes[slot];
+                    let (dst, _, op) = &routes[slot];
                     results[slot] = Err(KernelError::Invalid {
-                        what: format!("{verb} {dst}"),
+                        what: format!("{} {dst}", verb(*op)),
                         message: why.clone(),
                     });
                 }
@@ -209,12 +218,18 @@ impl Kernel for NetlinkKernel {
         Ok(ours.iter().filter_map(|m| parse(m, &links)).collect())
     }
 
-    async fn replace(&mut self, routes: &[(IpNet, Target)]) -> Vec<Result<(), KernelError>> {
-        self.batch(routes, true).await
+    async fn replace(&mut self, routes: &[Write]) -> Vec<Result<(), KernelError>> {
+        let ops: Vec<(IpNet, Target, Op)> = routes
+            .iter()
+            .map(|w| (w.dst, w.target.clone(), if w.ours { Op::Replace } else { Op::Create }))
+            .collect();
+        self.batch(&ops).await
     }
 
     async fn delete(&mut self, routes: &[(IpNet, Target)]) -> Vec<Result<(), KernelError>> {
-        self.batch(routes, false).await
+        let ops: Vec<(IpNet, Target, Op)> =
+            routes.iter().map(|(d, t)| (*d, t.clone(), Op::Delete)).collect();
+        self.batch(&ops).await
     }
 
     async fn resolve(

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 
-use super::{Kernel, KernelError, Table, Target};
+use super::{Kernel, KernelError, Table, Target, Write};
 
 /// What one `apply` did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -118,10 +118,14 @@ impl<K: Kernel> Programmer<K> {
         let desired = self.desired();
         let mut report = ApplyReport { kernel_routes: actual.len(), ..Default::default() };
 
-        let replace: Vec<(IpNet, Target)> = desired
+        let replace: Vec<Write> = desired
             .iter()
             .filter(|(dst, target)| actual.get(dst) != Some(target))
-            .map(|(dst, target)| (*dst, target.clone()))
+            .map(|(dst, target)| Write {
+                dst: *dst,
+                target: target.clone(),
+                ours: actual.contains_key(dst),
+            })
             .collect();
 
         let mut delete = Vec::new();
@@ -148,10 +152,10 @@ impl<K: Kernel> Programmer<K> {
         }
         self.stale_since = still_stale;
 
-        for ((dst, _), result) in replace.iter().zip(self.kernel.replace(&replace).await) {
+        for (w, result) in replace.iter().zip(self.kernel.replace(&replace).await) {
             match result {
                 Ok(()) => report.replaced += 1,
-                Err(e) => report.failed.push((*dst, e.to_string())),
+                Err(e) => report.failed.push((w.dst, e.to_string())),
             }
         }
         for ((dst, _), result) in delete.iter().zip(self.kernel.delete(&delete).await) {
@@ -259,6 +263,17 @@ mod tests {
         let writes = p.kernel().writes;
         apply(&mut p, Instant::now());
         assert_eq!(p.kernel().writes, writes, "stable: nothing rewritten");
+    }
+
+    #[test]
+    fn someone_elses_route_to_the_same_destination_is_never_overwritten() {
+        let mut k = kernel(&[]);
+        k.foreign.insert(net("0.0.0.0/0"));
+        let mut p = Programmer::new(k, Duration::from_secs(10));
+        p.set_learned(net("0.0.0.0/0"), Some(vec![ip("10.0.0.1")]));
+        let report = apply(&mut p, Instant::now());
+        assert_eq!(report.failed.len(), 1, "created, never replaced: {report:?}");
+        assert!(p.kernel().table.is_empty());
     }
 
     #[test]
