@@ -119,7 +119,7 @@ fn routes_round_trip_through_the_kernel_and_others_are_left_alone() {
             "a resync writes nothing"
         );
 
-        p.remove_workload(net("10.65.0.5/32"));
+        p.remove_workload(net("10.65.0.5/32"), "v0");
         p.set_learned(net("10.65.1.0/26"), Some(vec![ip("10.0.0.2")]));
         let change = p.apply(Instant::now()).await.expect("change");
         assert_eq!((change.replaced, change.deleted), (1, 0), "the veth route waits out its grace");
@@ -128,7 +128,7 @@ fn routes_round_trip_through_the_kernel_and_others_are_left_alone() {
         assert_eq!(k.routes().await.expect("read"), p.desired());
 
         p.set_blocks(BTreeSet::new());
-        p.remove_workload(net("fd00:65::5/128"));
+        p.remove_workload(net("fd00:65::5/128"), "v0");
         p.set_learned(net("10.65.1.0/26"), None);
         p.set_learned(net("fd00:65::40/122"), None);
         let t = Instant::now();

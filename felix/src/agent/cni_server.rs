@@ -38,7 +38,15 @@ pub async fn serve(
     ready: tokio::sync::watch::Receiver<Option<Arc<Shared>>>,
 ) -> std::io::Result<()> {
     loop {
-        let (stream, _) = listener.accept().await?;
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            // Out of descriptors and the like: pass, rather than stop serving for good.
+            Err(e) => {
+                tracing::warn!("accepting a CNI request: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
         let mut ready = ready.clone();
         tokio::spawn(async move {
             let (read, mut write) = stream.into_split();
@@ -78,6 +86,11 @@ async fn handle(shared: &Shared, req: Request) -> Response {
     let what = format!("{:?} {} {} {}", req.command, req.network, req.container_id, req.ifname);
     let started = std::time::Instant::now();
     let req_command = req.command;
+    // One request per attachment at a time: a DEL that overtakes a slow ADD of the same
+    // container waits for it instead of undoing half of it.
+    let key = Endpoint::key(&req.network, &req.container_id, &req.ifname);
+    let lock = shared.attachment_lock(&key);
+    let _serial = lock.lock().await;
     let result = match req.command {
         Command::Add => add(shared, &req).await.map(Some),
         Command::Del => del(shared, &req).await.map(|()| None),
@@ -172,12 +185,25 @@ async fn add(shared: &Shared, req: &Request) -> Result<CniResult, CniError> {
         .filter_map(|v| v.as_str().and_then(|s| s.parse().ok()))
         .collect();
     let host_if = veth::host_name(&req.network, &req.container_id, &req.ifname);
-    match wire(shared, req, &netns, &host_if, &ips).await {
+    let wired = if ips.len() as u32 == v4 + v6 {
+        wire(shared, req, &netns, &host_if, &ips).await
+    } else {
+        Err(CniError::new(
+            code::AGENT_FAILED,
+            "the IPAM's answer is not understood",
+            format!("asked for {v4} IPv4 and {v6} IPv6 addresses, got {allocated}"),
+        ))
+    };
+    match wired {
         Ok(result) => Ok(result),
         Err(e) => {
-            // Undo: the veth (if any), the routes, the record, the addresses.
+            // Undo: the veth (if any), the routes, the records, the addresses.
             let _ = veth::remove(&shared.host, &host_if).await;
-            forget(shared, req, &ips).await;
+            forget(shared, req, &ips, &host_if).await;
+            let wep =
+                format!("/v1/workloadendpoints/{}", endpoint_name(&shared.cfg.node_name, &host_if));
+            let _ =
+                shared.client.call::<serde_json::Value>(Method::DELETE, &wep, None::<&()>).await;
             let release = json!({"handle": handle});
             if let Err(re) = shared
                 .client
@@ -294,10 +320,10 @@ async fn wire(
 }
 
 /// Drops the endpoint's routes and record (kernel routes go at the next apply).
-async fn forget(shared: &Shared, req: &Request, ips: &[IpNet]) {
+async fn forget(shared: &Shared, req: &Request, ips: &[IpNet], host_if: &str) {
     let mut state = shared.state.lock().await;
     for ip in ips {
-        state.programmer.remove_workload(*ip);
+        state.programmer.remove_workload(*ip, host_if);
     }
     let key = Endpoint::key(&req.network, &req.container_id, &req.ifname);
     if let Err(e) = state.endpoints.remove(&key) {
@@ -313,25 +339,27 @@ async fn del(shared: &Shared, req: &Request) -> Result<(), CniError> {
         .as_ref()
         .map(|e| e.host_if.clone())
         .unwrap_or_else(|| veth::host_name(&req.network, &req.container_id, &req.ifname));
-    // Release first: if the API is down the runtime retries DEL, and nothing is half done.
+    // Local teardown first, then the addresses go back: an address must never be handed
+    // out again while this host still routes it to the old veth. If the API is down, the
+    // runtime retries DEL; the local part is then already done (and idempotent).
+    veth::remove(&shared.host, &host_if)
+        .await
+        .map_err(|e| CniError::new(code::IO_FAILURE, "cannot remove the veth", e.to_string()))?;
+    let ips = known.map(|e| e.ips).unwrap_or_default();
+    forget(shared, req, &ips, &host_if).await;
+    shared.kick();
     let release = json!({"handle": handle_of(req)});
     shared
         .client
         .call::<serde_json::Value>(Method::POST, "/v1/ipam/release", Some(&release))
         .await
         .map_err(|e| api_error("cannot release the addresses", e))?;
-    veth::remove(&shared.host, &host_if)
-        .await
-        .map_err(|e| CniError::new(code::IO_FAILURE, "cannot remove the veth", e.to_string()))?;
     let path = format!("/v1/workloadendpoints/{}", endpoint_name(&shared.cfg.node_name, &host_if));
     match shared.client.call::<serde_json::Value>(Method::DELETE, &path, None::<&()>).await {
         Ok(_) => {}
         Err(e) if e.status().map(|s| s.as_u16()) == Some(404) => {}
         Err(e) => return Err(api_error("cannot remove the workload endpoint", e)),
     }
-    let ips = known.map(|e| e.ips).unwrap_or_default();
-    forget(shared, req, &ips).await;
-    shared.kick();
     Ok(())
 }
 

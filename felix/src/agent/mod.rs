@@ -143,6 +143,8 @@ pub(crate) struct Shared {
     pub mtu: u32,
     pub state: Mutex<State>,
     pub metrics: metrics::Metrics,
+    /// One lock per CNI attachment (network, container, interface).
+    attachments: std::sync::Mutex<std::collections::HashMap<String, Arc<Mutex<()>>>>,
     dirty: Notify,
 }
 
@@ -150,6 +152,17 @@ impl Shared {
     /// Asks the sync loop for a pass.
     pub fn kick(&self) {
         self.dirty.notify_one();
+    }
+
+    /// The lock that serialises CNI requests for one attachment. Unused locks are dropped as
+    /// new ones are made, so the map stays as large as the requests in flight.
+    pub fn attachment_lock(&self, key: &str) -> Arc<Mutex<()>> {
+        let mut map = match self.attachments.lock() {
+            Ok(m) => m,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        map.retain(|_, l| Arc::strong_count(l) > 1);
+        map.entry(key.to_string()).or_default().clone()
     }
 
     /// Makes the kernel match the desired routes, timed for the metrics.
@@ -194,17 +207,38 @@ async fn list(client: &Client, plural: &str) -> Result<(u64, Vec<RawResource>), 
     let v: serde_json::Value =
         client.get(&format!("/v1/{plural}")).await.map_err(api(format!("listing {plural}")))?;
     let revision = v["revision"].as_u64().unwrap_or(0);
-    let items = serde_json::from_value(v["items"].clone()).unwrap_or_default();
+    // A list we cannot read fails the pass (the last good state stays): read as empty, it
+    // would withdraw every route it stood for.
+    let items = serde_json::from_value(v["items"].clone())
+        .map_err(|e| AgentError::Config(format!("the API's {plural} are not understood: {e}")))?;
     Ok((revision, items))
+}
+
+/// Typed specs of a list, all or nothing.
+fn typed<S: serde::de::DeserializeOwned>(
+    items: &[RawResource],
+    kind: &str,
+) -> Result<Vec<S>, AgentError> {
+    items
+        .iter()
+        .map(|r| {
+            r.typed::<S>().map(|t| t.spec).map_err(|e| {
+                AgentError::Config(format!(
+                    "{kind} {} is not understood ({e}): is this agent older than the API server?",
+                    r.metadata.name
+                ))
+            })
+        })
+        .collect()
 }
 
 /// Reads what the agent needs from the API.
 pub(crate) async fn snapshot(client: &Client, node: &str) -> Result<Snapshot, AgentError> {
     let (revision, raw_nodes) = list(client, "nodes").await?;
     let mut snap = Snapshot { revision, ..Default::default() };
-    for raw in raw_nodes {
-        let Ok(n) = raw.typed::<NodeSpec>() else { continue };
-        let info = NodeInfo::from_spec(&n.metadata.name, n.metadata.labels.clone(), &n.spec);
+    let specs: Vec<NodeSpec> = typed(&raw_nodes, "Node")?;
+    for (raw, spec) in raw_nodes.iter().zip(specs) {
+        let info = NodeInfo::from_spec(&raw.metadata.name, raw.metadata.labels.clone(), &spec);
         if info.name == node {
             snap.me = Some(info.clone());
         }
@@ -212,16 +246,12 @@ pub(crate) async fn snapshot(client: &Client, node: &str) -> Result<Snapshot, Ag
     }
     let (_, configs) = list(client, "bgpconfigurations").await?;
     if let Some(c) = configs.iter().find(|c| c.metadata.name == "default") {
-        if let Ok(c) = c.typed::<BgpConfigurationSpec>() {
-            snap.config = c.spec;
-        }
+        snap.config = typed(std::slice::from_ref(c), "BGPConfiguration")?.remove(0);
     }
     let (_, peers) = list(client, "bgppeers").await?;
-    snap.peers =
-        peers.iter().filter_map(|p| p.typed::<BgpPeerSpec>().ok()).map(|p| p.spec).collect();
+    snap.peers = typed(&peers, "BGPPeer")?;
     let (_, pools) = list(client, "ippools").await?;
-    snap.pools =
-        pools.iter().filter_map(|p| p.typed::<IpPoolSpec>().ok()).map(|p| p.spec).collect();
+    snap.pools = typed(&pools, "IPPool")?;
     let (_, affinities) =
         list(client, &format!("blockaffinities?labelSelector=node%3D%3D%27{node}%27")).await?;
     for a in affinities {
@@ -300,7 +330,9 @@ async fn register(client: &Client, cfg: &AgentConfig) -> Result<NodeInfo, AgentE
     let mut raw = existing.unwrap_or_else(|| {
         RawResource::new(tartan_ipam::resources::Kind::Node, &cfg.node_name, serde_json::json!({}))
     });
-    let mut spec: NodeSpec = raw.typed::<NodeSpec>().map(|r| r.spec).unwrap_or_default();
+    // A Node this agent cannot read is not overwritten with what it could: that would drop
+    // whatever fields it does not know.
+    let mut spec: NodeSpec = typed(std::slice::from_ref(&raw), "Node")?.remove(0);
     let mut bgp = spec.bgp.clone().unwrap_or_default();
     let (v4, v6) = detect_addresses(cfg).await?;
     if v4.is_some() {
@@ -557,6 +589,7 @@ async fn start(cfg: &AgentConfig) -> Result<(Arc<Shared>, speaker::Bgp, u64, boo
         mtu,
         state: Mutex::new(State { programmer, endpoints, kernel_routes: 0 }),
         metrics: metrics::Metrics::default(),
+        attachments: Default::default(),
         dirty: Notify::new(),
     });
 

@@ -63,8 +63,12 @@ impl<K: Kernel> Programmer<K> {
         self.workloads.insert(dst, veth.to_string());
     }
 
-    pub fn remove_workload(&mut self, dst: IpNet) {
-        self.workloads.remove(&dst);
+    /// Removes a workload's route, if it is still the one to `veth` (the address may already
+    /// belong to a newer workload).
+    pub fn remove_workload(&mut self, dst: IpNet, veth: &str) {
+        if self.workloads.get(&dst).is_some_and(|v| v == veth) {
+            self.workloads.remove(&dst);
+        }
     }
 
     pub fn set_blocks(&mut self, blocks: BTreeSet<IpNet>) {
@@ -274,6 +278,16 @@ mod tests {
         let report = apply(&mut p, Instant::now());
         assert_eq!(report.failed.len(), 1, "created, never replaced: {report:?}");
         assert!(p.kernel().table.is_empty());
+    }
+
+    #[test]
+    fn removing_a_workload_leaves_a_newer_holder_of_its_address_alone() {
+        let mut p = Programmer::new(kernel(&["tapnew"]), Duration::from_secs(10));
+        p.set_workload(net("10.65.0.5/32"), "tapnew");
+        p.remove_workload(net("10.65.0.5/32"), "tapold");
+        assert_eq!(p.desired()[&net("10.65.0.5/32")], Target::Link("tapnew".into()));
+        p.remove_workload(net("10.65.0.5/32"), "tapnew");
+        assert!(p.desired().is_empty());
     }
 
     #[test]
