@@ -210,6 +210,14 @@ fn hosts_whose_addresses_arrive_late_peer_and_route_over_their_own_link() {
     let via = lab.sh_ok("a", &format!("ip route get {}", wls["cb"].v4.clone().unwrap_or_default()));
     assert!(via.contains("via 10.0.12.2 dev eth1"), "{via}");
 
+    // A second agent on the same host refuses to start (it would take the socket).
+    let second = lab.sh("a", "timeout 10 tartan node");
+    assert!(
+        !second.success() && second.stderr.contains("another `tartan node`"),
+        "{}",
+        second.stderr
+    );
+
     // Restart a's agent: its routes stay in the kernel while it is down, b keeps a's block
     // (graceful restart), and the new agent knows its container from its local records.
     let before = routes(&lab, "a").expect("routes");

@@ -447,6 +447,8 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
     let mut term = signal(SignalKind::terminate()).map_err(io("installing signal handlers"))?;
     let mut int = signal(SignalKind::interrupt()).map_err(io("installing signal handlers"))?;
 
+    // One agent per host: a second one would take the socket and fight over the routes.
+    let _lock = lock_state_dir(&cfg.state_dir)?;
     // The CNI socket opens first: requests wait for the agent rather than fail to connect.
     let listener =
         cni_server::bind(&cfg.socket).map_err(io(format!("binding {}", cfg.socket.display())))?;
@@ -545,6 +547,24 @@ async fn metrics_text(shared: &Shared, bgp: &speaker::Bgp) -> String {
         snap.endpoints = state.endpoints.len();
     }
     shared.metrics.render(&snap)
+}
+
+/// Holds an exclusive lock on `<state-dir>/agent.lock` for the agent's life.
+fn lock_state_dir(dir: &std::path::Path) -> Result<nix::fcntl::Flock<std::fs::File>, AgentError> {
+    std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+    let path = dir.join("agent.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io(format!("opening {}", path.display())))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|(_, e)| {
+        AgentError::Config(format!(
+            "another `tartan node` holds {} ({e}): one agent per host; stop it first, or give this one its own --state-dir and --socket",
+            path.display()
+        ))
+    })
 }
 
 /// Everything before the agent serves: the API, registration, local state, the speaker and a

@@ -234,8 +234,18 @@ impl Bgp {
     /// every resync interval.
     pub async fn sync_loop(self, shared: Arc<Shared>, first_ok: bool) {
         let mut ok = first_ok;
+        // After a failed pass, retry soon, then less and less often (a configuration error does
+        // not fix itself every second); any change in the datastore still wakes us at once.
+        let mut backoff = Duration::from_secs(1);
         loop {
-            let wait = if ok { shared.cfg.resync } else { Duration::from_secs(1) };
+            let wait = if ok {
+                backoff = Duration::from_secs(1);
+                shared.cfg.resync
+            } else {
+                let w = backoff;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+                w
+            };
             let _ = tokio::time::timeout(wait, shared.dirty.notified()).await;
             // Let a burst of changes settle into one pass.
             tokio::time::sleep(Duration::from_millis(50)).await;
