@@ -249,6 +249,21 @@ fn hosts_whose_addresses_arrive_late_peer_and_route_over_their_own_link() {
     });
     let freed = lab.sh_ok("a", &format!("tartanctl ipam show --ip {ca}"));
     assert!(freed.contains("not assigned"), "{freed}");
+
+    // A container that vanished while its agent was down (as after a reboot): the restarted
+    // agent finds its veth gone, releases its addresses and forgets it.
+    let cb = wls["cb"].v4.clone().unwrap_or_default();
+    lab.sh_ok("b", "pkill -KILL -x tartan");
+    lab.sh_ok("b", "ip netns del cb");
+    lab.sh_ok("b", "tartan node >/tmp/agent-again.log 2>&1 &");
+    lab.wait_for("cb's addresses released by the restarted agent", CONVERGE, || {
+        let shown = lab.sh("a", &format!("tartanctl ipam show --ip {cb}")).stdout;
+        if shown.contains("not assigned") && !workloads(&lab)?.contains_key("cb") {
+            Ok(())
+        } else {
+            Err(shown)
+        }
+    });
     let footprint = lab.footprint();
     lab.destroy();
     footprint.assert_gone();

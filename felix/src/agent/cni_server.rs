@@ -10,6 +10,7 @@ use std::sync::Arc;
 use ipnet::IpNet;
 use serde_json::json;
 use tartan_ipam::client::{ClientError, Method};
+use tartan_ipam::resources::Selector;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixListener;
 
@@ -135,10 +136,23 @@ async fn families(shared: &Shared) -> Result<(u32, u32), CniError> {
         .get("/v1/ippools")
         .await
         .map_err(|e| api_error("cannot list the IP pools", e))?;
+    let node: serde_json::Value = shared
+        .client
+        .get(&format!("/v1/nodes/{}", shared.cfg.node_name))
+        .await
+        .map_err(|e| api_error("cannot read this host's Node", e))?;
+    let labels: std::collections::BTreeMap<String, String> =
+        serde_json::from_value(node["metadata"]["labels"].clone()).unwrap_or_default();
     let mut v4 = 0;
     let mut v6 = 0;
     for p in pools["items"].as_array().into_iter().flatten() {
         if p["spec"]["disabled"].as_bool() == Some(true) {
+            continue;
+        }
+        // Only pools whose nodeSelector picks this host: asking for a family no pool of ours
+        // has would fail the whole (all-or-nothing) allocation.
+        let selector = p["spec"]["nodeSelector"].as_str().unwrap_or("all()");
+        if !Selector::parse(selector).is_ok_and(|s| s.matches(&labels)) {
             continue;
         }
         match p["spec"]["cidr"].as_str().map(|c| c.contains(':')) {
@@ -150,8 +164,8 @@ async fn families(shared: &Shared) -> Result<(u32, u32), CniError> {
     if v4 + v6 == 0 {
         return Err(CniError::new(
             code::NO_ADDRESS,
-            "no enabled IP pool",
-            "create one: `tartanctl apply -f pool.yaml`",
+            format!("no enabled IP pool selects node {}", shared.cfg.node_name),
+            "create one (`tartanctl apply -f pool.yaml`), or check the pools' nodeSelector",
         ));
     }
     Ok((v4, v6))

@@ -549,6 +549,54 @@ async fn metrics_text(shared: &Shared, bgp: &speaker::Bgp) -> String {
     shared.metrics.render(&snap)
 }
 
+/// Endpoints whose veth is gone while the agent was down (a reboot takes every container
+/// with it): their addresses go back and their records go, so nothing keeps advertising or
+/// holding them. One whose cleanup fails stays for the next start.
+async fn prune_endpoints(
+    client: &Client,
+    cfg: &AgentConfig,
+    host: &rtnetlink::Handle,
+    endpoints: &mut Endpoints,
+) {
+    let mut stale = Vec::new();
+    for ep in endpoints.all() {
+        if let Ok(None) = crate::cni::veth::index_of(host, &ep.host_if).await {
+            stale.push(ep.clone());
+        }
+    }
+    for ep in stale {
+        let release = serde_json::json!({"handle": ep.handle});
+        let released = client
+            .call::<serde_json::Value>(Method::POST, "/v1/ipam/release", Some(&release))
+            .await;
+        let wep = format!("/v1/workloadendpoints/{}.{}", cfg.node_name, ep.host_if);
+        let removed =
+            match client.call::<serde_json::Value>(Method::DELETE, &wep, None::<&()>).await {
+                Err(e) if e.status().map(|s| s.as_u16()) != Some(404) => Err(e),
+                _ => Ok(()),
+            };
+        match (released, removed) {
+            (Ok(_), Ok(())) => {
+                tracing::info!(
+                    "{} ({}) is gone: its addresses are released",
+                    ep.container_id,
+                    ep.host_if
+                );
+                if let Err(e) = endpoints.remove(&ep.own_key()) {
+                    tracing::warn!("removing the record of {}: {e}", ep.container_id);
+                }
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(
+                    "{} ({}) is gone but could not be cleaned up: {e}",
+                    ep.container_id,
+                    ep.host_if
+                )
+            }
+        }
+    }
+}
+
 /// Holds an exclusive lock on `<state-dir>/agent.lock` for the agent's life.
 fn lock_state_dir(dir: &std::path::Path) -> Result<nix::fcntl::Flock<std::fs::File>, AgentError> {
     std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
@@ -591,8 +639,9 @@ async fn start(cfg: &AgentConfig) -> Result<(Arc<Shared>, speaker::Bgp, u64, boo
     } else {
         mtu_of(&host, me.ipv4.or(me.ipv6)).await.unwrap_or(1500)
     };
-    let endpoints = Endpoints::open(&cfg.state_dir.join("endpoints"))
+    let mut endpoints = Endpoints::open(&cfg.state_dir.join("endpoints"))
         .map_err(io(format!("opening {}", cfg.state_dir.display())))?;
+    prune_endpoints(&client, cfg, &host, &mut endpoints).await;
     let kernel = NetlinkKernel::new(host.clone(), None, cfg.route_protocol)
         .map_err(io("opening a netlink socket for routes"))?;
     let mut programmer = Programmer::new(kernel, Duration::from_secs(10));
