@@ -7,6 +7,9 @@
 //! A guard deletes the sandboxes, the host namespace and the temporary directory on drop, also
 //! when a test panics.
 
+mod common;
+
+use common::Out;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -18,24 +21,14 @@ use tartan_felix::sandbox::cache::base64_decode;
 
 const PLUGINS: &str = "/usr/lib/cni";
 
-/// What one `tartan` run did.
-#[derive(Debug)]
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
+trait Fails {
+    /// Asserts failure (status 1) with `tartan sandbox: ` on the last stderr line.
+    fn fails(self) -> String;
 }
 
-impl Out {
-    fn ok(self) -> String {
-        assert_eq!(self.code, 0, "tartan failed: {self:?}");
-        self.stdout
-    }
+impl Fails for Out {
     fn fails(self) -> String {
-        assert_eq!(self.code, 1, "tartan should have failed with 1: {self:?}");
-        let last = self.stderr.lines().last().unwrap_or("");
-        assert!(last.starts_with("tartan sandbox: "), "{self:?}");
-        self.stderr
+        self.fails_with("tartan sandbox: ", false)
     }
 }
 
@@ -87,11 +80,7 @@ impl Lab {
             .env_remove("CNI_ARGS")
             .output()
             .expect("run nsenter");
-        Out {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        Out::from(out)
     }
 
     fn cache_file(&self, name: &str) -> PathBuf {

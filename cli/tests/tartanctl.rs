@@ -2,6 +2,9 @@
 //! with a temporary data directory (a guard kills it and removes the directory, also when the
 //! test panics) and runs the `tartanctl` binary against it, checking what an operator sees.
 
+mod common;
+
+use common::Out;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -47,26 +50,14 @@ impl Drop for Server {
     }
 }
 
-/// What one `tartanctl` run did.
-#[derive(Debug)]
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
+trait Fails {
+    /// Asserts failure (status 1) with nothing printed but the error; the stderr.
+    fn fails(self) -> String;
 }
 
-impl Out {
-    /// Asserts success; the stdout.
-    fn ok(self) -> String {
-        assert_eq!(self.code, 0, "expected success, got {self:#?}");
-        self.stdout
-    }
-
-    /// Asserts failure with status 1 and nothing printed but the error; the stderr.
+impl Fails for Out {
     fn fails(self) -> String {
-        assert_eq!(self.code, 1, "expected exit status 1, got {self:#?}");
-        assert!(self.stderr.starts_with("tartanctl: "), "{self:#?}");
-        self.stderr
+        self.fails_with("tartanctl: ", true)
     }
 }
 
@@ -151,12 +142,7 @@ fn run(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Out {
     if let Some(mut input) = child.stdin.take() {
         input.write_all(stdin.unwrap_or("").as_bytes()).expect("write stdin");
     }
-    let out = child.wait_with_output().expect("tartanctl finished");
-    Out {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Out::from(child.wait_with_output().expect("tartanctl finished"))
 }
 
 const FABRIC: &str = "\

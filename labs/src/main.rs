@@ -512,7 +512,7 @@ fn run(command: Command) -> Result<ExitCode> {
                 prefixes,
                 targets,
                 timeout: Duration::from_secs(timeout),
-                work_dir: std::env::temp_dir().join("tartanlab-bench"),
+                work_dir: bench_dir(),
                 tartanlab: std::env::current_exe().map_err(LabError::io("finding tartanlab"))?,
                 keep_files,
             };
@@ -522,9 +522,7 @@ fn run(command: Command) -> Result<ExitCode> {
                 peers * prefixes
             );
             print!("{}", tartan_labs::bench::bgp::table(&opts, &results));
-            if json {
-                println!("{}", serde_json::to_string_pretty(&results).unwrap_or_default());
-            }
+            print_json(json, &results);
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(BenchCommand::Ipam {
@@ -538,7 +536,7 @@ fn run(command: Command) -> Result<ExitCode> {
                 clients,
                 allocs,
                 reference_allocs,
-                work_dir: std::env::temp_dir().join("tartanlab-bench"),
+                work_dir: bench_dir(),
                 keep_files,
             };
             let results = tartan_labs::bench::ipam::run(&opts)?;
@@ -546,37 +544,24 @@ fn run(command: Command) -> Result<ExitCode> {
                 "IPAM allocation: {clients} clients, {allocs} allocations through the HTTP API (host-local: {reference_allocs})"
             );
             print!("{}", tartan_labs::bench::ipam::table(&results));
-            if json {
-                println!("{}", serde_json::to_string_pretty(&results).unwrap_or_default());
-            }
+            print_json(json, &results);
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(BenchCommand::Cni { count, json }) => {
             require_root("tartanlab bench")?;
             let me = std::env::current_exe().map_err(LabError::io("finding tartanlab"))?;
-            let rows = tartan_labs::bench::fabric::cni(
-                &me,
-                &std::env::temp_dir().join("tartanlab-bench"),
-                count,
-            )?;
+            let rows = tartan_labs::bench::fabric::cni(&me, &bench_dir(), count)?;
             println!(
                 "CNI latency: {count} ADDs then {count} DELs per target through `tartan sandbox`, on one lab host"
             );
             print!("{}", tartan_labs::bench::fabric::cni_table(&rows));
-            if json {
-                println!("{}", serde_json::to_string_pretty(&rows).unwrap_or_default());
-            }
+            print_json(json, &rows);
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(BenchCommand::Burst { containers, parallel, json }) => {
             require_root("tartanlab bench")?;
             let me = std::env::current_exe().map_err(LabError::io("finding tartanlab"))?;
-            let r = tartan_labs::bench::fabric::burst(
-                &me,
-                &std::env::temp_dir().join("tartanlab-bench"),
-                containers,
-                parallel,
-            )?;
+            let r = tartan_labs::bench::fabric::burst(&me, &bench_dir(), containers, parallel)?;
             println!(
                 "Burst: {containers} containers on host1, {parallel} ADDs at a time, pinged from a container on host2"
             );
@@ -584,19 +569,13 @@ fn run(command: Command) -> Result<ExitCode> {
                 "all added after {:.2} s; all reachable after {:.2} s (target: under 3 s)",
                 r.added_s, r.reachable_s
             );
-            if json {
-                println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
-            }
+            print_json(json, &r);
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(BenchCommand::Datapath { seconds, json }) => {
             require_root("tartanlab bench")?;
             let me = std::env::current_exe().map_err(LabError::io("finding tartanlab"))?;
-            let r = tartan_labs::bench::fabric::datapath(
-                &me,
-                &std::env::temp_dir().join("tartanlab-bench"),
-                seconds,
-            )?;
+            let r = tartan_labs::bench::fabric::datapath(&me, &bench_dir(), seconds)?;
             println!("Datapath: iperf3 TCP for {seconds} s over the hosts' link");
             println!(
                 "host to host {:.2} Gbit/s; container to container {:.2} Gbit/s = {:.2}× (target: at least 0.95×)",
@@ -604,9 +583,7 @@ fn run(command: Command) -> Result<ExitCode> {
                 r.container_gbps,
                 r.container_gbps / r.host_gbps
             );
-            if json {
-                println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
-            }
+            print_json(json, &r);
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(BenchCommand::Routes { routes, runs, json }) => {
@@ -616,9 +593,7 @@ fn run(command: Command) -> Result<ExitCode> {
                 "Route programming: {routes} /32 routes into a fresh namespace (best of {runs})"
             );
             print!("{}", tartan_labs::bench::routes::table(&result));
-            if json {
-                println!("{}", serde_json::to_string_pretty(&result).unwrap_or_default());
-            }
+            print_json(json, &result);
             Ok(ExitCode::SUCCESS)
         }
         Command::Validate { lab } => {
@@ -642,5 +617,17 @@ fn run(command: Command) -> Result<ExitCode> {
         Command::NsExec { .. } | Command::NodeInit { .. } | Command::PidInit { .. } => {
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// Where benchmarks keep their files.
+fn bench_dir() -> PathBuf {
+    std::env::temp_dir().join("tartanlab-bench")
+}
+
+/// A benchmark's results as JSON too, when asked.
+fn print_json<T: serde::Serialize>(json: bool, results: &T) {
+    if json {
+        println!("{}", serde_json::to_string_pretty(results).unwrap_or_default());
     }
 }

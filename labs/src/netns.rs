@@ -4,20 +4,15 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use nix::errno::Errno;
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
-use nix::sched::{CloneFlags, unshare};
 
 use crate::error::{LabError, Result};
 use crate::procfs::is_mount_point;
 
-pub const NETNS_DIR: &str = "/run/netns";
-
-pub fn path(name: &str) -> PathBuf {
-    Path::new(NETNS_DIR).join(name)
-}
+pub use tartan_felix::netns::{NETNS_DIR, path};
 
 pub fn exists(name: &str) -> bool {
     path(name).exists()
@@ -27,69 +22,18 @@ pub fn open(name: &str) -> Result<File> {
     File::open(path(name)).map_err(LabError::io(format!("opening network namespace {name}")))
 }
 
-/// iproute2's setup of `/run/netns`: a shared mount, so namespaces added later are visible to
-/// other mount namespaces that share it.
-fn ensure_netns_dir() -> Result<()> {
-    fs::create_dir_all(NETNS_DIR).map_err(LabError::io("creating /run/netns"))?;
-    let shared = || {
-        mount(
-            None::<&str>,
-            NETNS_DIR,
-            None::<&str>,
-            MsFlags::MS_SHARED | MsFlags::MS_REC,
-            None::<&str>,
-        )
-    };
-    match shared() {
-        Ok(()) => Ok(()),
-        Err(Errno::EINVAL) => {
-            mount(
-                Some(NETNS_DIR),
-                NETNS_DIR,
-                None::<&str>,
-                MsFlags::MS_BIND | MsFlags::MS_REC,
-                None::<&str>,
-            )
-            .map_err(LabError::sys("bind-mounting /run/netns"))?;
-            shared().map_err(LabError::sys("making /run/netns shared"))
-        }
-        Err(e) => Err(LabError::Sys { what: "making /run/netns shared".into(), source: e }),
-    }
-}
-
-/// Creates the named network namespace; fails if the name is taken.
+/// Creates the named namespace (as `ip netns add` does; see `tartan_felix::netns`); fails if
+/// the name is taken.
 pub fn create(name: &str) -> Result<()> {
-    ensure_netns_dir()?;
-    let target = path(name);
-    OpenOptions::new().write(true).create_new(true).mode(0o0).open(&target).map_err(|e| match e
-        .kind()
-    {
-        std::io::ErrorKind::AlreadyExists => LabError::NetnsExists { name: name.to_string() },
-        _ => LabError::Io { what: format!("creating {}", target.display()), source: e },
-    })?;
-    // A thread of our own enters a new namespace and pins it; the process stays where it was.
-    let pinned = std::thread::scope(|s| {
-        s.spawn(|| -> nix::Result<()> {
-            unshare(CloneFlags::CLONE_NEWNET)?;
-            mount(
-                Some("/proc/thread-self/ns/net"),
-                &target,
-                None::<&str>,
-                MsFlags::MS_BIND,
-                None::<&str>,
-            )
-        })
-        .join()
-        .unwrap_or(Err(Errno::EIO))
-    });
-    if let Err(e) = pinned {
-        let _ = fs::remove_file(&target);
-        return Err(LabError::Sys {
-            what: format!("creating network namespace {name}"),
-            source: e,
-        });
+    match tartan_felix::netns::create(name) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            Err(LabError::NetnsExists { name: name.to_string() })
+        }
+        Err(e) => {
+            Err(LabError::Io { what: format!("creating network namespace {name}"), source: e })
+        }
     }
-    Ok(())
 }
 
 /// Removes the named namespace; an absent one is not an error. The namespace itself (and the

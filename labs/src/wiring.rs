@@ -181,23 +181,8 @@ impl NsHandle {
 /// Runs `f` on a thread that has joined the named network namespace (for per-namespace
 /// `/proc/sys/net` writes outside any node).
 pub fn in_netns<T: Send>(name: &str, f: impl FnOnce() -> std::io::Result<T> + Send) -> Result<T> {
-    let path = netns::path(name);
-    std::thread::scope(|s| {
-        s.spawn(|| -> Result<T> {
-            let ns =
-                File::open(&path).map_err(LabError::io(format!("opening {}", path.display())))?;
-            setns(&ns, CloneFlags::CLONE_NEWNET)
-                .map_err(LabError::sys(format!("joining {name}")))?;
-            f().map_err(LabError::io(format!("configuring {name}")))
-        })
-        .join()
-        .unwrap_or_else(|_| {
-            Err(LabError::Io {
-                what: format!("configuring {name}"),
-                source: std::io::Error::other("panicked"),
-            })
-        })
-    })
+    tartan_felix::netns::run_in(&netns::path(name), f)
+        .map_err(LabError::io(format!("configuring {name}")))
 }
 
 /// MAC addresses for every interface: the file's own, else containerlab's OUI `aa:c1:ab` with

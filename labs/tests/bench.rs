@@ -6,6 +6,12 @@ use std::process::Command;
 
 use tartan_labs::harness::{lab_tests_enabled, tartanlab_bin};
 
+/// Whether a network namespace whose name contains `part` exists.
+fn namespace_left(part: &str) -> bool {
+    let list = Command::new("ip").args(["netns", "list"]).output().expect("ip netns list");
+    String::from_utf8_lossy(&list.stdout).contains(part)
+}
+
 #[test]
 fn a_tiny_bgp_benchmark_runs_for_tartan_and_bird() {
     if !lab_tests_enabled() {
@@ -40,11 +46,7 @@ fn a_tiny_bgp_benchmark_runs_for_tartan_and_bird() {
         assert!(r["peak_rss_bytes"].as_u64().is_some_and(|b| b > 0), "{r}");
     }
     assert!(stdout.contains("TIME VS BIRD"), "{stdout}");
-    let left = Command::new("ip").args(["netns", "list"]).output().expect("ip");
-    assert!(
-        !String::from_utf8_lossy(&left.stdout).contains("clab-bench-"),
-        "a bench lab was left behind"
-    );
+    assert!(!namespace_left("clab-bench-"), "a bench lab was left behind");
 }
 
 #[test]
@@ -62,11 +64,7 @@ fn a_tiny_routes_benchmark_runs_and_leaves_no_namespace() {
         stdout.contains("tartan programmer (no-op resync)") && stdout.contains("\"routes\": 300"),
         "{stdout}"
     );
-    let left = Command::new("ip").args(["netns", "list"]).output().expect("ip netns");
-    assert!(
-        !String::from_utf8_lossy(&left.stdout).contains("bench-routes"),
-        "namespaces left behind"
-    );
+    assert!(!namespace_left("bench-routes"), "namespaces left behind");
 }
 
 #[test]
@@ -90,9 +88,5 @@ fn tiny_cni_and_burst_benchmarks_run_on_their_own_labs() {
             "{stdout}"
         );
     }
-    let left = Command::new("ip").args(["netns", "list"]).output().expect("ip netns");
-    assert!(
-        !String::from_utf8_lossy(&left.stdout).contains("clab-fabric-bench"),
-        "namespaces left behind"
-    );
+    assert!(!namespace_left("clab-fabric-bench"), "namespaces left behind");
 }

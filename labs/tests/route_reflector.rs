@@ -54,21 +54,7 @@ fn reflectors_replace_the_mesh_and_one_can_go() {
     // Hitless restart of a client: h1's agent killed with SIGKILL and started again during a
     // 100 pps ping from c1 to c3; the reflectors (graceful-restart helpers) keep h1's block.
     let c3 = wls["c3"].v4.clone().unwrap_or_default();
-    lab.sh_ok(
-        "h1",
-        &format!(
-            "tartan sandbox exec c1 -- ping -q -i 0.01 -c 600 -W 1 {c3} >/tmp/ping.log 2>&1 &"
-        ),
-    );
-    std::thread::sleep(Duration::from_millis(1500));
-    lab.sh_ok("h1", "pkill -KILL -x tartan");
-    std::thread::sleep(Duration::from_millis(1000));
-    lab.sh_ok("h1", "tartan node >/tmp/agent-again.log 2>&1 &");
-    lab.wait_for("h1's sessions again", CONVERGE, || sessions_established(&lab, &["h1"], 4));
-    let summary = lab.wait_for("the ping to finish", Duration::from_secs(30), || {
-        let out = lab.sh("h1", "cat /tmp/ping.log").stdout;
-        if out.contains("packets transmitted") { Ok(out) } else { Err(out) }
-    });
+    let summary = ping_through_agent_restart(&lab, "h1", "c1", &c3, "tartan node", 4);
     assert!(summary.contains("600 received") && summary.contains(" 0% packet loss"), "{summary}");
 
     // rr1 goes for good: its agent stops and its Node is deleted. Nothing the clients learned

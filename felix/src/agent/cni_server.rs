@@ -10,6 +10,7 @@ use std::sync::Arc;
 use ipnet::IpNet;
 use serde_json::json;
 use tartan_ipam::client::{ClientError, Method};
+use tartan_ipam::ipam::views::HandleView;
 use tartan_ipam::resources::Selector;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixListener;
@@ -397,24 +398,21 @@ async fn check(shared: &Shared, req: &Request) -> Result<(), CniError> {
     veth::check(&shared.host, &attachment)
         .await
         .map_err(|e| CniError::new(code::AGENT_FAILED, "CHECK failed", e.to_string()))?;
-    let held: serde_json::Value = shared
+    let held: HandleView = shared
         .client
         .get(&format!("/v1/ipam/handles/{}", ep.handle))
         .await
         .map_err(|e| api_error("CHECK failed: the IPAM does not know the handle", e))?;
-    let text = held.to_string();
+    let state = shared.state.lock().await;
     for ip in &ep.ips {
-        if !text.contains(&format!("\"{}\"", ip.addr())) && !text.contains(&format!("\"{ip}\"")) {
+        if !held.ips.contains(&ip.addr()) {
             return Err(CniError::new(
                 code::AGENT_FAILED,
                 "CHECK failed",
                 format!("{ip} is no longer allocated to {}", ep.handle),
             ));
         }
-    }
-    let routes = shared.state.lock().await.programmer.desired();
-    for ip in &ep.ips {
-        if routes.get(ip) != Some(&crate::routes::Target::Link(ep.host_if.clone())) {
+        if state.programmer.workload(*ip) != Some(ep.host_if.as_str()) {
             return Err(CniError::new(
                 code::AGENT_FAILED,
                 "CHECK failed",

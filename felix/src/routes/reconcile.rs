@@ -63,6 +63,11 @@ impl<K: Kernel> Programmer<K> {
         self.workloads.insert(dst, veth.to_string());
     }
 
+    /// The veth a workload's route goes to, if the address is a local workload's.
+    pub fn workload(&self, dst: IpNet) -> Option<&str> {
+        self.workloads.get(&dst).map(String::as_str)
+    }
+
     /// Removes a workload's route, if it is still the one to `veth` (the address may already
     /// belong to a newer workload).
     pub fn remove_workload(&mut self, dst: IpNet, veth: &str) {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tartan_felix::netns::{self, TempNetns};
 use tartan_felix::routes::netlink::NetlinkKernel;
-use tartan_felix::routes::{DEFAULT_PROTOCOL, Programmer};
+use tartan_felix::routes::{ApplyReport, DEFAULT_PROTOCOL, Programmer};
 
 use crate::error::LabError;
 
@@ -100,12 +100,7 @@ fn programmer(n: usize) -> Result<(Duration, Duration), LabError> {
         for i in 0..n {
             p.set_learned(ipnet::IpNet::from(IpAddr::V4(dst(i))), Some(hop.clone()));
         }
-        let started = Instant::now();
-        let first = p
-            .apply(Instant::now())
-            .await
-            .map_err(|e| LabError::Usage { message: e.to_string() })?;
-        let program = started.elapsed();
+        let (first, program) = timed_apply(&mut p).await?;
         if first.replaced != n || !first.failed.is_empty() {
             return Err(LabError::Usage {
                 message: format!(
@@ -115,12 +110,7 @@ fn programmer(n: usize) -> Result<(Duration, Duration), LabError> {
                 ),
             });
         }
-        let started = Instant::now();
-        let again = p
-            .apply(Instant::now())
-            .await
-            .map_err(|e| LabError::Usage { message: e.to_string() })?;
-        let noop = started.elapsed();
+        let (again, noop) = timed_apply(&mut p).await?;
         if again.replaced + again.deleted != 0 || again.kernel_routes != n {
             return Err(LabError::Usage {
                 message: format!("the resync was not a no-op: {again:?}"),
@@ -128,6 +118,15 @@ fn programmer(n: usize) -> Result<(Duration, Duration), LabError> {
         }
         Ok((program, noop))
     })
+}
+
+/// One `apply`, and how long it took.
+async fn timed_apply(
+    p: &mut Programmer<NetlinkKernel>,
+) -> Result<(ApplyReport, Duration), LabError> {
+    let started = Instant::now();
+    let report = p.apply(started).await.map_err(|e| LabError::Usage { message: e.to_string() })?;
+    Ok((report, started.elapsed()))
 }
 
 /// Runs both, `runs` times each, keeping the best.

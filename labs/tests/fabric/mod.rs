@@ -188,3 +188,32 @@ pub fn tcp_transfer(lab: &TestLab, from: &Workload, to: &Workload, addr: &str, p
         if size == "1000000" { Ok(()) } else { Err(format!("{size} bytes")) }
     });
 }
+
+/// Kills `host`'s agent with SIGKILL during a 600-packet, 100 pps ping from its `container` to
+/// `target`, starts it again with `restart`, waits until `host` has `sessions` sessions again,
+/// and returns the ping's summary. The two pauses are the scenario, not waits for a state: the
+/// agent dies 1.5 s into the ping and stays down for 1 s.
+pub fn ping_through_agent_restart(
+    lab: &TestLab,
+    host: &str,
+    container: &str,
+    target: &str,
+    restart: &str,
+    sessions: usize,
+) -> String {
+    lab.sh_ok(
+        host,
+        &format!("tartan sandbox exec {container} -- ping -q -i 0.01 -c 600 -W 1 {target} >/tmp/ping.log 2>&1 &"),
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    lab.sh_ok(host, "pkill -KILL -x tartan");
+    std::thread::sleep(Duration::from_millis(1000));
+    lab.sh_ok(host, &format!("{restart} >/tmp/agent-again.log 2>&1 &"));
+    lab.wait_for(&format!("{host}'s sessions again"), CONVERGE, || {
+        sessions_established(lab, &[host], sessions)
+    });
+    lab.wait_for("the ping to finish", Duration::from_secs(30), || {
+        let out = lab.sh(host, "cat /tmp/ping.log").stdout;
+        if out.contains("packets transmitted") { Ok(out) } else { Err(out) }
+    })
+}
