@@ -102,7 +102,7 @@ fn routes_round_trip_through_the_kernel_and_others_are_left_alone() {
             .routes()
             .await
             .expect("read");
-        assert_eq!(table[&net("10.65.10.0/26")], Target::Via(vec![ip("10.0.0.9")]));
+        assert_eq!(table[&net("10.65.10.0/26")], Target::via(vec![ip("10.0.0.9")]));
         assert_eq!(p.apply(Instant::now()).await.expect("again").replaced, 0);
         p.set_learned(net("10.65.10.0/26"), None);
         p.apply(Instant::now()).await.expect("remove");
@@ -110,7 +110,7 @@ fn routes_round_trip_through_the_kernel_and_others_are_left_alone() {
         let mut k = NetlinkKernel::new(h.clone(), Some(&ns.path), 84).expect("kernel");
         let table = k.routes().await.expect("read back");
         assert_eq!(table, p.desired(), "the kernel holds exactly the desired table");
-        assert_eq!(table[&net("10.65.1.0/26")], Target::Via(vec![ip("10.0.0.2"), ip("10.0.0.3")]));
+        assert_eq!(table[&net("10.65.1.0/26")], Target::via(vec![ip("10.0.0.2"), ip("10.0.0.3")]));
 
         let again = p.apply(Instant::now()).await.expect("resync");
         assert_eq!(

@@ -5,29 +5,17 @@
 //! writing 10,000 routes cost a fraction of `ip -batch`.
 
 use std::io;
+use std::net::IpAddr;
 use std::path::Path;
 
-use rtnetlink::packet_core::{
-    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkHeader,
-    NetlinkMessage, NetlinkPayload,
-};
-use rtnetlink::packet_route::route::RouteMessage;
-use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
 use rtnetlink::sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+
+pub use super::wire::Op;
+use super::wire::{self, NexthopObject, Request, RouteEntry};
 
 /// Requests per `sendmsg` (and per acknowledgement). Small enough that a chunk whose every
 /// request fails fits its error replies in the socket's receive buffer.
 const CHUNK: usize = 256;
-
-/// What to do with one route.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Op {
-    /// Create; never over an existing route (EEXIST).
-    Create,
-    /// Replace the existing route (or create it).
-    Replace,
-    Delete,
-}
 
 /// A raw rtnetlink socket, bound in one namespace.
 #[derive(Debug)]
@@ -59,128 +47,130 @@ impl RawRoutes {
         Ok(RawRoutes { socket, seq: 1 })
     }
 
-    fn next_seq(&mut self) -> u32 {
-        self.seq = self.seq.wrapping_add(1).max(1);
-        self.seq
+    /// `n` consecutive sequence numbers; the first is returned.
+    fn take_seqs(&mut self, n: usize) -> u32 {
+        if self.seq.checked_add(n as u32 + 1).is_none() {
+            self.seq = 1;
+        }
+        let first = self.seq + 1;
+        self.seq += n as u32;
+        first
     }
 
-    /// Sends `msgs` and returns one outcome per message, in order. A chunk whose replies
+    /// Sends `requests` and returns one outcome per request, in order. A chunk whose replies
     /// cannot be read (ENOBUFS) fails alone.
-    pub fn write(&mut self, msgs: Vec<(RouteMessage, Op)>) -> io::Result<Vec<Outcome>> {
-        let mut outcomes = vec![Ok(()); msgs.len()];
-        let mut base = 0;
-        let mut msgs = msgs.into_iter().peekable();
-        while msgs.peek().is_some() {
-            let chunk: Vec<(RouteMessage, Op)> = msgs.by_ref().take(CHUNK).collect();
-            let mut buf = Vec::with_capacity(chunk.len() * 64);
-            let last = chunk.len() - 1;
-            let mut seqs = std::collections::HashMap::with_capacity(chunk.len());
-            let mut last_seq = 0;
-            for (i, (m, op)) in chunk.into_iter().enumerate() {
-                let seq = self.next_seq();
-                seqs.insert(seq, base + i);
-                last_seq = seq;
-                let (payload, flags) = match op {
-                    Op::Create => (RouteNetlinkMessage::NewRoute(m), NLM_F_CREATE | NLM_F_EXCL),
-                    Op::Replace => (RouteNetlinkMessage::NewRoute(m), NLM_F_CREATE | NLM_F_REPLACE),
-                    Op::Delete => (RouteNetlinkMessage::DelRoute(m), 0),
-                };
-                let mut header = NetlinkHeader::default();
-                header.flags = NLM_F_REQUEST | flags | if i == last { NLM_F_ACK } else { 0 };
-                header.sequence_number = seq;
-                let mut nl = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(payload));
-                nl.finalize();
-                let at = buf.len();
-                buf.resize(at + nl.buffer_len(), 0);
-                nl.serialize(&mut buf[at..]);
+    pub fn write<R: Request>(&mut self, requests: &[R]) -> io::Result<Vec<Outcome>> {
+        let mut outcomes = vec![Ok(()); requests.len()];
+        let mut buf = Vec::with_capacity(CHUNK.min(requests.len()) * 64);
+        for (index, chunk) in requests.chunks(CHUNK).enumerate() {
+            let base = index * CHUNK;
+            let first = self.take_seqs(chunk.len());
+            let last = first + (chunk.len() as u32 - 1);
+            buf.clear();
+            for (i, request) in chunk.iter().enumerate() {
+                request.encode(&mut buf, first + i as u32, i + 1 == chunk.len());
             }
             self.socket.send(&buf, 0)?;
+            let slots = &mut outcomes[base..base + chunk.len()];
             let received = self.receive(|seq, code| {
-                if let (Some(code), Some(slot)) = (code, seqs.get(&seq)) {
-                    outcomes[*slot] = Err(code);
+                if let Some(slot) = seq.checked_sub(first).and_then(|i| slots.get_mut(i as usize)) {
+                    if code != 0 {
+                        *slot = Err(code);
+                    }
                 }
-                seq == last_seq
+                seq == last
             });
             if let Err(e) = received {
                 let code = -e.raw_os_error().unwrap_or(5);
-                for slot in seqs.values() {
-                    outcomes[*slot] = Err(code);
-                }
+                slots.fill(Err(code));
             }
-            base += seqs.len();
         }
         Ok(outcomes)
     }
 
     /// Reads replies until `f` (given each error or acknowledgement's sequence number and
     /// errno) says it saw the last.
-    fn receive(&mut self, mut f: impl FnMut(u32, Option<i32>) -> bool) -> io::Result<()> {
+    fn receive(&mut self, mut f: impl FnMut(u32, i32) -> bool) -> io::Result<()> {
         let mut buf = vec![0u8; 1 << 16];
         loop {
             let n = self.socket.recv(&mut &mut buf[..], 0)?;
-            for msg in messages(&buf[..n]) {
-                if let NetlinkPayload::Error(e) = &msg.payload {
-                    let code = e.code.map(|c| c.get());
-                    if f(msg.header.sequence_number, code) {
-                        return Ok(());
-                    }
+            for frame in wire::frames(&buf[..n]) {
+                if frame.kind == wire::NLMSG_ERROR && f(frame.seq, frame.code().unwrap_or(-5)) {
+                    return Ok(());
                 }
             }
         }
     }
 
-    /// Every route of both families in the kernel's tables.
-    pub fn dump(&mut self) -> io::Result<Vec<RouteMessage>> {
-        let mut query = RouteMessage::default();
-        query.header.address_family = AddressFamily::Unspec;
-        let mut header = NetlinkHeader::default();
-        header.flags = NLM_F_REQUEST | NLM_F_DUMP;
-        let seq = self.next_seq();
-        header.sequence_number = seq;
-        let mut nl = NetlinkMessage::new(
-            header,
-            NetlinkPayload::InnerMessage(RouteNetlinkMessage::GetRoute(query)),
-        );
-        nl.finalize();
-        let mut out = vec![0u8; nl.buffer_len()];
-        nl.serialize(&mut out);
+    /// Every nexthop object in the namespace (any protocol's). Fails with the kernel's error
+    /// (EOPNOTSUPP, EINVAL) on a kernel without them.
+    pub fn nexthops(&mut self) -> io::Result<Vec<NexthopObject>> {
+        let seq = self.take_seqs(1);
+        let mut out = Vec::new();
+        wire::nexthop_dump(&mut out, seq);
         self.socket.send(&out, 0)?;
-        let mut routes = Vec::new();
+        let mut objects = Vec::new();
         let mut buf = vec![0u8; 1 << 16];
         loop {
             let n = self.socket.recv(&mut &mut buf[..], 0)?;
-            for msg in messages(&buf[..n]) {
-                if msg.header.sequence_number != seq {
-                    continue;
-                }
-                match msg.payload {
-                    NetlinkPayload::Done(_) => return Ok(routes),
-                    NetlinkPayload::Error(e) if e.code.is_some() => return Err(e.to_io()),
-                    NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewRoute(r)) => {
-                        routes.push(r)
-                    }
+            for frame in wire::frames(&buf[..n]).filter(|f| f.seq == seq) {
+                match frame.kind {
+                    wire::NLMSG_DONE => return Ok(objects),
+                    wire::NLMSG_ERROR => match frame.code() {
+                        Some(0) => return Ok(objects),
+                        code => {
+                            return Err(io::Error::from_raw_os_error(-code.unwrap_or(-5)));
+                        }
+                    },
+                    wire::RTM_NEWNEXTHOP => objects.extend(wire::parse_nexthop(frame.body)),
                     _ => {}
                 }
             }
         }
     }
-}
 
-/// The messages of one datagram. One this crate cannot decode (a route of a kind we never
-/// write, from another daemon) is skipped by its own length rather than failing the read.
-fn messages(buf: &[u8]) -> Vec<NetlinkMessage<RouteNetlinkMessage>> {
-    let mut out = Vec::new();
-    let mut off = 0;
-    while off + 16 <= buf.len() {
-        let len = u32::from_ne_bytes([buf[off], buf[off + 1], buf[off + 2], buf[off + 3]]) as usize;
-        if len < 16 || off + len > buf.len() {
-            break;
+    /// Every route of both families in the kernel's tables. One we cannot read (another
+    /// family's, or malformed) is skipped.
+    pub fn dump(&mut self) -> io::Result<Vec<RouteEntry>> {
+        let seq = self.take_seqs(1);
+        let mut out = Vec::new();
+        wire::route_dump(&mut out, seq);
+        self.socket.send(&out, 0)?;
+        let mut routes = Vec::new();
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = self.socket.recv(&mut &mut buf[..], 0)?;
+            for frame in wire::frames(&buf[..n]).filter(|f| f.seq == seq) {
+                match frame.kind {
+                    wire::NLMSG_DONE => return Ok(routes),
+                    wire::NLMSG_ERROR => match frame.code() {
+                        Some(0) => return Ok(routes),
+                        code => return Err(io::Error::from_raw_os_error(-code.unwrap_or(-5))),
+                    },
+                    wire::RTM_NEWROUTE => routes.extend(wire::parse_route(frame.body)),
+                    _ => {}
+                }
+            }
         }
-        match NetlinkMessage::<RouteNetlinkMessage>::deserialize(&buf[off..off + len]) {
-            Ok(m) => out.push(m),
-            Err(e) => tracing::debug!("skipping a netlink message we cannot decode: {e}"),
-        }
-        off += (len + 3) & !3;
     }
-    out
+
+    /// The table entry the kernel would route `addr` by (`ip route get ADDR fibmatch`);
+    /// `None` if nothing routes it.
+    pub fn lookup(&mut self, addr: IpAddr) -> io::Result<Option<RouteEntry>> {
+        let seq = self.take_seqs(1);
+        let mut out = Vec::new();
+        wire::route_lookup(&mut out, seq, addr);
+        self.socket.send(&out, 0)?;
+        let mut buf = vec![0u8; 1 << 13];
+        loop {
+            let n = self.socket.recv(&mut &mut buf[..], 0)?;
+            for frame in wire::frames(&buf[..n]).filter(|f| f.seq == seq) {
+                match frame.kind {
+                    wire::RTM_NEWROUTE => return Ok(wire::parse_route(frame.body)),
+                    wire::NLMSG_ERROR => return Ok(None),
+                    _ => {}
+                }
+            }
+        }
+    }
 }

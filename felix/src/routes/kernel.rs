@@ -34,17 +34,18 @@ pub enum KernelError {
 pub trait Kernel {
     /// Our routes, both families.
     fn routes(&mut self) -> impl Future<Output = Result<Table, KernelError>> + Send;
-    /// Writes each route (replacing ours, creating the others); one result per route, in
-    /// order.
+    /// Writes each route (replacing ours, creating the others). Returns the failures, each
+    /// with the index of its route; every other route was written.
     fn replace(
         &mut self,
         routes: &[Write],
-    ) -> impl Future<Output = Vec<Result<(), KernelError>>> + Send;
-    /// Deletes each route; a route that is already gone is success.
+    ) -> impl Future<Output = Vec<(usize, KernelError)>> + Send;
+    /// Deletes each route; a route that is already gone is success. Returns the failures, as
+    /// `replace` does.
     fn delete(
         &mut self,
         routes: &[(IpNet, Target)],
-    ) -> impl Future<Output = Vec<Result<(), KernelError>>> + Send;
+    ) -> impl Future<Output = Vec<(usize, KernelError)>> + Send;
     /// For BGP next hops that are not on a connected network, the next hop the kernel's own
     /// routes reach them through ("gateway recursive"); on-link ones are left out.
     fn resolve(
@@ -71,40 +72,43 @@ impl Kernel for MemoryKernel {
         Ok(self.table.clone())
     }
 
-    async fn replace(&mut self, routes: &[Write]) -> Vec<Result<(), KernelError>> {
-        routes
-            .iter()
-            .map(|Write { dst, target, ours }| {
-                self.writes += 1;
-                if !ours && self.foreign.contains(dst) {
-                    return Err(KernelError::Io {
+    async fn replace(&mut self, routes: &[Write]) -> Vec<(usize, KernelError)> {
+        let mut failed = Vec::new();
+        for (i, Write { dst, target, ours }) in routes.iter().enumerate() {
+            self.writes += 1;
+            if !ours && self.foreign.contains(dst) {
+                failed.push((
+                    i,
+                    KernelError::Io {
                         what: format!("creating {dst}"),
                         source: std::io::Error::from_raw_os_error(17),
-                    });
-                }
-                if let Target::Link(dev) = target {
-                    if !self.links.contains(dev) {
-                        return Err(KernelError::NoSuchInterface {
+                    },
+                ));
+                continue;
+            }
+            if let Target::Link(dev) = target {
+                if !self.links.contains(dev) {
+                    failed.push((
+                        i,
+                        KernelError::NoSuchInterface {
                             what: format!("replacing {dst}"),
                             name: dev.clone(),
-                        });
-                    }
+                        },
+                    ));
+                    continue;
                 }
-                self.table.insert(*dst, target.clone());
-                Ok(())
-            })
-            .collect()
+            }
+            self.table.insert(*dst, target.clone());
+        }
+        failed
     }
 
-    async fn delete(&mut self, routes: &[(IpNet, Target)]) -> Vec<Result<(), KernelError>> {
-        routes
-            .iter()
-            .map(|(dst, _)| {
-                self.writes += 1;
-                self.table.remove(dst);
-                Ok(())
-            })
-            .collect()
+    async fn delete(&mut self, routes: &[(IpNet, Target)]) -> Vec<(usize, KernelError)> {
+        for (dst, _) in routes {
+            self.writes += 1;
+            self.table.remove(dst);
+        }
+        Vec::new()
     }
 
     async fn resolve(&mut self, hops: &BTreeSet<IpAddr>) -> HashMap<IpAddr, IpAddr> {

@@ -11,10 +11,13 @@
 pub mod batch;
 mod kernel;
 pub mod netlink;
+mod nexthops;
 mod reconcile;
+pub mod wire;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use ipnet::IpNet;
 
@@ -30,16 +33,21 @@ pub enum Target {
     /// `dev IF scope link`: a local workload behind its veth.
     Link(String),
     /// `via NH [nexthop via NH ...]`: a BGP-learned route; several next hops make ECMP.
-    /// Sorted and without duplicates, so equal sets compare equal.
-    Via(Vec<IpAddr>),
+    /// Sorted and without duplicates, so equal sets compare equal (build it with
+    /// [`Target::via`]).
+    Via(Hops),
 }
+
+/// The next hops of a learned route: shared, so the thousands of routes through the same
+/// peers copy a pointer, not a list, as they go from BGP to the desired table to the kernel.
+pub type Hops = Arc<[IpAddr]>;
 
 impl Target {
     /// A `Via` target with its next hops in canonical order.
     pub fn via(mut hops: Vec<IpAddr>) -> Target {
         hops.sort();
         hops.dedup();
-        Target::Via(hops)
+        Target::Via(hops.into())
     }
 }
 

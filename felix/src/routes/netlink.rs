@@ -1,18 +1,17 @@
-//! The kernel over rtnetlink: our routes dumped, replaced and deleted in bulk on a raw socket
-//! ([`super::batch`]); interface names resolved over an rtnetlink handle.
+//! The kernel over rtnetlink: our routes dumped, looked up, replaced and deleted in bulk on a
+//! raw socket ([`super::batch`]), learned routes written naming shared nexthop objects
+//! ([`super::nexthops`]) where the kernel has them; interface names over an rtnetlink handle.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use futures::TryStreamExt;
 use ipnet::IpNet;
-use rtnetlink::packet_route::AddressFamily;
-use rtnetlink::packet_route::route::{
-    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
-};
-use rtnetlink::{Handle, RouteMessageBuilder, RouteNextHopBuilder};
+use rtnetlink::Handle;
 
 use super::batch::{Op, RawRoutes};
+use super::nexthops::Nexthops;
+use super::wire::{RTN_BLACKHOLE, RouteEntry, RouteRequest, Via};
 use super::{Kernel, KernelError, Table, Target, Write};
 
 /// Our routes in the main table of one namespace.
@@ -21,6 +20,19 @@ pub struct NetlinkKernel {
     handle: Handle,
     raw: RawRoutes,
     protocol: u8,
+    /// Whether learned routes name nexthop objects (the kernel has them: Linux 5.3 and later).
+    objects: bool,
+    nexthops: Nexthops,
+    /// The interface each next hop is reached through, from the last lookups.
+    oifs: HashMap<IpAddr, u32>,
+}
+
+/// One route to write or delete, with the object it names if any.
+struct Planned<'a> {
+    dst: IpNet,
+    target: &'a Target,
+    op: Op,
+    object: Option<u32>,
 }
 
 impl NetlinkKernel {
@@ -30,7 +42,21 @@ impl NetlinkKernel {
         ns: Option<&std::path::Path>,
         protocol: u8,
     ) -> std::io::Result<NetlinkKernel> {
-        Ok(NetlinkKernel { handle, raw: RawRoutes::open(ns)?, protocol })
+        Ok(NetlinkKernel {
+            handle,
+            raw: RawRoutes::open(ns)?,
+            protocol,
+            objects: true,
+            nexthops: Nexthops::new(protocol),
+            oifs: HashMap::new(),
+        })
+    }
+
+    /// Writes routes with their next hops inline, never as nexthop objects (as on a kernel
+    /// without them).
+    pub fn without_nexthop_objects(mut self) -> NetlinkKernel {
+        self.objects = false;
+        self
     }
 
     async fn links(&self) -> Result<HashMap<u32, String>, KernelError> {
@@ -50,209 +76,310 @@ impl NetlinkKernel {
         Ok(links)
     }
 
-    /// The netlink message for one route; `index` resolves interface names.
-    fn message(
-        &self,
-        dst: IpNet,
-        target: &Target,
-        index: Option<u32>,
-    ) -> Result<RouteMessage, KernelError> {
-        let invalid = |e: String| KernelError::Invalid {
-            what: format!("building the route to {dst}"),
-            message: e,
-        };
-        let mut b = RouteMessageBuilder::<IpAddr>::new()
-            .destination_prefix(dst.network(), dst.prefix_len())
-            .map_err(|e| invalid(e.to_string()))?
-            .protocol(RouteProtocol::from(self.protocol));
-        b = match target {
-            Target::Blackhole => b.kind(RouteType::BlackHole),
-            Target::Link(_) => {
-                b.scope(RouteScope::Link).output_interface(index.unwrap_or_default())
-            }
-            Target::Via(hops) if hops.len() == 1 => {
-                b.gateway(hops[0]).map_err(|e| invalid(e.to_string()))?
-            }
-            Target::Via(hops) => {
-                let family =
-                    if dst.addr().is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 };
-                let mut nexthops = Vec::with_capacity(hops.len());
-                for hop in hops {
-                    nexthops.push(
-                        RouteNextHopBuilder::new(family)
-                            .via(*hop)
-                            .map_err(|e| invalid(e.to_string()))?
-                            .build(),
-                    );
-                }
-                b.multipath(nexthops)
+    /// The kernel's route to `hop` (`ip route get HOP fibmatch`), remembering the interface
+    /// it leaves by; `None` if there is none, or it is one of ours. Of an ECMP route, the
+    /// first path.
+    fn lookup(&mut self, hop: IpAddr) -> Option<(Option<IpAddr>, Option<u32>)> {
+        let found = match self.raw.lookup(hop) {
+            Ok(found) => found?,
+            Err(e) => {
+                tracing::debug!("looking up the route to {hop}: {e}");
+                return None;
             }
         };
-        Ok(b.build())
+        if found.protocol == self.protocol {
+            return None;
+        }
+        let first = found.multipath.first();
+        let gateway = found.gateway.or(first.and_then(|(g, _)| *g));
+        let oif = found.oif.or(first.map(|(_, i)| *i));
+        if let Some(oif) = oif {
+            self.oifs.insert(hop, oif);
+            if let Some(gateway) = gateway {
+                self.oifs.insert(gateway, oif);
+            }
+        }
+        Some((gateway, oif))
     }
 
-    /// Writes a batch: interface names resolved once, every message sent in bulk.
-    async fn batch(&mut self, routes: &[(IpNet, Target, Op)]) -> Vec<Result<(), KernelError>> {
+    /// The nexthop object each write should name, creating those that do not exist yet.
+    /// `None` for a route written as before: not learned, or a next hop of the other family
+    /// or with no route to it, or objects unavailable.
+    async fn objects_for(&mut self, writes: &[Write]) -> Vec<Option<u32>> {
+        if !self.objects {
+            return vec![None; writes.len()];
+        }
+        let unknown: BTreeSet<IpAddr> = writes
+            .iter()
+            .filter_map(|w| match &w.target {
+                Target::Via(hops) => Some(hops.iter()),
+                _ => None,
+            })
+            .flatten()
+            .filter(|h| !self.oifs.contains_key(h))
+            .copied()
+            .collect();
+        for hop in unknown {
+            self.lookup(hop);
+        }
+        let mut create = Vec::new();
+        // Runs of routes through the same next hops (the usual case: a peer's routes arrive
+        // together) look their object up once.
+        let mut last: Option<(&Target, bool, Option<u32>)> = None;
+        let mut chosen = Vec::with_capacity(writes.len());
+        for w in writes {
+            let v4 = w.dst.addr().is_ipv4();
+            let id = match last {
+                Some((target, family, id)) if target == &w.target && family == v4 => id,
+                _ => {
+                    let id = match &w.target {
+                        Target::Via(hops) => hops
+                            .iter()
+                            .map(|h| {
+                                let oif = self.oifs.get(h).filter(|_| h.is_ipv4() == v4);
+                                oif.map(|o| (*h, *o))
+                            })
+                            .collect::<Option<Vec<_>>>()
+                            .map(|shape| self.nexthops.object_for(&shape, &mut create)),
+                        _ => None,
+                    };
+                    last = Some((&w.target, v4, id));
+                    id
+                }
+            };
+            chosen.push(id);
+        }
+        if !create.is_empty() {
+            let failed: Vec<(u32, i32)> = match self.raw.write(&create) {
+                Ok(outcomes) => create
+                    .iter()
+                    .zip(outcomes)
+                    .filter_map(|(r, o)| o.err().map(|code| (request_id(r), code)))
+                    .collect(),
+                Err(e) => {
+                    let code = -e.raw_os_error().unwrap_or(5);
+                    create.iter().map(|r| (request_id(r), code)).collect()
+                }
+            };
+            for (id, code) in failed {
+                tracing::debug!("creating nexthop object {id}: errno {}", -code);
+                self.nexthops.failed(id);
+                if code == -(nix::errno::Errno::EOPNOTSUPP as i32) {
+                    tracing::warn!("this kernel has no nexthop objects; writing next hops inline");
+                    self.objects = false;
+                }
+            }
+        }
+        chosen
+            .into_iter()
+            .map(|id| id.filter(|id| self.objects && self.nexthops.exists(*id)))
+            .collect()
+    }
+
+    /// Deletes our nexthop objects that no route names any more.
+    fn tidy_objects(&mut self) {
+        let unused = self.nexthops.unused();
+        if unused.is_empty() {
+            return;
+        }
+        match self.raw.write(&unused) {
+            Ok(outcomes) => {
+                for (request, outcome) in unused.iter().zip(outcomes) {
+                    let id = request_id(request);
+                    match outcome {
+                        // ENOENT: already gone.
+                        Err(code) if code != -(nix::errno::Errno::ENOENT as i32) => {
+                            tracing::debug!("deleting nexthop object {id}: errno {}", -code)
+                        }
+                        _ => self.nexthops.removed(id),
+                    }
+                }
+            }
+            Err(e) => tracing::debug!("deleting unused nexthop objects: {e}"),
+        }
+    }
+
+    /// Writes a batch: interface names resolved once, every request sent in bulk. Returns
+    /// the failures, each with its route's index.
+    async fn batch(&mut self, routes: &[Planned<'_>]) -> Vec<(usize, KernelError)> {
         let verb = |op: Op| match op {
             Op::Create => "creating",
             Op::Replace => "replacing",
             Op::Delete => "deleting",
         };
-        let mut results: Vec<Result<(), KernelError>> = Vec::with_capacity(routes.len());
-        let mut msgs = Vec::with_capacity(routes.len());
-        let mut sent = Vec::with_capacity(routes.len());
+        let mut failed = Vec::new();
         let needs_links =
-            routes.iter().any(|(_, t, op)| *op != Op::Delete && matches!(t, Target::Link(_)));
+            routes.iter().any(|r| r.op != Op::Delete && matches!(r.target, Target::Link(_)));
         let names: HashMap<String, u32> = if needs_links {
             match self.links().await {
                 Ok(l) => l.into_iter().map(|(i, n)| (n, i)).collect(),
                 Err(e) => {
                     let why = e.to_string();
-                    return routes
-                        .iter()
-                        .map(|(dst, _, op)| {
-                            Err(KernelError::Invalid {
-                                what: format!("{} {dst}", verb(*op)),
-                                message: why.clone(),
-                            })
-                        })
-                        .collect();
+                    let fail = |(i, r): (usize, &Planned)| {
+                        let what = format!("{} {}", verb(r.op), r.dst);
+                        (i, KernelError::Invalid { what, message: why.clone() })
+                    };
+                    return routes.iter().enumerate().map(fail).collect();
                 }
             }
         } else {
             HashMap::new()
         };
-        for (dst, target, op) in routes {
-            let index = match (target, op) {
-                (Target::Link(_), Op::Delete) => Some(0),
+        // The request for each route sent, and the index of that route.
+        let mut requests = Vec::with_capacity(routes.len());
+        let mut sent = Vec::with_capacity(routes.len());
+        for (i, r) in routes.iter().enumerate() {
+            let via = match (r.target, r.object) {
+                (Target::Blackhole, _) => Via::Blackhole,
+                (Target::Link(_), _) if r.op == Op::Delete => Via::Dev(0),
                 (Target::Link(dev), _) => match names.get(dev) {
-                    Some(i) => Some(*i),
+                    Some(index) => Via::Dev(*index),
                     None => {
-                        results.push(Err(KernelError::NoSuchInterface {
-                            what: format!("{} {dst}", verb(*op)),
-                            name: dev.clone(),
-                        }));
+                        failed.push((
+                            i,
+                            KernelError::NoSuchInterface {
+                                what: format!("{} {}", verb(r.op), r.dst),
+                                name: dev.clone(),
+                            },
+                        ));
                         continue;
                     }
                 },
-                _ => None,
+                (Target::Via(_), Some(id)) => Via::Object(id),
+                (Target::Via(hops), None) if hops.len() == 1 => Via::Gateway(hops[0]),
+                (Target::Via(hops), None) => Via::Multipath(hops),
             };
-            match self.message(*dst, target, index) {
-                Ok(mut m) => {
-                    // A deletion matches on destination, table, protocol and type: a next
-                    // hop or interface parsed differently must not make it miss.
-                    if *op == Op::Delete {
-                        m.attributes.retain(|a| {
-                            !matches!(
-                                a,
-                                RouteAttribute::Oif(_)
-                                    | RouteAttribute::Gateway(_)
-                                    | RouteAttribute::MultiPath(_)
-                            )
-                        });
-                        m.header.scope = RouteScope::NoWhere;
-                    }
-                    sent.push(results.len());
-                    results.push(Ok(()));
-                    msgs.push((m, *op));
-                }
-                Err(e) => results.push(Err(e)),
-            }
+            sent.push(i);
+            requests.push(RouteRequest { op: r.op, dst: r.dst, via, protocol: self.protocol });
         }
-        match self.raw.write(msgs) {
-            Ok(outcomes) => {
-                for (slot, outcome) in sent.into_iter().zip(outcomes) {
-                    if let Err(code) = outcome {
-                        let (dst, target, op) = &routes[slot];
-                        // ESRCH on delete: already gone, which is what we wanted.
-                        if *op == Op::Delete && code == -libc_esrch() {
-                            continue;
-                        }
-                        results[slot] = Err(KernelError::Io {
-                            what: format!("{} {dst} {target}", verb(*op)),
-                            source: std::io::Error::from_raw_os_error(-code),
-                        });
-                    }
-                }
-            }
+        let outcomes = match self.raw.write(&requests) {
+            Ok(outcomes) => outcomes,
             Err(e) => {
                 let why = e.to_string();
-                for slot in sent {
-                    let (dst, _, op) = &routes[slot];
-                    results[slot] = Err(KernelError::Invalid {
-                        what: format!("{} {dst}", verb(*op)),
-                        message: why.clone(),
-                    });
+                for i in sent {
+                    let r = &routes[i];
+                    let what = format!("{} {}", verb(r.op), r.dst);
+                    failed.push((i, KernelError::Invalid { what, message: why.clone() }));
                 }
+                return failed;
+            }
+        };
+        for (i, outcome) in sent.into_iter().zip(outcomes) {
+            let r = &routes[i];
+            match outcome {
+                Ok(()) if r.op == Op::Delete => self.nexthops.deleted_route(r.dst),
+                Ok(()) => self.nexthops.written(r.dst, r.object, r.op == Op::Create),
+                // ESRCH on delete: already gone, which is what we wanted.
+                Err(code) if r.op == Op::Delete && code == -(nix::errno::Errno::ESRCH as i32) => {
+                    self.nexthops.deleted_route(r.dst)
+                }
+                Err(code) => failed.push((
+                    i,
+                    KernelError::Io {
+                        what: format!("{} {} {}", verb(r.op), r.dst, r.target),
+                        source: std::io::Error::from_raw_os_error(-code),
+                    },
+                )),
             }
         }
-        results
+        failed
     }
 }
 
-fn libc_esrch() -> i32 {
-    nix::errno::Errno::ESRCH as i32
+fn request_id(r: &super::wire::NexthopRequest) -> u32 {
+    match r {
+        super::wire::NexthopRequest::Gateway { id, .. }
+        | super::wire::NexthopRequest::Group { id, .. }
+        | super::wire::NexthopRequest::Delete { id } => *id,
+    }
 }
 
 impl Kernel for NetlinkKernel {
     async fn routes(&mut self) -> Result<Table, KernelError> {
+        if self.objects {
+            match self.raw.nexthops() {
+                Ok(all) => self.nexthops.load_objects(all),
+                Err(e) => {
+                    tracing::warn!(
+                        "cannot list nexthop objects ({e}); writing next hops into each route"
+                    );
+                    self.objects = false;
+                }
+            }
+        }
         let dump = self
             .raw
             .dump()
             .map_err(|e| KernelError::Io { what: "listing routes".into(), source: e })?;
-        let ours: Vec<RouteMessage> = dump
-            .into_iter()
-            .filter(|m| {
-                m.header.protocol == RouteProtocol::from(self.protocol)
-                    && table_of(m) == u32::from(RouteHeader::RT_TABLE_MAIN)
-            })
-            .collect();
+        let is_ours = |r: &RouteEntry| r.protocol == self.protocol && r.table == RT_TABLE_MAIN;
         // Interface names only when a route points at one: a dump of the links costs as much
         // as hundreds of routes.
-        let links = if ours.iter().any(|m| m.header.kind != RouteType::BlackHole && !has_gateway(m))
-        {
+        let links = if dump.iter().any(|r| is_ours(r) && points_at_interface(r)) {
             self.links().await?
         } else {
             HashMap::new()
         };
-        Ok(ours.iter().filter_map(|m| parse(m, &links)).collect())
+        let mut named = Vec::new();
+        let mut table = Vec::new();
+        // Runs of routes naming one object are read through it once.
+        let mut last: Option<(u32, Target)> = None;
+        for r in &dump {
+            if is_ours(r) {
+                let target = match (&last, r.object) {
+                    (Some((id, target)), Some(object)) if *id == object => Some(target.clone()),
+                    _ => parse(r, &links, &self.nexthops),
+                };
+                if let (Some(id), Some(target)) = (r.object, &target) {
+                    last = Some((id, target.clone()));
+                }
+                if let Some(target) = target {
+                    if let Some(id) = r.object {
+                        named.push((r.dst, id, true));
+                    }
+                    table.push((r.dst, target));
+                }
+            } else if let Some(id) = r.object {
+                named.push((r.dst, id, false));
+            }
+        }
+        self.nexthops.load_routes(named);
+        Ok(table.into_iter().collect())
     }
 
-    async fn replace(&mut self, routes: &[Write]) -> Vec<Result<(), KernelError>> {
-        let ops: Vec<(IpNet, Target, Op)> = routes
+    async fn replace(&mut self, routes: &[Write]) -> Vec<(usize, KernelError)> {
+        let objects = self.objects_for(routes).await;
+        let planned: Vec<Planned> = routes
             .iter()
-            .map(|w| (w.dst, w.target.clone(), if w.ours { Op::Replace } else { Op::Create }))
+            .zip(objects)
+            .map(|(w, object)| Planned {
+                dst: w.dst,
+                target: &w.target,
+                op: if w.ours { Op::Replace } else { Op::Create },
+                object,
+            })
             .collect();
-        self.batch(&ops).await
+        let failed = self.batch(&planned).await;
+        self.tidy_objects();
+        failed
     }
 
-    async fn delete(&mut self, routes: &[(IpNet, Target)]) -> Vec<Result<(), KernelError>> {
-        let ops: Vec<(IpNet, Target, Op)> =
-            routes.iter().map(|(d, t)| (*d, t.clone(), Op::Delete)).collect();
-        self.batch(&ops).await
+    async fn delete(&mut self, routes: &[(IpNet, Target)]) -> Vec<(usize, KernelError)> {
+        let planned: Vec<Planned> = routes
+            .iter()
+            .map(|(dst, target)| Planned { dst: *dst, target, op: Op::Delete, object: None })
+            .collect();
+        let failed = self.batch(&planned).await;
+        self.tidy_objects();
+        failed
     }
 
-    async fn resolve(
-        &mut self,
-        hops: &std::collections::BTreeSet<IpAddr>,
-    ) -> HashMap<IpAddr, IpAddr> {
+    async fn resolve(&mut self, hops: &BTreeSet<IpAddr>) -> HashMap<IpAddr, IpAddr> {
+        self.oifs.clear();
         let mut out = HashMap::new();
         for hop in hops {
-            let len = if hop.is_ipv4() { 32 } else { 128 };
-            let Ok(b) = RouteMessageBuilder::<IpAddr>::new().destination_prefix(*hop, len) else {
-                continue;
-            };
-            let mut lookup = self.handle.route().get(b.build()).execute();
-            // No route at all: left as it is (the write then fails and says so).
-            let Ok(Some(found)) = lookup.try_next().await else { continue };
-            // Never through a route of ours: that could only be circular.
-            if found.header.protocol == RouteProtocol::from(self.protocol) {
-                continue;
-            }
-            let gateway = found.attributes.iter().find_map(|a| match a {
-                RouteAttribute::Gateway(g) => addr(g),
-                _ => None,
-            });
+            // No route at all: left as it is (the write then fails and says so). Never
+            // through a route of ours: that could only be circular.
+            let Some((gateway, _)) = self.lookup(*hop) else { continue };
             if let Some(gw) = gateway.filter(|gw| gw != hop) {
                 out.insert(*hop, gw);
             }
@@ -261,70 +388,30 @@ impl Kernel for NetlinkKernel {
     }
 }
 
-fn has_gateway(msg: &RouteMessage) -> bool {
-    msg.attributes
-        .iter()
-        .any(|a| matches!(a, RouteAttribute::Gateway(_) | RouteAttribute::MultiPath(_)))
+/// The main table's number.
+const RT_TABLE_MAIN: u32 = 254;
+
+/// A route out of an interface with no gateway: a link route, whose interface name we need.
+fn points_at_interface(r: &RouteEntry) -> bool {
+    r.kind != RTN_BLACKHOLE && r.gateway.is_none() && r.multipath.is_empty() && r.object.is_none()
 }
 
-fn table_of(msg: &RouteMessage) -> u32 {
-    msg.attributes
-        .iter()
-        .find_map(|a| match a {
-            RouteAttribute::Table(t) => Some(*t),
-            _ => None,
-        })
-        .unwrap_or(u32::from(msg.header.table))
-}
-
-fn addr(a: &RouteAddress) -> Option<IpAddr> {
-    match a {
-        RouteAddress::Inet(v4) => Some(IpAddr::V4(*v4)),
-        RouteAddress::Inet6(v6) => Some(IpAddr::V6(*v6)),
-        _ => None,
+/// One of our kernel routes as a table entry; `None` for shapes we never write. A route
+/// naming one of our nexthop objects is read through the object, so the table is the same
+/// whether or not the kernel also reports the next hops (`nexthop_compat_mode`).
+fn parse(r: &RouteEntry, links: &HashMap<u32, String>, nexthops: &Nexthops) -> Option<Target> {
+    if r.kind == RTN_BLACKHOLE {
+        return Some(Target::Blackhole);
     }
-}
-
-/// One kernel route as a table entry; `None` for shapes we never write.
-fn parse(msg: &RouteMessage, links: &HashMap<u32, String>) -> Option<(IpNet, Target)> {
-    let len = msg.header.destination_prefix_length;
-    let dst_addr = msg
-        .attributes
-        .iter()
-        .find_map(|a| match a {
-            RouteAttribute::Destination(d) => addr(d),
-            _ => None,
-        })
-        .or(match msg.header.address_family {
-            AddressFamily::Inet => Some(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
-            AddressFamily::Inet6 => Some(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)),
-            _ => None,
-        })?;
-    let dst = IpNet::new(dst_addr, len).ok()?;
-    if msg.header.kind == RouteType::BlackHole {
-        return Some((dst, Target::Blackhole));
+    if let Some(hops) = r.object.and_then(|id| nexthops.gateways(id)) {
+        return Some(Target::via(hops));
     }
-    let mut hops = Vec::new();
-    let mut oif = None;
-    for a in &msg.attributes {
-        match a {
-            RouteAttribute::Gateway(g) => hops.extend(addr(g)),
-            RouteAttribute::Oif(i) => oif = Some(*i),
-            RouteAttribute::MultiPath(nhs) => {
-                for nh in nhs {
-                    hops.extend(nh.attributes.iter().find_map(|a| match a {
-                        RouteAttribute::Gateway(g) => addr(g),
-                        _ => None,
-                    }));
-                }
-            }
-            _ => {}
-        }
-    }
+    let hops: Vec<IpAddr> =
+        r.gateway.into_iter().chain(r.multipath.iter().filter_map(|(g, _)| *g)).collect();
     if !hops.is_empty() {
-        return Some((dst, Target::via(hops)));
+        return Some(Target::via(hops));
     }
     // A link route to an interface that has just gone keeps its index only.
-    let dev = oif.map(|i| links.get(&i).cloned().unwrap_or_else(|| format!("#{i}")))?;
-    Some((dst, Target::Link(dev)))
+    let dev = r.oif.map(|i| links.get(&i).cloned().unwrap_or_else(|| format!("#{i}")))?;
+    Some(Target::Link(dev))
 }

@@ -1,12 +1,14 @@
 //! The reconciler: desired layers in, the kernel made to match.
 
+use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 
-use super::{Kernel, KernelError, Table, Target, Write};
+use super::{Hops, Kernel, KernelError, Table, Target, Write};
 
 /// What one `apply` did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -28,7 +30,9 @@ pub struct Programmer<K> {
     kernel: K,
     workloads: BTreeMap<IpNet, String>,
     blocks: BTreeSet<IpNet>,
-    learned: BTreeMap<IpNet, Vec<IpAddr>>,
+    learned: BTreeMap<IpNet, Hops>,
+    /// The next hops of the last learned route set, shared with the next if they are equal.
+    last_learned: Option<Hops>,
     /// How long a stale link route (to a veth we have not heard of) is left alone.
     grace: Duration,
     /// When each stale link route was first seen.
@@ -48,6 +52,7 @@ impl<K: Kernel> Programmer<K> {
             workloads: BTreeMap::new(),
             blocks: BTreeSet::new(),
             learned: BTreeMap::new(),
+            last_learned: None,
             grace,
             stale_since: HashMap::new(),
             learned_converged: false,
@@ -85,7 +90,16 @@ impl<K: Kernel> Programmer<K> {
         match next_hops {
             Some(hops) if !hops.is_empty() => {
                 if let Target::Via(hops) = Target::via(hops) {
-                    self.learned.insert(dst, hops);
+                    // Routes arrive in runs through the same next hops: they share one list.
+                    let shared = match self.learned.get(&dst) {
+                        Some(old) if *old == hops => old.clone(),
+                        _ => match &self.last_learned {
+                            Some(last) if *last == hops => last.clone(),
+                            _ => hops,
+                        },
+                    };
+                    self.last_learned = Some(shared.clone());
+                    self.learned.insert(dst, shared);
                 }
             }
             _ => {
@@ -103,11 +117,30 @@ impl<K: Kernel> Programmer<K> {
     /// a learned route for the same destination; a blackhole wins over a learned route (what
     /// this host owns, it knows best).
     pub fn desired(&self) -> Table {
-        let resolve = |h: &IpAddr| *self.resolved.get(h).unwrap_or(h);
+        // Routes through the same next hops come in runs; each run is resolved once.
+        let mut last: Option<(&Hops, Hops)> = None;
         let mut table: Table = self
             .learned
             .iter()
-            .map(|(dst, hops)| (*dst, Target::via(hops.iter().map(resolve).collect())))
+            .map(|(dst, hops)| {
+                let through = match &last {
+                    Some((from, to)) if Arc::ptr_eq(from, hops) || *from == hops => to.clone(),
+                    _ => {
+                        let to = if hops.iter().any(|h| self.resolved.contains_key(h)) {
+                            let resolve = |h: &IpAddr| *self.resolved.get(h).unwrap_or(h);
+                            match Target::via(hops.iter().map(resolve).collect()) {
+                                Target::Via(to) => to,
+                                _ => hops.clone(),
+                            }
+                        } else {
+                            hops.clone()
+                        };
+                        last = Some((hops, to.clone()));
+                        to
+                    }
+                };
+                (*dst, Target::Via(through))
+            })
             .collect();
         for block in &self.blocks {
             table.insert(*block, Target::Blackhole);
@@ -120,29 +153,46 @@ impl<K: Kernel> Programmer<K> {
 
     /// Reads our routes from the kernel and writes the difference.
     pub async fn apply(&mut self, now: Instant) -> Result<ApplyReport, KernelError> {
-        let hops: BTreeSet<IpAddr> = self.learned.values().flatten().copied().collect();
+        let hops: BTreeSet<IpAddr> =
+            self.learned.values().flat_map(|h| h.iter()).copied().collect();
         self.resolved =
             if hops.is_empty() { HashMap::new() } else { self.kernel.resolve(&hops).await };
         let actual = self.kernel.routes().await?;
         let desired = self.desired();
         let mut report = ApplyReport { kernel_routes: actual.len(), ..Default::default() };
 
-        let replace: Vec<Write> = desired
-            .iter()
-            .filter(|(dst, target)| actual.get(dst) != Some(target))
-            .map(|(dst, target)| Write {
-                dst: *dst,
-                target: target.clone(),
-                ours: actual.contains_key(dst),
-            })
-            .collect();
+        // Both tables are sorted by destination: one walk through the two finds what to
+        // write and what is stale.
+        let mut replace = Vec::new();
+        let mut stale = Vec::new();
+        let (mut want, mut have) = (desired.iter().peekable(), actual.iter().peekable());
+        loop {
+            let order = match (want.peek(), have.peek()) {
+                (None, None) => break,
+                (Some(_), None) => Ordering::Less,
+                (None, Some(_)) => Ordering::Greater,
+                (Some((w, _)), Some((h, _))) => w.cmp(h),
+            };
+            match order {
+                Ordering::Less => {
+                    if let Some((dst, target)) = want.next() {
+                        replace.push(Write { dst: *dst, target: target.clone(), ours: false });
+                    }
+                }
+                Ordering::Equal => {
+                    if let (Some((dst, target)), Some((_, held))) = (want.next(), have.next()) {
+                        if target != held {
+                            replace.push(Write { dst: *dst, target: target.clone(), ours: true });
+                        }
+                    }
+                }
+                Ordering::Greater => stale.extend(have.next()),
+            }
+        }
 
         let mut delete = Vec::new();
         let mut still_stale = HashMap::new();
-        for (dst, target) in &actual {
-            if desired.contains_key(dst) {
-                continue;
-            }
+        for (dst, target) in stale {
             let hold = match target {
                 Target::Link(_) => {
                     let since = *self.stale_since.get(dst).unwrap_or(&now);
@@ -161,18 +211,12 @@ impl<K: Kernel> Programmer<K> {
         }
         self.stale_since = still_stale;
 
-        for (w, result) in replace.iter().zip(self.kernel.replace(&replace).await) {
-            match result {
-                Ok(()) => report.replaced += 1,
-                Err(e) => report.failed.push((w.dst, e.to_string())),
-            }
-        }
-        for ((dst, _), result) in delete.iter().zip(self.kernel.delete(&delete).await) {
-            match result {
-                Ok(()) => report.deleted += 1,
-                Err(e) => report.failed.push((*dst, e.to_string())),
-            }
-        }
+        let failed = self.kernel.replace(&replace).await;
+        report.replaced = replace.len() - failed.len();
+        report.failed.extend(failed.into_iter().map(|(i, e)| (replace[i].dst, e.to_string())));
+        let failed = self.kernel.delete(&delete).await;
+        report.deleted = delete.len() - failed.len();
+        report.failed.extend(failed.into_iter().map(|(i, e)| (delete[i].0, e.to_string())));
         Ok(report)
     }
 }
@@ -209,7 +253,7 @@ mod tests {
         let want: Table = [
             (net("10.65.0.0/26"), Target::Blackhole),
             (net("10.65.0.5/32"), Target::Link("tap1".into())),
-            (net("10.65.0.64/26"), Target::Via(vec![ip("10.0.0.2"), ip("10.0.0.3")])),
+            (net("10.65.0.64/26"), Target::via(vec![ip("10.0.0.2"), ip("10.0.0.3")])),
         ]
         .into();
         assert_eq!(p.desired(), want);
@@ -251,7 +295,7 @@ mod tests {
     #[test]
     fn learned_routes_in_the_kernel_survive_a_restart_until_bgp_has_converged() {
         let mut k = kernel(&[]);
-        k.table.insert(net("10.65.0.64/26"), Target::Via(vec![ip("10.0.0.2")]));
+        k.table.insert(net("10.65.0.64/26"), Target::via(vec![ip("10.0.0.2")]));
         let mut p = Programmer::new(k, Duration::from_secs(10));
         let now = Instant::now();
         assert_eq!(apply(&mut p, now).held, 1);
@@ -267,8 +311,8 @@ mod tests {
         p.set_learned(net("10.65.0.64/26"), Some(vec![ip("10.0.2.12")]));
         p.set_learned(net("10.65.0.128/26"), Some(vec![ip("10.0.1.7")]));
         apply(&mut p, Instant::now());
-        assert_eq!(p.kernel().table[&net("10.65.0.64/26")], Target::Via(vec![ip("10.0.1.1")]));
-        assert_eq!(p.kernel().table[&net("10.65.0.128/26")], Target::Via(vec![ip("10.0.1.7")]));
+        assert_eq!(p.kernel().table[&net("10.65.0.64/26")], Target::via(vec![ip("10.0.1.1")]));
+        assert_eq!(p.kernel().table[&net("10.65.0.128/26")], Target::via(vec![ip("10.0.1.7")]));
         let writes = p.kernel().writes;
         apply(&mut p, Instant::now());
         assert_eq!(p.kernel().writes, writes, "stable: nothing rewritten");
