@@ -1,9 +1,11 @@
 //! The route programmer against a real kernel: a private network namespace with a veth pair,
 //! our routes written over netlink (blackholes, a link route, ECMP via two next hops, IPv6),
-//! read back equal, a resync that writes nothing, and routes of other protocols never touched.
+//! read back equal, a resync that writes nothing, and routes of other protocols never touched,
+//! with learned routes naming nexthop objects and with their next hops inline; the objects
+//! shared, kept across a restart, deleted once unused, and others' objects left alone.
 //! Root only; skipped (with a message) otherwise.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
@@ -12,7 +14,9 @@ use ipnet::IpNet;
 use rtnetlink::packet_route::route::RouteMessage;
 use rtnetlink::{LinkUnspec, LinkVeth, RouteMessageBuilder};
 use tartan_felix::netns::{self, TempNetns};
+use tartan_felix::routes::batch::RawRoutes;
 use tartan_felix::routes::netlink::NetlinkKernel;
+use tartan_felix::routes::wire::NexthopObject;
 use tartan_felix::routes::{Kernel, Programmer, Target};
 
 fn net(s: &str) -> IpNet {
@@ -49,8 +53,49 @@ async fn all_destinations(h: &rtnetlink::Handle) -> BTreeSet<String> {
     out
 }
 
+/// A namespace with a veth pair: v0 holds 10.0.0.1/24 and fd00::1/64.
+async fn veth_namespace(ns: &TempNetns) -> rtnetlink::Handle {
+    let h = netns::netlink_in(&ns.path).expect("netlink");
+    h.link().add(LinkVeth::new("v0", "v1").build()).execute().await.expect("veth");
+    netns::run_in(&ns.path, || netns::sysctl("ipv6/conf/v0/accept_dad", "0")).expect("dad");
+    for l in ["v0", "v1"] {
+        h.link().set(LinkUnspec::new_with_name(l).up().build()).execute().await.expect("up");
+    }
+    let v0 = tartan_felix::cni::veth::index_of(&h, "v0").await.expect("index").expect("v0");
+    h.address().add(v0, ip("10.0.0.1"), 24).execute().await.expect("v4 address");
+    h.address().add(v0, ip("fd00::1"), 64).execute().await.expect("v6 address");
+    h
+}
+
+fn kernel(h: &rtnetlink::Handle, ns: &TempNetns, objects: bool) -> NetlinkKernel {
+    let k = NetlinkKernel::new(h.clone(), Some(&ns.path), 84).expect("kernel");
+    if objects { k } else { k.without_nexthop_objects() }
+}
+
+/// Our nexthop objects in the namespace (protocol 84).
+fn our_objects(ns: &TempNetns) -> Vec<NexthopObject> {
+    let mut raw = RawRoutes::open(Some(&ns.path)).expect("raw socket");
+    raw.nexthops().expect("nexthop dump").into_iter().filter(|o| o.protocol == 84).collect()
+}
+
+/// The object each of our routes names.
+fn objects_named(ns: &TempNetns) -> BTreeMap<IpNet, Option<u32>> {
+    let mut raw = RawRoutes::open(Some(&ns.path)).expect("raw socket");
+    let dump = raw.dump().expect("route dump");
+    dump.into_iter().filter(|r| r.protocol == 84).map(|r| (r.dst, r.object)).collect()
+}
+
 #[test]
-fn routes_round_trip_through_the_kernel_and_others_are_left_alone() {
+fn routes_round_trip_through_the_kernel_naming_nexthop_objects() {
+    round_trip(true);
+}
+
+#[test]
+fn routes_round_trip_through_the_kernel_with_next_hops_inline() {
+    round_trip(false);
+}
+
+fn round_trip(objects: bool) {
     if !is_root() {
         eprintln!("skipping: needs root for a network namespace");
         return;
@@ -58,15 +103,7 @@ fn routes_round_trip_through_the_kernel_and_others_are_left_alone() {
     let ns = TempNetns::new("routes").expect("namespace");
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     rt.block_on(async {
-        let h = netns::netlink_in(&ns.path).expect("netlink");
-        h.link().add(LinkVeth::new("v0", "v1").build()).execute().await.expect("veth");
-        netns::run_in(&ns.path, || netns::sysctl("ipv6/conf/v0/accept_dad", "0")).expect("dad");
-        for l in ["v0", "v1"] {
-            h.link().set(LinkUnspec::new_with_name(l).up().build()).execute().await.expect("up");
-        }
-        let v0 = tartan_felix::cni::veth::index_of(&h, "v0").await.expect("index").expect("v0");
-        h.address().add(v0, ip("10.0.0.1"), 24).execute().await.expect("v4 address");
-        h.address().add(v0, ip("fd00::1"), 64).execute().await.expect("v6 address");
+        let h = veth_namespace(&ns).await;
         // Somebody else's route (proto static): never ours to touch.
         let other = RouteMessageBuilder::<std::net::Ipv4Addr>::new()
             .destination_prefix("10.99.0.0".parse().expect("v4"), 24)
@@ -74,10 +111,7 @@ fn routes_round_trip_through_the_kernel_and_others_are_left_alone() {
             .build();
         h.route().add(other).execute().await.expect("foreign route");
 
-        let mut p = Programmer::new(
-            NetlinkKernel::new(h.clone(), Some(&ns.path), 84).expect("kernel"),
-            Duration::from_secs(10),
-        );
+        let mut p = Programmer::new(kernel(&h, &ns, objects), Duration::from_secs(10));
         p.set_learned_converged();
         p.set_blocks([net("10.65.0.0/26"), net("fd00:65::/122")].into());
         p.set_workload(net("10.65.0.5/32"), "v0");
@@ -97,19 +131,22 @@ fn routes_round_trip_through_the_kernel_and_others_are_left_alone() {
         p.set_learned(net("10.65.10.0/26"), Some(vec![ip("10.99.0.7")]));
         let recursive = p.apply(Instant::now()).await.expect("apply");
         assert!(recursive.failed.is_empty(), "{:?}", recursive.failed);
-        let table = NetlinkKernel::new(h.clone(), Some(&ns.path), 84)
-            .expect("kernel")
-            .routes()
-            .await
-            .expect("read");
+        let table = kernel(&h, &ns, objects).routes().await.expect("read");
         assert_eq!(table[&net("10.65.10.0/26")], Target::via(vec![ip("10.0.0.9")]));
         assert_eq!(p.apply(Instant::now()).await.expect("again").replaced, 0);
         p.set_learned(net("10.65.10.0/26"), None);
         p.apply(Instant::now()).await.expect("remove");
 
-        let mut k = NetlinkKernel::new(h.clone(), Some(&ns.path), 84).expect("kernel");
+        let mut k = kernel(&h, &ns, objects);
         let table = k.routes().await.expect("read back");
         assert_eq!(table, p.desired(), "the kernel holds exactly the desired table");
+        let named = objects_named(&ns);
+        let learned = [net("10.65.1.0/26"), net("fd00:65::40/122")];
+        for dst in learned {
+            assert_eq!(named[&dst].is_some(), objects, "{dst} names an object: {named:?}");
+        }
+        assert!(named[&net("10.65.0.0/26")].is_none(), "blackholes are written as before");
+        assert_eq!(our_objects(&ns).is_empty(), !objects);
         assert_eq!(table[&net("10.65.1.0/26")], Target::via(vec![ip("10.0.0.2"), ip("10.0.0.3")]));
 
         let again = p.apply(Instant::now()).await.expect("resync");
@@ -135,6 +172,7 @@ fn routes_round_trip_through_the_kernel_and_others_are_left_alone() {
         assert_eq!(p.apply(t).await.expect("clear").held, 1, "the veth route waits");
         p.apply(t + Duration::from_secs(11)).await.expect("clear");
         assert!(k.routes().await.expect("read").is_empty());
+        assert_eq!(our_objects(&ns), vec![], "objects no route names are deleted");
 
         // A learned route to where someone else's route is (the foreign 10.99.0.0/24) is
         // refused rather than written over it, and theirs stays.
@@ -147,5 +185,105 @@ fn routes_round_trip_through_the_kernel_and_others_are_left_alone() {
             all_destinations(&h).await.iter().any(|d| d.contains("10.99.0.0")),
             "the foreign route stayed"
         );
+    });
+}
+
+fn ip_in(ns: &TempNetns, args: &str) {
+    let ok = std::process::Command::new("ip")
+        .arg("-n")
+        .arg(&ns.name)
+        .args(args.split_whitespace())
+        .status()
+        .expect("running ip")
+        .success();
+    assert!(ok, "ip -n {} {args}", ns.name);
+}
+
+#[test]
+fn learned_routes_share_objects_kept_across_a_restart_and_deleted_once_unused() {
+    if !is_root() {
+        eprintln!("skipping: needs root for a network namespace");
+        return;
+    }
+    let ns = TempNetns::new("nexthops").expect("namespace");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let h = veth_namespace(&ns).await;
+        // Someone else's object (proto static), and a route of theirs naming it.
+        ip_in(&ns, "nexthop add id 5 via 10.0.0.9 dev v0 proto static");
+        ip_in(&ns, "route add 10.99.0.0/24 nhid 5");
+
+        let single = |i: u32| net(&format!("10.65.{}.0/24", i));
+        let ecmp = |i: u32| net(&format!("10.66.{}.0/24", i));
+        let v6 = |i: u32| net(&format!("fd00:65:{i:x}::/64"));
+        let learn = |p: &mut Programmer<NetlinkKernel>| {
+            for i in 0..100 {
+                p.set_learned(single(i), Some(vec![ip("10.0.0.2")]));
+            }
+            for i in 0..10 {
+                p.set_learned(ecmp(i), Some(vec![ip("10.0.0.3"), ip("10.0.0.2")]));
+                p.set_learned(v6(i), Some(vec![ip("fd00::2")]));
+            }
+        };
+        let mut p = Programmer::new(kernel(&h, &ns, true), Duration::from_secs(10));
+        p.set_learned_converged();
+        learn(&mut p);
+        let first = p.apply(Instant::now()).await.expect("apply");
+        assert_eq!((first.replaced, first.failed.len()), (120, 0), "{first:?}");
+
+        // Four objects: 10.0.0.2, 10.0.0.3, the group of both, fd00::2.
+        let objects = our_objects(&ns);
+        assert_eq!(objects.len(), 4, "{objects:?}");
+        let group = objects.iter().find(|o| !o.group.is_empty()).expect("a group");
+        assert_eq!(group.group.len(), 2);
+        let named = objects_named(&ns);
+        let via = |dst: IpNet| named[&dst].expect("names an object");
+        assert!((1..100).all(|i| via(single(i)) == via(single(0))), "one object for 100 routes");
+        assert!((0..10).all(|i| via(ecmp(i)) == group.id), "the ECMP routes name the group");
+        assert!(objects.iter().all(|o| o.id != 5), "another's ID is never reused");
+        let mut raw = RawRoutes::open(Some(&ns.path)).expect("raw socket");
+        let found = raw.lookup(ip("10.65.7.1")).expect("lookup").expect("a route");
+        assert_eq!((found.gateway, found.object), (Some(ip("10.0.0.2")), Some(via(single(0)))));
+
+        // A restart: a new programmer over a new socket finds everything in place.
+        let mut again = Programmer::new(kernel(&h, &ns, true), Duration::from_secs(10));
+        again.set_learned_converged();
+        learn(&mut again);
+        let resync = again.apply(Instant::now()).await.expect("resync");
+        assert_eq!((resync.replaced, resync.deleted, resync.kernel_routes), (0, 0, 120));
+        assert_eq!(our_objects(&ns), objects, "the same objects, none added or deleted");
+
+        // Without compat mode the kernel reports only `nhid`: read through the objects.
+        netns::run_in(&ns.path, || netns::sysctl("ipv4/nexthop_compat_mode", "0"))
+            .expect("compat mode off");
+        let table = kernel(&h, &ns, true).routes().await.expect("read");
+        assert_eq!(table, again.desired());
+        netns::run_in(&ns.path, || netns::sysctl("ipv4/nexthop_compat_mode", "1"))
+            .expect("compat mode on");
+
+        // The ECMP routes go to 10.0.0.2 alone: the group and 10.0.0.3 go with them.
+        for i in 0..10 {
+            again.set_learned(ecmp(i), Some(vec![ip("10.0.0.2")]));
+        }
+        let moved = again.apply(Instant::now()).await.expect("apply");
+        assert_eq!((moved.replaced, moved.failed.len()), (10, 0), "{moved:?}");
+        let left: Vec<_> = our_objects(&ns).into_iter().map(|o| o.gateway).collect();
+        assert_eq!(left.len(), 2, "{left:?}");
+        assert!(left.contains(&Some(ip("10.0.0.2"))) && left.contains(&Some(ip("fd00::2"))));
+
+        // Everything withdrawn: no object of ours is left; theirs and their route stay.
+        for i in 0..100 {
+            again.set_learned(single(i), None);
+        }
+        for i in 0..10 {
+            again.set_learned(ecmp(i), None);
+            again.set_learned(v6(i), None);
+        }
+        let cleared = again.apply(Instant::now()).await.expect("apply");
+        assert_eq!((cleared.deleted, cleared.failed.len()), (120, 0), "{cleared:?}");
+        assert_eq!(our_objects(&ns), vec![]);
+        let theirs = raw.nexthops().expect("dump");
+        assert!(theirs.iter().any(|o| o.id == 5), "their object stays: {theirs:?}");
+        assert!(all_destinations(&h).await.iter().any(|d| d.contains("10.99.0.0")));
     });
 }

@@ -68,6 +68,8 @@ pub struct AgentConfig {
     pub cni_bin_dir: Option<PathBuf>,
     pub network_name: String,
     pub route_protocol: u8,
+    /// Learned routes name shared nexthop objects where the kernel has them.
+    pub nexthop_objects: bool,
     /// Workload MTU; 0 = the MTU of the interface with the node's address.
     pub mtu: u32,
     pub resync: Duration,
@@ -94,6 +96,7 @@ impl AgentConfig {
             cni_bin_dir: Some(PathBuf::from("/opt/cni/bin")),
             network_name: "tartan".into(),
             route_protocol: DEFAULT_PROTOCOL,
+            nexthop_objects: true,
             mtu: 0,
             resync: Duration::from_secs(60),
             status_interval: Duration::from_secs(5),
@@ -642,8 +645,11 @@ async fn start(cfg: &AgentConfig) -> Result<(Arc<Shared>, speaker::Bgp, u64, boo
     let mut endpoints = Endpoints::open(&cfg.state_dir.join("endpoints"))
         .map_err(io(format!("opening {}", cfg.state_dir.display())))?;
     prune_endpoints(&client, cfg, &host, &mut endpoints).await;
-    let kernel = NetlinkKernel::new(host.clone(), None, cfg.route_protocol)
+    let mut kernel = NetlinkKernel::new(host.clone(), None, cfg.route_protocol)
         .map_err(io("opening a netlink socket for routes"))?;
+    if !cfg.nexthop_objects {
+        kernel = kernel.without_nexthop_objects();
+    }
     let mut programmer = Programmer::new(kernel, Duration::from_secs(10));
     for ep in endpoints.all() {
         for ip in &ep.ips {

@@ -20,8 +20,11 @@ pub struct NetlinkKernel {
     handle: Handle,
     raw: RawRoutes,
     protocol: u8,
-    /// Whether learned routes name nexthop objects (the kernel has them: Linux 5.3 and later).
+    /// Whether learned routes are written naming nexthop objects.
     objects: bool,
+    /// Whether the kernel has nexthop objects (Linux 5.3 and later): ours are read and the
+    /// unused ones deleted even when `objects` is off.
+    supported: bool,
     nexthops: Nexthops,
     /// The interface each next hop is reached through, from the last lookups.
     oifs: HashMap<IpAddr, u32>,
@@ -47,13 +50,14 @@ impl NetlinkKernel {
             raw: RawRoutes::open(ns)?,
             protocol,
             objects: true,
+            supported: true,
             nexthops: Nexthops::new(protocol),
             oifs: HashMap::new(),
         })
     }
 
-    /// Writes routes with their next hops inline, never as nexthop objects (as on a kernel
-    /// without them).
+    /// Writes routes with their next hops inline, never naming nexthop objects. Objects of
+    /// ours left from before are still read, and deleted once no route names them.
     pub fn without_nexthop_objects(mut self) -> NetlinkKernel {
         self.objects = false;
         self
@@ -106,7 +110,7 @@ impl NetlinkKernel {
     /// `None` for a route written as before: not learned, or a next hop of the other family
     /// or with no route to it, or objects unavailable.
     async fn objects_for(&mut self, writes: &[Write]) -> Vec<Option<u32>> {
-        if !self.objects {
+        if !(self.objects && self.supported) {
             return vec![None; writes.len()];
         }
         let unknown: BTreeSet<IpAddr> = writes
@@ -166,19 +170,19 @@ impl NetlinkKernel {
                 self.nexthops.failed(id);
                 if code == -(nix::errno::Errno::EOPNOTSUPP as i32) {
                     tracing::warn!("this kernel has no nexthop objects; writing next hops inline");
-                    self.objects = false;
+                    self.supported = false;
                 }
             }
         }
         chosen
             .into_iter()
-            .map(|id| id.filter(|id| self.objects && self.nexthops.exists(*id)))
+            .map(|id| id.filter(|id| self.supported && self.nexthops.exists(*id)))
             .collect()
     }
 
     /// Deletes our nexthop objects that no route names any more.
     fn tidy_objects(&mut self) {
-        let unused = self.nexthops.unused();
+        let unused = if self.supported { self.nexthops.unused() } else { Vec::new() };
         if unused.is_empty() {
             return;
         }
@@ -296,14 +300,14 @@ fn request_id(r: &super::wire::NexthopRequest) -> u32 {
 
 impl Kernel for NetlinkKernel {
     async fn routes(&mut self) -> Result<Table, KernelError> {
-        if self.objects {
+        if self.supported {
             match self.raw.nexthops() {
                 Ok(all) => self.nexthops.load_objects(all),
                 Err(e) => {
                     tracing::warn!(
                         "cannot list nexthop objects ({e}); writing next hops into each route"
                     );
-                    self.objects = false;
+                    self.supported = false;
                 }
             }
         }

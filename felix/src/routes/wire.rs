@@ -603,6 +603,61 @@ mod tests {
     }
 
     #[test]
+    fn routes_read_back_as_they_were_written() {
+        let hops = [ip("fd00::2"), ip("fd00::3")];
+        let mut buf = Vec::new();
+        let cases = [
+            (net("10.65.0.0/26"), Via::Blackhole),
+            (net("10.65.0.5/32"), Via::Dev(7)),
+            (net("0.0.0.0/0"), Via::Gateway(ip("10.0.0.1"))),
+            (net("fd00:65::/122"), Via::Multipath(&hops)),
+            (net("10.128.0.1/32"), Via::Object(0x5400_0001)),
+        ];
+        for (i, (dst, via)) in cases.iter().enumerate() {
+            RouteRequest { op: Op::Create, dst: *dst, via: *via, protocol: 84 }
+                .encode(&mut buf, i as u32, false);
+        }
+        let read: Vec<RouteEntry> =
+            frames(&buf).map(|f| parse_route(f.body).expect("parses")).collect();
+        assert_eq!(read.iter().map(|r| r.dst).collect::<Vec<_>>(), cases.map(|c| c.0));
+        assert!(read.iter().all(|r| r.protocol == 84 && r.table == 254));
+        assert_eq!(read[0].kind, RTN_BLACKHOLE);
+        assert_eq!(read[1].oif, Some(7));
+        assert_eq!(read[2].gateway, Some(ip("10.0.0.1")));
+        assert_eq!(read[3].multipath, vec![(Some(hops[0]), 0), (Some(hops[1]), 0)]);
+        assert_eq!(read[4].object, Some(0x5400_0001));
+    }
+
+    #[test]
+    fn any_bytes_parse_or_are_refused_without_panicking() {
+        let mut seed = 0x2545_f491_u32;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            seed
+        };
+        let mut buf = Vec::new();
+        let hops = [ip("10.0.0.2"), ip("10.0.0.3")];
+        let via = Via::Multipath(&hops);
+        RouteRequest { op: Op::Create, dst: net("10.65.0.0/26"), via, protocol: 84 }
+            .encode(&mut buf, 1, false);
+        NexthopRequest::Group { id: 6, members: vec![5, 7], protocol: 84 }
+            .encode(&mut buf, 2, true);
+        for _ in 0..20_000 {
+            let mut bytes = buf.clone();
+            for _ in 0..1 + next() % 4 {
+                let at = next() as usize % bytes.len();
+                bytes[at] = next() as u8;
+            }
+            bytes.truncate(next() as usize % (bytes.len() + 1));
+            for frame in frames(&bytes) {
+                let _ = (parse_route(frame.body), parse_nexthop(frame.body), frame.code());
+            }
+        }
+    }
+
+    #[test]
     fn malformed_replies_are_cut_short_not_trusted() {
         let mut buf = Vec::new();
         NexthopRequest::Gateway { id: 5, gateway: ip("10.0.0.2"), oif: 3, protocol: 84 }

@@ -85,6 +85,11 @@ pub struct NodeArgs {
     /// The route protocol number of our kernel routes; only routes with it are ever removed.
     #[arg(long, default_value_t = tartan_felix::routes::DEFAULT_PROTOCOL)]
     route_protocol: u8,
+    /// Write learned routes with their next hops inline (`via 10.0.0.2`) instead of naming
+    /// shared nexthop objects (`nhid N`, Linux 5.3+, about 40 % less kernel time per route).
+    /// For tools that cannot read `nhid` routes; kernels without objects are detected anyway.
+    #[arg(long, env = "TARTAN_NO_NEXTHOP_OBJECTS")]
+    no_nexthop_objects: bool,
     /// Workload MTU (0: the MTU of the interface holding the node's address).
     #[arg(long, default_value_t = 0)]
     mtu: u32,
@@ -154,6 +159,7 @@ pub fn node(args: NodeArgs) -> ExitCode {
     cfg.cni_bin_dir = (!args.no_cni_config).then_some(args.cni_bin_dir);
     cfg.network_name = args.network;
     cfg.route_protocol = args.route_protocol;
+    cfg.nexthop_objects = !args.no_nexthop_objects;
     cfg.mtu = args.mtu;
     cfg.metrics_listen = match args.metrics_listen.as_str() {
         "none" | "" => None,
