@@ -99,6 +99,11 @@ fn key_of(kind: Kind, name: &str) -> String {
     format!("{}/{name}", kind.info().kind)
 }
 
+/// Whether opening failed because another holder has the database's lock.
+fn is_locked(e: &sled::Error) -> bool {
+    matches!(e, sled::Error::Io(io) if io.to_string().contains("could not acquire lock"))
+}
+
 fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(what.to_string())
 }
@@ -106,12 +111,26 @@ fn corrupt(what: impl std::fmt::Display) -> StoreError {
 impl Store {
     /// Opens (or creates) the database in `dir`.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        let db = sled::Config::new()
-            .path(dir.join("db"))
-            .cache_capacity(64 << 20)
-            .mode(sled::Mode::HighThroughput)
-            .open()
-            .map_err(|source| StoreError::Open { path: dir.display().to_string(), source })?;
+        // The lock on the database is let go only when its last user is gone: sled's flusher
+        // thread outlives a dropped `Db` for a moment, so a store reopened at once in the same
+        // process (or just after its previous owner exited) waits a little for it.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        let db = loop {
+            let opened = sled::Config::new()
+                .path(dir.join("db"))
+                .cache_capacity(64 << 20)
+                .mode(sled::Mode::HighThroughput)
+                .open();
+            match opened {
+                Ok(db) => break db,
+                Err(e) if is_locked(&e) && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(source) => {
+                    return Err(StoreError::Open { path: dir.display().to_string(), source });
+                }
+            }
+        };
         let store = Store {
             resources: db.open_tree("resources")?,
             events: db.open_tree("events")?,
@@ -423,5 +442,22 @@ mod tests {
         assert_eq!(n1.metadata.labels.get("a").map(String::as_str), Some("2"));
         assert_eq!(n1.metadata.resource_version.as_deref(), Some("2"));
         assert_eq!(store.events_since(0, 10).expect("events").len(), 2);
+    }
+
+    #[test]
+    fn a_store_reopened_while_its_last_owner_lets_go_waits_for_the_lock() {
+        let dir =
+            Dir(std::env::temp_dir().join(format!("tartan-store-lock-{}", std::process::id())));
+        let held = Store::open(&dir.0).expect("open");
+        // Another holder keeps the lock for a moment, as sled's flusher does after a drop.
+        let owner = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            drop(held);
+        });
+        let started = std::time::Instant::now();
+        let reopened = Store::open(&dir.0);
+        owner.join().expect("owner");
+        assert!(reopened.is_ok(), "{:?}", reopened.err());
+        assert!(started.elapsed() >= std::time::Duration::from_millis(250), "it did wait");
     }
 }
