@@ -129,7 +129,7 @@ pub fn ping(lab: &TestLab, from: &Workload, to: &str) -> Result<(), String> {
 }
 
 /// The routes every host must have: /32s to its veths, its blocks as blackholes, every other
-/// host's blocks via that host.
+/// host's blocks via that host (naming a nexthop object).
 pub fn fabric_routes(lab: &TestLab, hosts: &[&str]) -> Result<(), String> {
     let wls = workloads(lab)?;
     let blocks = blocks(lab)?;
@@ -149,8 +149,10 @@ pub fn fabric_routes(lab: &TestLab, hosts: &[&str]) -> Result<(), String> {
                     has_route(&r, cidr, |r| r["type"] == "blackhole")
                 } else {
                     let (v4, v6) = addrs.get(owner).cloned().unwrap_or_default();
+                    // Through a nexthop object shared with the owner's other blocks.
                     has_route(&r, cidr, |r| {
-                        r["gateway"] == v4.as_str() || r["gateway"] == v6.as_str()
+                        (r["gateway"] == v4.as_str() || r["gateway"] == v6.as_str())
+                            && r["nhid"].is_u64()
                     })
                 };
                 if !ok && hosts.contains(&owner.as_str()) {
