@@ -137,6 +137,19 @@ fn round_trip(objects: bool) {
         p.set_learned(net("10.65.10.0/26"), None);
         p.apply(Instant::now()).await.expect("remove");
 
+        // A next hop reached only through a route of ours (a default route learned from the
+        // ToR) goes through that route's gateway, once the default is in.
+        p.set_learned(net("0.0.0.0/0"), Some(vec![ip("10.0.0.2")]));
+        p.set_learned(net("10.65.11.0/26"), Some(vec![ip("10.77.0.9")]));
+        p.apply(Instant::now()).await.expect("apply");
+        let settled = p.apply(Instant::now()).await.expect("apply");
+        assert!(settled.failed.is_empty(), "{:?}", settled.failed);
+        let table = kernel(&h, &ns, objects).routes().await.expect("read");
+        assert_eq!(table[&net("10.65.11.0/26")], Target::via(vec![ip("10.0.0.2")]));
+        p.set_learned(net("0.0.0.0/0"), None);
+        p.set_learned(net("10.65.11.0/26"), None);
+        p.apply(Instant::now()).await.expect("remove");
+
         let mut k = kernel(&h, &ns, objects);
         let table = k.routes().await.expect("read back");
         assert_eq!(table, p.desired(), "the kernel holds exactly the desired table");

@@ -80,9 +80,10 @@ impl NetlinkKernel {
         Ok(links)
     }
 
-    /// The kernel's route to `hop` (`ip route get HOP fibmatch`), remembering the interface
-    /// it leaves by; `None` if there is none, or it is one of ours. Of an ECMP route, the
-    /// first path.
+    /// The gateway and interface of the kernel's route to `hop` (`ip route get HOP fibmatch`),
+    /// remembering the interface; `None` if nothing routes it. Of an ECMP route, the first
+    /// path. The route may be one of ours (a default route learned from the ToR): its gateway
+    /// was on-link when we wrote it, so going through it is one level, never a chain.
     fn lookup(&mut self, hop: IpAddr) -> Option<(Option<IpAddr>, Option<u32>)> {
         let found = match self.raw.lookup(hop) {
             Ok(found) => found?,
@@ -91,9 +92,6 @@ impl NetlinkKernel {
                 return None;
             }
         };
-        if found.protocol == self.protocol {
-            return None;
-        }
         let first = found.multipath.first();
         let gateway = found.gateway.or(first.and_then(|(g, _)| *g));
         let oif = found.oif.or(first.map(|(_, i)| *i));
@@ -381,8 +379,7 @@ impl Kernel for NetlinkKernel {
         self.oifs.clear();
         let mut out = HashMap::new();
         for hop in hops {
-            // No route at all: left as it is (the write then fails and says so). Never
-            // through a route of ours: that could only be circular.
+            // No route at all: left as it is (the write then fails and says so).
             let Some((gateway, _)) = self.lookup(*hop) else { continue };
             if let Some(gw) = gateway.filter(|gw| gw != hop) {
                 out.insert(*hop, gw);
