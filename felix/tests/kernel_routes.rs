@@ -271,6 +271,18 @@ fn learned_routes_share_objects_kept_across_a_restart_and_deleted_once_unused() 
             .expect("compat mode off");
         let table = kernel(&h, &ns, true).routes().await.expect("read");
         assert_eq!(table, again.desired());
+        // A next hop behind a default route of ours, which the kernel now reports as `nhid`
+        // alone: the object says where it goes.
+        again.set_learned(net("0.0.0.0/0"), Some(vec![ip("10.0.0.2")]));
+        again.apply(Instant::now()).await.expect("apply");
+        again.set_learned(net("10.67.0.0/24"), Some(vec![ip("10.77.0.9")]));
+        let behind = again.apply(Instant::now()).await.expect("apply");
+        assert!(behind.failed.is_empty(), "{:?}", behind.failed);
+        let table = kernel(&h, &ns, true).routes().await.expect("read");
+        assert_eq!(table[&net("10.67.0.0/24")], Target::via(vec![ip("10.0.0.2")]));
+        again.set_learned(net("0.0.0.0/0"), None);
+        again.set_learned(net("10.67.0.0/24"), None);
+        again.apply(Instant::now()).await.expect("apply");
         netns::run_in(&ns.path, || netns::sysctl("ipv4/nexthop_compat_mode", "1"))
             .expect("compat mode on");
 

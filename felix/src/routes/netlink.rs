@@ -93,8 +93,15 @@ impl NetlinkKernel {
             }
         };
         let first = found.multipath.first();
-        let gateway = found.gateway.or(first.and_then(|(g, _)| *g));
-        let oif = found.oif.or(first.map(|(_, i)| *i));
+        let mut gateway = found.gateway.or(first.and_then(|(g, _)| *g));
+        let mut oif = found.oif.or(first.map(|(_, i)| *i));
+        // A route naming one of our objects, reported without its next hops
+        // (`nexthop_compat_mode` off): the object says where it goes.
+        if let (None, None, Some(id)) = (gateway, oif, found.object) {
+            if let Some((g, i)) = self.nexthops.first_path(id) {
+                (gateway, oif) = (Some(g), Some(i));
+            }
+        }
         if let Some(oif) = oif {
             self.oifs.insert(hop, oif);
             if let Some(gateway) = gateway {
@@ -176,6 +183,22 @@ impl NetlinkKernel {
             .into_iter()
             .map(|id| id.filter(|id| self.supported && self.nexthops.exists(*id)))
             .collect()
+    }
+
+    /// Reads the kernel's nexthop objects, if it has them.
+    fn load_objects(&mut self) {
+        if !self.supported {
+            return;
+        }
+        match self.raw.nexthops() {
+            Ok(all) => self.nexthops.load_objects(all),
+            Err(e) => {
+                tracing::warn!(
+                    "cannot list nexthop objects ({e}); writing next hops into each route"
+                );
+                self.supported = false;
+            }
+        }
     }
 
     /// Deletes our nexthop objects that no route names any more.
@@ -298,17 +321,7 @@ fn request_id(r: &super::wire::NexthopRequest) -> u32 {
 
 impl Kernel for NetlinkKernel {
     async fn routes(&mut self) -> Result<Table, KernelError> {
-        if self.supported {
-            match self.raw.nexthops() {
-                Ok(all) => self.nexthops.load_objects(all),
-                Err(e) => {
-                    tracing::warn!(
-                        "cannot list nexthop objects ({e}); writing next hops into each route"
-                    );
-                    self.supported = false;
-                }
-            }
-        }
+        self.load_objects();
         let dump = self
             .raw
             .dump()
@@ -377,6 +390,8 @@ impl Kernel for NetlinkKernel {
 
     async fn resolve(&mut self, hops: &BTreeSet<IpAddr>) -> HashMap<IpAddr, IpAddr> {
         self.oifs.clear();
+        // Our objects, for the lookups that land on a route naming one.
+        self.load_objects();
         let mut out = HashMap::new();
         for hop in hops {
             // No route at all: left as it is (the write then fails and says so).

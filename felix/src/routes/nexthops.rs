@@ -117,6 +117,17 @@ impl Nexthops {
         }
     }
 
+    /// The gateway and interface of our object `id` (of a group, its first member's).
+    pub fn first_path(&self, id: u32) -> Option<(IpAddr, u32)> {
+        match self.objects.get(&id)? {
+            Shape::Gateway { gateway, oif } => Some((*gateway, *oif)),
+            Shape::Group(members) => match self.objects.get(members.first()?)? {
+                Shape::Gateway { gateway, oif } => Some((*gateway, *oif)),
+                Shape::Group(_) => None,
+            },
+        }
+    }
+
     /// The object for next hops `hops` (gateway and interface index each), taken as created:
     /// what must be created for it first is appended to `create`, members before their group.
     /// Report what the kernel made of those with [`Nexthops::failed`].
@@ -297,6 +308,8 @@ mod tests {
             NexthopRequest::Group { id: ecmp, members: vec![a, b], protocol: 84 }
         );
         assert_eq!(n.gateways(ecmp), Some(vec![ip("10.0.0.2"), ip("10.0.0.3")]));
+        assert_eq!(n.first_path(ecmp), Some((ip("10.0.0.2"), 3)));
+        assert_eq!(n.first_path(7), None);
         // The same gateway out of another interface is another object.
         assert_ne!(n.object_for(&[(ip("10.0.0.2"), 4)], &mut create), a);
     }
