@@ -1,8 +1,9 @@
-//! Route messages in bulk over a raw netlink socket: many requests per `sendmsg`, no
-//! acknowledgement asked except of the last of each chunk (the kernel still reports every
+//! Route and nexthop requests in bulk over a raw netlink socket: many requests per `sendmsg`,
+//! no acknowledgement asked except of the last of each chunk (the kernel still reports every
 //! error, and handles a socket's requests in order, so the last one's acknowledgement means the
-//! chunk is done), and dumps parsed straight from the socket's buffers. This is what makes
-//! writing 10,000 routes cost a fraction of `ip -batch`.
+//! chunk is done); dumps of routes and nexthop objects, and route lookups, parsed straight from
+//! the socket's buffers ([`super::wire`] has the bytes). This is what makes writing 10,000
+//! routes cost a fraction of `ip -batch`.
 
 use std::io;
 use std::net::IpAddr;
@@ -105,49 +106,39 @@ impl RawRoutes {
     /// Every nexthop object in the namespace (any protocol's). Fails with the kernel's error
     /// (EOPNOTSUPP, EINVAL) on a kernel without them.
     pub fn nexthops(&mut self) -> io::Result<Vec<NexthopObject>> {
-        let seq = self.take_seqs(1);
-        let mut out = Vec::new();
-        wire::nexthop_dump(&mut out, seq);
-        self.socket.send(&out, 0)?;
-        let mut objects = Vec::new();
-        let mut buf = vec![0u8; 1 << 16];
-        loop {
-            let n = self.socket.recv(&mut &mut buf[..], 0)?;
-            for frame in wire::frames(&buf[..n]).filter(|f| f.seq == seq) {
-                match frame.kind {
-                    wire::NLMSG_DONE => return Ok(objects),
-                    wire::NLMSG_ERROR => match frame.code() {
-                        Some(0) => return Ok(objects),
-                        code => {
-                            return Err(io::Error::from_raw_os_error(-code.unwrap_or(-5)));
-                        }
-                    },
-                    wire::RTM_NEWNEXTHOP => objects.extend(wire::parse_nexthop(frame.body)),
-                    _ => {}
-                }
-            }
-        }
+        self.dump_of(wire::nexthop_dump, wire::RTM_NEWNEXTHOP, wire::parse_nexthop)
     }
 
     /// Every route of both families in the kernel's tables. One we cannot read (another
     /// family's, or malformed) is skipped.
     pub fn dump(&mut self) -> io::Result<Vec<RouteEntry>> {
+        self.dump_of(wire::route_dump, wire::RTM_NEWROUTE, wire::parse_route)
+    }
+
+    /// Sends the dump request `request` writes and collects the replies of type `kind` that
+    /// `parse` can read.
+    fn dump_of<T>(
+        &mut self,
+        request: fn(&mut Vec<u8>, u32),
+        kind: u16,
+        parse: fn(&[u8]) -> Option<T>,
+    ) -> io::Result<Vec<T>> {
         let seq = self.take_seqs(1);
         let mut out = Vec::new();
-        wire::route_dump(&mut out, seq);
+        request(&mut out, seq);
         self.socket.send(&out, 0)?;
-        let mut routes = Vec::new();
+        let mut items = Vec::new();
         let mut buf = vec![0u8; 1 << 16];
         loop {
             let n = self.socket.recv(&mut &mut buf[..], 0)?;
             for frame in wire::frames(&buf[..n]).filter(|f| f.seq == seq) {
                 match frame.kind {
-                    wire::NLMSG_DONE => return Ok(routes),
+                    wire::NLMSG_DONE => return Ok(items),
                     wire::NLMSG_ERROR => match frame.code() {
-                        Some(0) => return Ok(routes),
+                        Some(0) => return Ok(items),
                         code => return Err(io::Error::from_raw_os_error(-code.unwrap_or(-5))),
                     },
-                    wire::RTM_NEWROUTE => routes.extend(wire::parse_route(frame.body)),
+                    k if k == kind => items.extend(parse(frame.body)),
                     _ => {}
                 }
             }
