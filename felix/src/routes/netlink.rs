@@ -163,11 +163,11 @@ impl NetlinkKernel {
                 Ok(outcomes) => create
                     .iter()
                     .zip(outcomes)
-                    .filter_map(|(r, o)| o.err().map(|code| (request_id(r), code)))
+                    .filter_map(|(r, o)| o.err().map(|code| (r.id(), code)))
                     .collect(),
                 Err(e) => {
                     let code = -e.raw_os_error().unwrap_or(5);
-                    create.iter().map(|r| (request_id(r), code)).collect()
+                    create.iter().map(|r| (r.id(), code)).collect()
                 }
             };
             for (id, code) in failed {
@@ -210,7 +210,7 @@ impl NetlinkKernel {
         match self.raw.write(&unused) {
             Ok(outcomes) => {
                 for (request, outcome) in unused.iter().zip(outcomes) {
-                    let id = request_id(request);
+                    let id = request.id();
                     match outcome {
                         // ENOENT: already gone.
                         Err(code) if code != -(nix::errno::Errno::ENOENT as i32) => {
@@ -308,14 +308,6 @@ impl NetlinkKernel {
             }
         }
         failed
-    }
-}
-
-fn request_id(r: &super::wire::NexthopRequest) -> u32 {
-    match r {
-        super::wire::NexthopRequest::Gateway { id, .. }
-        | super::wire::NexthopRequest::Group { id, .. }
-        | super::wire::NexthopRequest::Delete { id } => *id,
     }
 }
 

@@ -281,14 +281,7 @@ mod tests {
     }
 
     fn ids(requests: &[NexthopRequest]) -> Vec<u32> {
-        requests
-            .iter()
-            .map(|r| match r {
-                NexthopRequest::Gateway { id, .. }
-                | NexthopRequest::Group { id, .. }
-                | NexthopRequest::Delete { id } => *id,
-            })
-            .collect()
+        requests.iter().map(NexthopRequest::id).collect()
     }
 
     #[test]

@@ -107,6 +107,17 @@ pub enum NexthopRequest {
     },
 }
 
+impl NexthopRequest {
+    /// The object it creates or deletes.
+    pub fn id(&self) -> u32 {
+        match self {
+            NexthopRequest::Gateway { id, .. }
+            | NexthopRequest::Group { id, .. }
+            | NexthopRequest::Delete { id } => *id,
+        }
+    }
+}
+
 /// A request that writes itself into a send buffer.
 pub trait Request {
     /// Appends the whole message, header included; `ack` asks for an acknowledgement.
