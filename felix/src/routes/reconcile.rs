@@ -181,7 +181,14 @@ impl<K: Kernel> Programmer<K> {
                 }
                 Ordering::Equal => {
                     if let (Some((dst, target)), Some((_, held))) = (want.next(), have.next()) {
-                        if target != held {
+                        // Until BGP has converged after a start, a learned route the kernel
+                        // has stays as it is: the first peer back must not shrink an ECMP
+                        // route to its own next hop while the others are still reconnecting.
+                        let settling = !self.learned_converged
+                            && matches!((target, held), (Target::Via(_), Target::Via(_)));
+                        if target != held && settling {
+                            report.held += 1;
+                        } else if target != held {
                             replace.push(Write { dst: *dst, target: target.clone(), ours: true });
                         }
                     }
@@ -301,6 +308,24 @@ mod tests {
         assert_eq!(apply(&mut p, now).held, 1);
         p.set_learned_converged();
         assert_eq!(apply(&mut p, now).deleted, 1);
+    }
+
+    #[test]
+    fn an_ecmp_route_in_the_kernel_keeps_all_its_next_hops_until_bgp_has_converged() {
+        let mut k = kernel(&[]);
+        let both = Target::via(vec![ip("10.1.1.1"), ip("10.2.1.1")]);
+        k.table.insert(net("10.66.0.0/26"), both.clone());
+        let mut p = Programmer::new(k, Duration::from_secs(10));
+        // After a restart, the first peer back sends the route with only its own next hop.
+        p.set_learned(net("10.66.0.0/26"), Some(vec![ip("10.1.1.1")]));
+        p.set_learned(net("10.66.0.64/26"), Some(vec![ip("10.1.1.1")]));
+        let early = apply(&mut p, Instant::now());
+        assert_eq!((early.replaced, early.held), (1, 1), "new routes go in, held ones stay");
+        assert_eq!(p.kernel().table[&net("10.66.0.0/26")], both);
+        p.set_learned_converged();
+        let later = apply(&mut p, Instant::now());
+        assert_eq!((later.replaced, later.held), (1, 0));
+        assert_eq!(p.kernel().table[&net("10.66.0.0/26")], Target::via(vec![ip("10.1.1.1")]));
     }
 
     #[test]
