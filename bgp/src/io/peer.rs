@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
-use tracing::{debug, info, warn};
+use tracing::{Instrument, debug, info, warn};
 
 use super::conn::{self, ConnEvent, OutQueue, WriterCommand};
 use super::rib_task::RibCommand;
@@ -142,45 +142,49 @@ pub async fn run(p: Peer, commands: mpsc::Receiver<PeerCommand>, rib: mpsc::Send
         exit: None,
         done: false,
     };
+    // Every event of this task, across its awaits, is logged under its peer's address.
     let span = tracing::info_span!("peer", addr = %t.p.address);
-    let _enter = span.enter();
-    t.input(Input::Start);
-    loop {
-        t.flush_updates();
-        t.publish();
-        if t.done && t.backlog.is_empty() {
-            break;
-        }
-        let next = t.timers.next();
-        let sleep = async {
-            match next {
-                Some(d) => tokio::time::sleep_until(d).await,
-                None => std::future::pending().await,
+    async move {
+        t.input(Input::Start);
+        loop {
+            t.flush_updates();
+            t.publish();
+            if t.done && t.backlog.is_empty() {
+                break;
             }
-        };
-        let backlogged = !t.backlog.is_empty();
-        tokio::select! {
-            biased;
-            cmd = inputs.commands.recv(), if !t.done => match cmd {
-                Some(c) => t.command(c),
-                None => t.shutdown(false, None),
-            },
-            () = sleep => t.fire_timers(backlogged),
-            permit = inputs.rib.reserve(), if backlogged => {
-                if let (Ok(permit), Some(c)) = (permit, t.backlog.pop_front()) {
-                    permit.send(c);
-                } else {
-                    // The RIB is gone: the speaker is stopping.
-                    t.backlog.clear();
+            let next = t.timers.next();
+            let sleep = async {
+                match next {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
                 }
+            };
+            let backlogged = !t.backlog.is_empty();
+            tokio::select! {
+                biased;
+                cmd = inputs.commands.recv(), if !t.done => match cmd {
+                    Some(c) => t.command(c),
+                    None => t.shutdown(false, None),
+                },
+                () = sleep => t.fire_timers(backlogged),
+                permit = inputs.rib.reserve(), if backlogged => {
+                    if let (Ok(permit), Some(c)) = (permit, t.backlog.pop_front()) {
+                        permit.send(c);
+                    } else {
+                        // The RIB is gone: the speaker is stopping.
+                        t.backlog.clear();
+                    }
+                }
+                Some(res) = inputs.connects.recv() => t.connect_result(res),
+                Some(ev) = inputs.events.recv(), if !backlogged => t.conn_event(ev),
             }
-            Some(res) = inputs.connects.recv() => t.connect_result(res),
-            Some(ev) = inputs.events.recv(), if !backlogged => t.conn_event(ev),
+        }
+        if let Some(done) = t.exit.take() {
+            let _ = done.send(());
         }
     }
-    if let Some(done) = t.exit.take() {
-        let _ = done.send(());
-    }
+    .instrument(span)
+    .await
 }
 
 fn nanos() -> u64 {

@@ -9,8 +9,10 @@ use std::time::Duration;
 use ipnet::IpNet;
 use tartan_bgp::config::{PeerAddress, PeerConfig, SpeakerConfig};
 use tartan_bgp::io::{PeerStatus, Speaker};
+use tartan_bgp::policy::{Action, Conditions, Policy, PrefixMatch, Rule};
 use tartan_bgp::rib::{NextHopMode, Origination};
 use tartan_bgp::types::{Asn, NextHop, Prefix};
+use tartan_ipam::resources::IpPoolSpec;
 use tartan_ipam::resources::NextHopMode as SpecNextHop;
 use tokio::sync::Mutex;
 
@@ -52,9 +54,34 @@ fn net(p: &Prefix) -> Option<IpNet> {
     p.to_string().parse().ok()
 }
 
-fn peer_config(p: &Peering, port: u16) -> Result<PeerConfig, String> {
+/// What every peer hears: routes inside the pools that export to BGP, originated here or
+/// learned within our AS (an empty AS path: over the mesh, or reflected by a route reflector);
+/// never a route learned over eBGP, so a host dual-homed to two leaves is never a path between
+/// them, and never anything outside the pools (a leaf's link subnets). Calico exports pool
+/// routes only too, though it also passes on pool routes learned over eBGP.
+fn export_policy(pools: &[IpPoolSpec]) -> Policy {
+    let prefixes: Vec<PrefixMatch> = pools
+        .iter()
+        .filter(|p| !p.disable_bgp_export)
+        .filter_map(|p| {
+            let prefix = prefix(&p.cidr)?;
+            let max = if p.cidr.addr().is_ipv4() { 32 } else { 128 };
+            Some(PrefixMatch { prefix, ge: prefix.prefix_len(), le: max })
+        })
+        .collect();
+    let rules = if prefixes.is_empty() {
+        Vec::new()
+    } else {
+        let conditions = Conditions { prefixes, as_path_max_len: Some(0), ..Default::default() };
+        vec![Rule { conditions, action: Action::Accept, set: Default::default() }]
+    };
+    Policy { rules, default: Action::Reject }
+}
+
+fn peer_config(p: &Peering, port: u16, export: &Arc<Policy>) -> Result<PeerConfig, String> {
     let mut pc = PeerConfig::new(p.peer, Asn(p.remote_as));
     pc.port = port;
+    pc.export = export.clone();
     pc.local_address = Some(p.local);
     pc.passive = p.passive;
     pc.connect_retry = 2;
@@ -164,8 +191,9 @@ impl Bgp {
                 }
             }
         }
+        let export = Arc::new(export_policy(&snap.pools));
         for (addr, p) in &want {
-            let pc = match peer_config(p, snap.config.listen_port) {
+            let pc = match peer_config(p, snap.config.listen_port, &export) {
                 Ok(pc) => pc,
                 Err(e) => {
                     tracing::warn!("{e}");
@@ -317,5 +345,44 @@ impl Bgp {
 
     pub async fn shutdown(&self) {
         self.speaker.shutdown(true).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tartan_bgp::wire::{AsPath, PathAttributes};
+
+    fn pool(cidr: &str, export: bool) -> IpPoolSpec {
+        serde_json::from_value(serde_json::json!({"cidr": cidr, "disableBGPExport": !export}))
+            .expect("pool")
+    }
+
+    #[test]
+    fn peers_hear_pool_routes_of_our_own_as_and_nothing_learned_over_ebgp() {
+        let policy = export_policy(&[
+            pool("10.66.0.0/16", true),
+            pool("fd00:66::/48", true),
+            pool("10.77.0.0/16", false),
+        ]);
+        let ours = PathAttributes::default();
+        let ebgp = PathAttributes {
+            as_path: Some(AsPath::sequence([Asn(65101), Asn(65203)])),
+            ..Default::default()
+        };
+        let hears = |p: &str, a: &PathAttributes| {
+            policy.evaluate(p.parse().expect("prefix"), a).action == Action::Accept
+        };
+        assert!(hears("10.66.1.0/26", &ours), "our block, or a reflected one");
+        assert!(hears("10.66.3.4/32", &ours), "a borrowed address");
+        assert!(hears("fd00:66::40/122", &ours));
+        assert!(!hears("10.66.2.0/26", &ebgp), "another rack's block, learned from a leaf");
+        assert!(!hears("10.0.12.0/31", &ours), "not in a pool");
+        assert!(!hears("10.77.1.0/26", &ours), "a pool with disableBGPExport");
+        assert!(!hears("10.0.0.0/8", &ours), "wider than the pool");
+        assert!(
+            export_policy(&[]).evaluate("10.66.1.0/26".parse().expect("p"), &ours).action
+                == Action::Reject
+        );
     }
 }
