@@ -17,7 +17,7 @@ pub mod peerings;
 mod speaker;
 mod status;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -57,7 +57,7 @@ pub struct AgentConfig {
     pub ipv6: AddressSource,
     pub asn: Option<u32>,
     /// Labels merged into the Node's (BGPPeer and pool node selectors match them).
-    pub labels: std::collections::BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
     /// Makes this node a route reflector of the cluster (written to its Node).
     pub rr_cluster_id: Option<std::net::Ipv4Addr>,
     pub state_dir: PathBuf,
@@ -180,6 +180,16 @@ impl Shared {
         }
         if let Ok(r) = &report {
             state.kernel_routes = r.kernel_routes;
+            let failing: BTreeMap<IpNet, String> = r.failed.iter().cloned().collect();
+            for (dst, why) in &failing {
+                if state.failing.get(dst) != Some(why) {
+                    tracing::warn!("route {dst}: {why}");
+                }
+            }
+            for dst in state.failing.keys().filter(|d| !failing.contains_key(d)) {
+                tracing::info!("route {dst}: no longer failing");
+            }
+            state.failing = failing;
         }
         report
     }
@@ -191,6 +201,10 @@ pub(crate) struct State {
     pub endpoints: Endpoints,
     /// Our routes in the kernel at the last reconcile.
     pub kernel_routes: usize,
+    /// Routes the last reconcile could not write, with why. Each is logged when it starts
+    /// failing (or fails differently) and when it stops, not at every pass: a learned route
+    /// over a connected subnet fails with EEXIST for as long as it is learned.
+    pub failing: BTreeMap<IpNet, String>,
 }
 
 /// The datastore as one sync pass read it.
@@ -662,7 +676,12 @@ async fn start(cfg: &AgentConfig) -> Result<(Arc<Shared>, speaker::Bgp, u64, boo
         client,
         host,
         mtu,
-        state: Mutex::new(State { programmer, endpoints, kernel_routes: 0 }),
+        state: Mutex::new(State {
+            programmer,
+            endpoints,
+            kernel_routes: 0,
+            failing: BTreeMap::new(),
+        }),
         metrics: metrics::Metrics::default(),
         attachments: Default::default(),
         dirty: Notify::new(),

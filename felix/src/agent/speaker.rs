@@ -243,12 +243,8 @@ impl Bgp {
 
         let mut state = shared.state.lock().await;
         state.programmer.set_blocks(snap.blocks.clone());
+        // Routes that fail are logged by `reconcile`, once each.
         match shared.reconcile(&mut state).await {
-            Ok(r) if !r.failed.is_empty() => {
-                for (dst, why) in &r.failed {
-                    tracing::warn!("route {dst}: {why}");
-                }
-            }
             Ok(_) => {}
             Err(e) => {
                 tracing::warn!("reading the kernel's routes: {e}");
@@ -314,13 +310,8 @@ impl Bgp {
                 });
                 state.programmer.set_learned(dst, hops);
             }
-            match shared.reconcile(&mut state).await {
-                Ok(r) => {
-                    for (dst, why) in &r.failed {
-                        tracing::warn!("route {dst}: {why}");
-                    }
-                }
-                Err(e) => tracing::warn!("programming learned routes: {e}"),
+            if let Err(e) = shared.reconcile(&mut state).await {
+                tracing::warn!("programming learned routes: {e}");
             }
         }
     }
