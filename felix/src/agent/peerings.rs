@@ -10,6 +10,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use tartan_ipam::resources::{
     BgpConfigurationSpec, BgpPeerSpec, GracefulRestart, NextHopMode, NodeSpec, Password, Selector,
+    SourceAddress,
 };
 
 /// One node as the peering computation needs it.
@@ -71,7 +72,10 @@ impl PeerType {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Peering {
     pub peer: IpAddr,
+    /// The node's address of the peer's family.
     pub local: IpAddr,
+    /// Connections we open go from `local` (else from what the kernel picks).
+    pub bind_local: bool,
     pub remote_as: u32,
     pub kind: PeerType,
     pub passive: bool,
@@ -124,6 +128,7 @@ pub fn compute(
             Peering {
                 peer: p.peer_ip,
                 local,
+                bind_local: p.source_address != Some(SourceAddress::None),
                 remote_as: p.as_number,
                 kind,
                 passive: node.is_some() && p.peer_ip < local,
@@ -162,6 +167,7 @@ pub fn compute(
                 Peering {
                     peer,
                     local,
+                    bind_local: true,
                     remote_as: other_as,
                     kind,
                     passive: peer < local,
@@ -239,12 +245,20 @@ mod tests {
             keepalive_time: None,
             graceful_restart: None,
             next_hop_mode: None,
+            source_address: None,
         };
         let mut h1 = nodes[1].clone();
         h1.labels.insert("rack".into(), "a".into());
         let got = compute(&h1, &nodes, &config, std::slice::from_ref(&tor));
         assert_eq!(got[&ip("10.0.0.254")].kind, PeerType::NodeSpecific);
         assert!(!got[&ip("10.0.0.254")].passive, "we always connect to routers");
-        assert!(!compute(&nodes[2], &nodes, &config, &[tor]).contains_key(&ip("10.0.0.254")));
+        assert!(got[&ip("10.0.0.254")].bind_local, "from the node's address by default");
+        assert!(
+            !compute(&nodes[2], &nodes, &config, std::slice::from_ref(&tor))
+                .contains_key(&ip("10.0.0.254"))
+        );
+        let unbound = BgpPeerSpec { source_address: Some(SourceAddress::None), ..tor };
+        let got = compute(&h1, &nodes, &config, &[unbound]);
+        assert!(!got[&ip("10.0.0.254")].bind_local, "sourceAddress: None");
     }
 }

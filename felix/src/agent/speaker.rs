@@ -82,7 +82,7 @@ fn peer_config(p: &Peering, port: u16, export: &Arc<Policy>) -> Result<PeerConfi
     let mut pc = PeerConfig::new(p.peer, Asn(p.remote_as));
     pc.port = port;
     pc.export = export.clone();
-    pc.local_address = Some(p.local);
+    pc.local_address = p.bind_local.then_some(p.local);
     pc.passive = p.passive;
     pc.connect_retry = 2;
     pc.route_reflector_client = p.route_reflector_client;

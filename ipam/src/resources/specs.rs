@@ -163,6 +163,19 @@ pub struct BgpPeerSpec {
     pub graceful_restart: Option<GracefulRestart>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_hop_mode: Option<NextHopMode>,
+    /// The source of the connections we open: the node's address (default), or whatever the
+    /// kernel picks for the route to the peer (`None`: a host dual-homed to two leaves
+    /// reaches each from the address on its link).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_address: Option<SourceAddress>,
+}
+
+/// Calico's `sourceAddress` of a BGPPeer.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SourceAddress {
+    #[serde(rename = "UseNodeIP")]
+    UseNodeIp,
+    None,
 }
 
 /// A TCP-MD5 password: inline, or read by the agent from a file on its host (which keeps the

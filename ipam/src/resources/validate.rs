@@ -453,6 +453,12 @@ mod tests {
             .is_err()
         );
         assert!(peer(json!({"peerIP": "10.0.0.254", "asNumber": 1, "password": {}})).is_err());
+        for source in ["UseNodeIP", "None"] {
+            let spec = json!({"peerIP": "10.0.0.254", "asNumber": 1, "sourceAddress": source});
+            assert_eq!(peer(spec).expect("valid").spec["sourceAddress"], source);
+        }
+        let bad = json!({"peerIP": "10.0.0.254", "asNumber": 1, "sourceAddress": "eth2"});
+        assert!(peer(bad).is_err());
         let node = RawResource::new(Kind::Node, "n1", json!({"bgp": {"ipv4Address": "10.0.0.1"}}));
         let node = check(Kind::Node, node, &ctx).expect("bare address is /32");
         assert_eq!(node.spec["bgp"]["ipv4Address"], "10.0.0.1/32");
