@@ -42,12 +42,17 @@ pub enum Target {
 /// peers copy a pointer, not a list, as they go from BGP to the desired table to the kernel.
 pub type Hops = Arc<[IpAddr]>;
 
+/// Next hops in canonical order: sorted, without duplicates.
+pub fn hops(mut hops: Vec<IpAddr>) -> Hops {
+    hops.sort();
+    hops.dedup();
+    hops.into()
+}
+
 impl Target {
     /// A `Via` target with its next hops in canonical order.
-    pub fn via(mut hops: Vec<IpAddr>) -> Target {
-        hops.sort();
-        hops.dedup();
-        Target::Via(hops.into())
+    pub fn via(next_hops: Vec<IpAddr>) -> Target {
+        Target::Via(hops(next_hops))
     }
 }
 

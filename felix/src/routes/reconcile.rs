@@ -89,18 +89,17 @@ impl<K: Kernel> Programmer<K> {
     pub fn set_learned(&mut self, dst: IpNet, next_hops: Option<Vec<IpAddr>>) {
         match next_hops {
             Some(hops) if !hops.is_empty() => {
-                if let Target::Via(hops) = Target::via(hops) {
-                    // Routes arrive in runs through the same next hops: they share one list.
-                    let shared = match self.learned.get(&dst) {
-                        Some(old) if *old == hops => old.clone(),
-                        _ => match &self.last_learned {
-                            Some(last) if *last == hops => last.clone(),
-                            _ => hops,
-                        },
-                    };
-                    self.last_learned = Some(shared.clone());
-                    self.learned.insert(dst, shared);
-                }
+                let hops = super::hops(hops);
+                // Routes arrive in runs through the same next hops: they share one list.
+                let shared = match self.learned.get(&dst) {
+                    Some(old) if *old == hops => old.clone(),
+                    _ => match &self.last_learned {
+                        Some(last) if *last == hops => last.clone(),
+                        _ => hops,
+                    },
+                };
+                self.last_learned = Some(shared.clone());
+                self.learned.insert(dst, shared);
             }
             _ => {
                 self.learned.remove(&dst);
@@ -128,10 +127,7 @@ impl<K: Kernel> Programmer<K> {
                     _ => {
                         let to = if hops.iter().any(|h| self.resolved.contains_key(h)) {
                             let resolve = |h: &IpAddr| *self.resolved.get(h).unwrap_or(h);
-                            match Target::via(hops.iter().map(resolve).collect()) {
-                                Target::Via(to) => to,
-                                _ => hops.clone(),
-                            }
+                            super::hops(hops.iter().map(resolve).collect())
                         } else {
                             hops.clone()
                         };
