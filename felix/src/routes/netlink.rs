@@ -190,14 +190,17 @@ impl NetlinkKernel {
         if !self.supported {
             return;
         }
+        let unknown_request =
+            [nix::errno::Errno::EOPNOTSUPP as i32, nix::errno::Errno::EINVAL as i32];
         match self.raw.nexthops() {
             Ok(all) => self.nexthops.load_objects(all),
-            Err(e) => {
-                tracing::warn!(
-                    "cannot list nexthop objects ({e}); writing next hops into each route"
-                );
+            // A kernel without them (before 5.3) does not know the request.
+            Err(e) if e.raw_os_error().is_some_and(|c| unknown_request.contains(&c)) => {
+                tracing::warn!("no nexthop objects here ({e}); writing next hops into each route");
                 self.supported = false;
             }
+            // Anything else passes: the objects as last read stand until the next apply.
+            Err(e) => tracing::warn!("listing nexthop objects: {e}"),
         }
     }
 
