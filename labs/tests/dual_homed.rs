@@ -18,13 +18,6 @@ use tartan_labs::harness::{TestLab, lab_tests_enabled};
 const TOPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../containerlab/dual-homed.clab.yml");
 const HOSTS: [&str; 3] = ["host1", "host2", "host3"];
 
-fn frr_established(lab: &TestLab, router: &str, want: usize) -> Result<(), String> {
-    let v = json(lab, router, "vtysh -c 'show bgp ipv4 unicast summary json'")?;
-    let peers = v["peers"].as_object().cloned().unwrap_or_default();
-    let up = peers.values().filter(|p| p["state"] == "Established").count();
-    if up == want { Ok(()) } else { Err(format!("{router}: {up} of {} Established", peers.len())) }
-}
-
 /// The gateways of `node`'s kernel route to `dst`, and whether it names a nexthop object.
 fn gateways(lab: &TestLab, node: &str, dst: &str) -> Result<(BTreeSet<String>, bool), String> {
     let v = json(lab, node, &format!("ip -j route show {dst}"))?;
@@ -62,10 +55,7 @@ fn dual_homed_hosts_use_both_leaves_and_are_never_a_path_between_them() {
     let sockets = lab.sh_ok("host1", "ss -tnH state established '( dport = :179 )'");
     assert!(sockets.contains("10.2.1.2:") && sockets.contains("10.2.1.1:179"), "{sockets}");
 
-    let wls = lab.wait_for("three containers", CONVERGE, || {
-        let w = workloads(&lab)?;
-        if w.len() == 3 { Ok(w) } else { Err(format!("{w:?}")) }
-    });
+    let wls = wait_workloads(&lab, 3);
     let blocks = blocks(&lab).expect("blocks");
     let leaves = |n: usize| [format!("10.1.{n}.1"), format!("10.2.{n}.1")];
     for (n, host) in HOSTS.iter().enumerate().map(|(i, h)| (i + 1, *h)) {

@@ -15,13 +15,6 @@ use tartan_labs::harness::{TestLab, lab_tests_enabled};
 const TOPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../containerlab/leaf-spine.clab.yml");
 const HOSTS: [&str; 4] = ["host1", "host2", "host3", "host4"];
 
-fn frr_established(lab: &TestLab, router: &str, want: usize) -> Result<(), String> {
-    let v = json(lab, router, "vtysh -c 'show bgp ipv4 unicast summary json'")?;
-    let peers = v["peers"].as_object().cloned().unwrap_or_default();
-    let up = peers.values().filter(|p| p["state"] == "Established").count();
-    if up == want { Ok(()) } else { Err(format!("{router}: {up} of {} Established", peers.len())) }
-}
-
 fn kernel_route(lab: &TestLab, node: &str, dst: &str) -> Result<Value, String> {
     let v = json(lab, node, &format!("ip -j route show {dst}"))?;
     v.as_array().and_then(|a| a.first().cloned()).ok_or(format!("{node}: no route to {dst}"))
@@ -44,10 +37,7 @@ fn racks_reach_each_other_through_leaves_and_both_spines() {
     let status = lab.sh_ok("host1", "tartanctl node status host1");
     assert!(status.contains("10.1.1.1") && status.contains("node specific"), "{status}");
 
-    let wls = lab.wait_for("four containers", CONVERGE, || {
-        let w = workloads(&lab)?;
-        if w.len() == 4 { Ok(w) } else { Err(format!("{w:?}")) }
-    });
+    let wls = wait_workloads(&lab, 4);
     let blocks = blocks(&lab).expect("blocks");
     let rack_b: Vec<String> = ["host3", "host4"]
         .iter()

@@ -39,10 +39,7 @@ fn natoutgoing_masquerades_only_traffic_leaving_the_pools() {
     }
     let lab = TestLab::deploy(TOPO);
     lab.wait_for("sessions", CONVERGE, || sessions_established(&lab, &["host1", "host2"], 1));
-    let wls = lab.wait_for("two containers", CONVERGE, || {
-        let w = workloads(&lab)?;
-        if w.len() == 2 { Ok(w) } else { Err(format!("{w:?}")) }
-    });
+    let wls = wait_workloads(&lab, 2);
     lab.wait_for("routes", CONVERGE, || fabric_routes(&lab, &["host1", "host2"]));
     let hosts = node_addresses(&lab).expect("nodes");
     let ext = lab

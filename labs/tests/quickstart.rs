@@ -197,10 +197,7 @@ fn hosts_whose_addresses_arrive_late_peer_and_route_over_their_own_link() {
             other => Err(format!("a registered {other:?}")),
         }
     });
-    let wls = lab.wait_for("two containers", CONVERGE, || {
-        let w = workloads(&lab)?;
-        if w.len() == 2 { Ok(w) } else { Err(format!("{w:?}")) }
-    });
+    let wls = wait_workloads(&lab, 2);
     lab.wait_for("routes over the link", CONVERGE, || fabric_routes(&lab, &["a", "b"]));
     for addr in [&wls["cb"].v4, &wls["cb"].v6].into_iter().flatten() {
         lab.wait_for(&format!("ca reaches {addr}"), Duration::from_secs(10), || {

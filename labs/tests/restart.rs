@@ -20,10 +20,7 @@ fn sigkill_and_restart_of_an_agent_loses_no_packet_and_flaps_no_route() {
     }
     let lab = TestLab::deploy(TOPO);
     lab.wait_for("sessions", CONVERGE, || sessions_established(&lab, &HOSTS, 4));
-    let wls = lab.wait_for("six containers", CONVERGE, || {
-        let w = workloads(&lab)?;
-        if w.len() == 6 { Ok(w) } else { Err(format!("{w:?}")) }
-    });
+    let wls = wait_workloads(&lab, 6);
     lab.wait_for("routes", CONVERGE, || fabric_routes(&lab, &HOSTS));
     let (web1, web3) = (&wls["web1"], &wls["web3"]);
     let target = web3.v4.clone().unwrap_or_default();

@@ -219,3 +219,19 @@ pub fn ping_through_agent_restart(
         if out.contains("packets transmitted") { Ok(out) } else { Err(out) }
     })
 }
+
+/// Waits until the API has `n` WorkloadEndpoints and returns them.
+pub fn wait_workloads(lab: &TestLab, n: usize) -> BTreeMap<String, Workload> {
+    lab.wait_for(&format!("{n} containers"), CONVERGE, || {
+        let w = workloads(lab)?;
+        if w.len() == n { Ok(w) } else { Err(format!("{w:?}")) }
+    })
+}
+
+/// Whether FRR `router` has `want` IPv4 unicast sessions Established.
+pub fn frr_established(lab: &TestLab, router: &str, want: usize) -> Result<(), String> {
+    let v = json(lab, router, "vtysh -c 'show bgp ipv4 unicast summary json'")?;
+    let peers = v["peers"].as_object().cloned().unwrap_or_default();
+    let up = peers.values().filter(|p| p["state"] == "Established").count();
+    if up == want { Ok(()) } else { Err(format!("{router}: {up} of {} Established", peers.len())) }
+}
