@@ -260,6 +260,13 @@ pub fn decode(mut v: &[u8], four_octet: bool) -> Result<AsPath, &'static str> {
                 })
             })
             .collect();
+        // Confederation segments lead the path (RFC 5065 §5.3: they are stripped on leaving
+        // the confederation, so none can follow an ordinary segment). One after an ordinary
+        // segment is malformed, as FRR holds it; it could not survive AS4_PATH either (RFC
+        // 6793 §4.2.3 keeps only leading ones).
+        if kind.is_confed() && segments.last().is_some_and(|s: &Segment| !s.kind.is_confed()) {
+            return Err("confederation segment after an ordinary one");
+        }
         segments.push(Segment { kind, asns });
         v = &rest[usize::from(count) * width..];
     }
@@ -350,6 +357,11 @@ mod tests {
         assert_eq!(decode(&[9, 1, 0, 0, 0, 1], true), Err("unknown segment type"));
         assert_eq!(decode(&[2, 2, 0, 0, 0, 1], true), Err("segment longer than the attribute"));
         assert_eq!(decode(&[2], true), Err("segment cut short"));
+        // Found by the round-trip fuzzer: a confederation segment in the middle of a path.
+        let middle = [2, 1, 0, 1, 3, 1, 1, 1, 1, 1, 0, 2];
+        assert_eq!(decode(&middle, false), Err("confederation segment after an ordinary one"));
+        let leading = [3, 1, 1, 1, 2, 1, 0, 1];
+        assert_eq!(decode(&leading, false).map(|p| p.segments.len()), Ok(2));
     }
 
     #[test]
