@@ -46,11 +46,7 @@ fn dual_homed_hosts_use_both_leaves_and_are_never_a_path_between_them() {
     }
     let lab = TestLab::deploy(TOPO);
     lab.wait_for("each host's two sessions", CONVERGE, || sessions_established(&lab, &HOSTS, 2));
-    for (router, want) in [("leaf-a", 5), ("leaf-b", 5), ("spine1", 2), ("spine2", 2)] {
-        lab.wait_for(&format!("{router}'s sessions"), CONVERGE, || {
-            frr_established(&lab, router, want)
-        });
-    }
+    wait_frr_sessions(&lab, &[("leaf-a", 5), ("leaf-b", 5), ("spine1", 2), ("spine2", 2)]);
     // leaf-b waits for host1 to connect: host1's connection comes from eth2's address.
     let sockets = lab.sh_ok("host1", "ss -tnH state established '( dport = :179 )'");
     assert!(sockets.contains("10.2.1.2:") && sockets.contains("10.2.1.1:179"), "{sockets}");

@@ -29,11 +29,7 @@ fn racks_reach_each_other_through_leaves_and_both_spines() {
     lab.wait_for("each host's session to its leaf", CONVERGE, || {
         sessions_established(&lab, &HOSTS, 1)
     });
-    for (router, want) in [("leaf-a", 4), ("leaf-b", 4), ("spine1", 2), ("spine2", 2)] {
-        lab.wait_for(&format!("{router}'s sessions"), CONVERGE, || {
-            frr_established(&lab, router, want)
-        });
-    }
+    wait_frr_sessions(&lab, &[("leaf-a", 4), ("leaf-b", 4), ("spine1", 2), ("spine2", 2)]);
     let status = lab.sh_ok("host1", "tartanctl node status host1");
     assert!(status.contains("10.1.1.1") && status.contains("node specific"), "{status}");
 

@@ -235,3 +235,12 @@ pub fn frr_established(lab: &TestLab, router: &str, want: usize) -> Result<(), S
     let up = peers.values().filter(|p| p["state"] == "Established").count();
     if up == want { Ok(()) } else { Err(format!("{router}: {up} of {} Established", peers.len())) }
 }
+
+/// Waits until each FRR router has its number of sessions Established.
+pub fn wait_frr_sessions(lab: &TestLab, routers: &[(&str, usize)]) {
+    for (router, want) in routers {
+        lab.wait_for(&format!("{router}'s sessions"), CONVERGE, || {
+            frr_established(lab, router, *want)
+        });
+    }
+}
