@@ -52,7 +52,7 @@ const NHA_OIF: u16 = 5;
 const NHA_GATEWAY: u16 = 6;
 
 /// The netlink header's length; every message starts with one.
-pub(crate) const HEADER_LEN: usize = 16;
+const HEADER_LEN: usize = 16;
 
 /// What to do with one route.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
