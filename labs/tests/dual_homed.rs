@@ -82,14 +82,7 @@ fn dual_homed_hosts_use_both_leaves_and_are_never_a_path_between_them() {
         }
     }
 
-    for a in wls.values() {
-        for b in wls.values().filter(|b| b.host != a.host) {
-            let addr = b.v4.clone().unwrap_or_default();
-            lab.wait_for(&format!("{} pings {addr}", a.name), Duration::from_secs(10), || {
-                ping(&lab, a, &addr)
-            });
-        }
-    }
+    ping_matrix(&lab, &wls);
     let (c1, c3) = (&wls["c1"], &wls["c3"]);
     let c3_addr = c3.v4.clone().unwrap_or_default();
     tcp_transfer(&lab, c1, c3, &c3_addr, 5001);

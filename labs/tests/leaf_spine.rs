@@ -77,14 +77,7 @@ fn racks_reach_each_other_through_leaves_and_both_spines() {
         }
     }
 
-    for a in wls.values() {
-        for b in wls.values().filter(|b| b.host != a.host) {
-            let addr = b.v4.clone().unwrap_or_default();
-            lab.wait_for(&format!("{} pings {addr}", a.name), Duration::from_secs(10), || {
-                ping(&lab, a, &addr)
-            });
-        }
-    }
+    ping_matrix(&lab, &wls);
     // Five routers between racks (each needs a TTL above 1 to forward): a TTL of 6 arrives,
     // 5 does not.
     let (c1, c3) = (&wls["c1"], &wls["c3"]);

@@ -38,17 +38,7 @@ fn quickstart_fabric_routes_containers_across_hosts_over_bgp() {
     lab.wait_for("every host's routes", CONVERGE, || fabric_routes(&lab, &HOSTS));
 
     // Ping matrix between containers on different hosts, IPv4 and IPv6.
-    for a in wls.values() {
-        for b in wls.values().filter(|b| b.host != a.host) {
-            for addr in [&b.v4, &b.v6].into_iter().flatten() {
-                lab.wait_for(
-                    &format!("{} pings {} at {addr}", a.name, b.name),
-                    Duration::from_secs(10),
-                    || ping(&lab, a, addr),
-                );
-            }
-        }
-    }
+    ping_matrix(&lab, &wls);
 
     // TCP across hosts in both families: web1 (host1) sends to web3 (host2).
     let (web1, web3) = (&wls["web1"], &wls["web3"]);

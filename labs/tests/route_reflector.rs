@@ -36,15 +36,7 @@ fn reflectors_replace_the_mesh_and_one_can_go() {
     });
     // Every host has every other host's blocks via the originating host (not the reflector).
     lab.wait_for("routes everywhere", CONVERGE, || fabric_routes(&lab, &ALL));
-    for a in wls.values() {
-        for b in wls.values().filter(|b| b.host != a.host) {
-            for addr in [&b.v4, &b.v6].into_iter().flatten() {
-                lab.wait_for(&format!("{} pings {addr}", a.name), Duration::from_secs(10), || {
-                    ping(&lab, a, addr)
-                });
-            }
-        }
-    }
+    ping_matrix(&lab, &wls);
 
     let (c1, c3w) = (&wls["c1"], &wls["c3"]);
     for (i, addr) in [&c3w.v4, &c3w.v6].into_iter().flatten().enumerate() {

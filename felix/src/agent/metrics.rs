@@ -85,8 +85,12 @@ impl Metrics {
 
     pub fn render(&self, snap: &Snapshot) -> String {
         let mut out = String::new();
-        out += "# HELP tartan_agent_bgp_session_up 1 when the session is Established.\n";
-        out += "# TYPE tartan_agent_bgp_session_up gauge\n";
+        head(
+            &mut out,
+            "tartan_agent_bgp_session_up",
+            "gauge",
+            "1 when the session is Established.",
+        );
         for s in &snap.sessions {
             let _ = writeln!(
                 out,
@@ -97,43 +101,44 @@ impl Metrics {
                 u8::from(s.state == "Established")
             );
         }
-        out += "# HELP tartan_agent_bgp_routes_received Routes accepted from the peer.\n";
-        out += "# TYPE tartan_agent_bgp_routes_received gauge\n";
-        for s in &snap.sessions {
-            let _ = writeln!(
-                out,
-                "tartan_agent_bgp_routes_received{{peer=\"{}\"}} {}",
-                s.peer, s.received
-            );
-        }
-        out += "# HELP tartan_agent_bgp_routes_advertised Routes advertised to the peer.\n";
-        out += "# TYPE tartan_agent_bgp_routes_advertised gauge\n";
-        for s in &snap.sessions {
-            let _ = writeln!(
-                out,
-                "tartan_agent_bgp_routes_advertised{{peer=\"{}\"}} {}",
-                s.peer, s.advertised
-            );
-        }
-        out += "# HELP tartan_agent_routes_programmed Routes the agent keeps in the kernel, by kind.\n";
-        out += "# TYPE tartan_agent_routes_programmed gauge\n";
+        let peers = &snap.sessions;
+        let received = "tartan_agent_bgp_routes_received";
+        peer_gauge(&mut out, peers, received, "Routes accepted from the peer.", |s| s.received);
+        let advertised = "tartan_agent_bgp_routes_advertised";
+        peer_gauge(&mut out, peers, advertised, "Routes advertised to the peer.", |s| s.advertised);
+        head(
+            &mut out,
+            "tartan_agent_routes_programmed",
+            "gauge",
+            "Routes the agent keeps in the kernel, by kind.",
+        );
         for (kind, n) in &snap.routes {
             let _ = writeln!(out, "tartan_agent_routes_programmed{{kind=\"{kind}\"}} {n}");
         }
-        out += "# HELP tartan_agent_kernel_routes Routes with our protocol number in the kernel at the last reconcile.\n";
-        out += "# TYPE tartan_agent_kernel_routes gauge\n";
+        head(
+            &mut out,
+            "tartan_agent_kernel_routes",
+            "gauge",
+            "Routes with our protocol number in the kernel at the last reconcile.",
+        );
         let _ = writeln!(out, "tartan_agent_kernel_routes {}", snap.kernel_routes);
-        out += "# HELP tartan_agent_endpoints Local workload endpoints.\n";
-        out += "# TYPE tartan_agent_endpoints gauge\n";
+        head(&mut out, "tartan_agent_endpoints", "gauge", "Local workload endpoints.");
         let _ = writeln!(out, "tartan_agent_endpoints {}", snap.endpoints);
-        out += "# HELP tartan_agent_reconcile_seconds Time to diff the desired routes against the kernel and write the difference.\n";
-        out += "# TYPE tartan_agent_reconcile_seconds histogram\n";
+        head(
+            &mut out,
+            "tartan_agent_reconcile_seconds",
+            "histogram",
+            "Time to diff the desired routes against the kernel and write the difference.",
+        );
         if let Ok(h) = self.reconcile.lock() {
             h.render(&mut out, "tartan_agent_reconcile_seconds", "");
         }
-        out +=
-            "# HELP tartan_agent_cni_request_seconds CNI requests served, by command and result.\n";
-        out += "# TYPE tartan_agent_cni_request_seconds histogram\n";
+        head(
+            &mut out,
+            "tartan_agent_cni_request_seconds",
+            "histogram",
+            "CNI requests served, by command and result.",
+        );
         if let Ok(m) = self.cni.lock() {
             for ((command, result), h) in m.iter() {
                 h.render(
@@ -145,6 +150,25 @@ impl Metrics {
         }
         out
     }
+}
+
+/// A gauge with one sample per BGP session.
+fn peer_gauge(
+    out: &mut String,
+    sessions: &[SessionSample],
+    name: &str,
+    help: &str,
+    value: impl Fn(&SessionSample) -> u64,
+) {
+    head(out, name, "gauge", help);
+    for s in sessions {
+        let _ = writeln!(out, "{name}{{peer=\"{}\"}} {}", s.peer, value(s));
+    }
+}
+
+/// A metric's HELP and TYPE lines.
+fn head(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
 /// Serves `render()` on GET /metrics.

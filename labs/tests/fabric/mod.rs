@@ -244,3 +244,19 @@ pub fn wait_frr_sessions(lab: &TestLab, routers: &[(&str, usize)]) {
         });
     }
 }
+
+/// Every container pings every address (each family it has) of every container on another
+/// host.
+pub fn ping_matrix(lab: &TestLab, wls: &BTreeMap<String, Workload>) {
+    for a in wls.values() {
+        for b in wls.values().filter(|b| b.host != a.host) {
+            for addr in [&b.v4, &b.v6].into_iter().flatten() {
+                lab.wait_for(
+                    &format!("{} pings {} at {addr}", a.name, b.name),
+                    Duration::from_secs(10),
+                    || ping(lab, a, addr),
+                );
+            }
+        }
+    }
+}
