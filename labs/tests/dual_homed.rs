@@ -20,8 +20,7 @@ const HOSTS: [&str; 3] = ["host1", "host2", "host3"];
 
 /// The gateways of `node`'s kernel route to `dst`, and whether it names a nexthop object.
 fn gateways(lab: &TestLab, node: &str, dst: &str) -> Result<(BTreeSet<String>, bool), String> {
-    let v = json(lab, node, &format!("ip -j route show {dst}"))?;
-    let r = v.as_array().and_then(|a| a.first().cloned()).ok_or(format!("{node}: no {dst}"))?;
+    let r = kernel_route(lab, node, dst)?;
     let mut hops: BTreeSet<String> = r["gateway"].as_str().map(String::from).into_iter().collect();
     for h in r["nexthops"].as_array().into_iter().flatten() {
         hops.extend(h["gateway"].as_str().map(String::from));

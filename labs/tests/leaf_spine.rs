@@ -9,16 +9,10 @@ mod fabric;
 use std::time::Duration;
 
 use fabric::*;
-use serde_json::Value;
 use tartan_labs::harness::{TestLab, lab_tests_enabled};
 
 const TOPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../containerlab/leaf-spine.clab.yml");
 const HOSTS: [&str; 4] = ["host1", "host2", "host3", "host4"];
-
-fn kernel_route(lab: &TestLab, node: &str, dst: &str) -> Result<Value, String> {
-    let v = json(lab, node, &format!("ip -j route show {dst}"))?;
-    v.as_array().and_then(|a| a.first().cloned()).ok_or(format!("{node}: no route to {dst}"))
-}
 
 #[test]
 fn racks_reach_each_other_through_leaves_and_both_spines() {

@@ -722,10 +722,11 @@ async fn watch_loop(shared: Arc<Shared>, mut since: u64) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn pool(cidr: &str, export: bool) -> IpPoolSpec {
+    /// A pool spec, exported to BGP or not.
+    pub(crate) fn pool(cidr: &str, export: bool) -> IpPoolSpec {
         serde_json::from_value(serde_json::json!({"cidr": cidr, "disableBGPExport": !export}))
             .expect("pool spec")
     }

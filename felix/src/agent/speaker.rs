@@ -342,12 +342,8 @@ impl Bgp {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::agent::tests::pool;
     use tartan_bgp::wire::{AsPath, PathAttributes};
-
-    fn pool(cidr: &str, export: bool) -> IpPoolSpec {
-        serde_json::from_value(serde_json::json!({"cidr": cidr, "disableBGPExport": !export}))
-            .expect("pool")
-    }
 
     #[test]
     fn peers_hear_pool_routes_of_our_own_as_and_nothing_learned_over_ebgp() {

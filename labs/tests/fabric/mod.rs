@@ -260,3 +260,9 @@ pub fn ping_matrix(lab: &TestLab, wls: &BTreeMap<String, Workload>) {
         }
     }
 }
+
+/// `node`'s kernel route to `dst`, as `ip -j route` shows it.
+pub fn kernel_route(lab: &TestLab, node: &str, dst: &str) -> Result<Value, String> {
+    let v = json(lab, node, &format!("ip -j route show {dst}"))?;
+    v.as_array().and_then(|a| a.first().cloned()).ok_or(format!("{node}: no route to {dst}"))
+}
