@@ -16,7 +16,7 @@ find_cargo
 
 seconds=${1:-30}
 case "$seconds" in '' | *[!0-9]*) die "usage: $0 [SECONDS_PER_TARGET]" ;; esac
-targets=(decode round_trip)
+targets=(decode round_trip framer)
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
   say "installing cargo-fuzz"

@@ -2,81 +2,12 @@
 //! UPDATEs to a running speaker. Treat-as-withdraw really withdraws and keeps the session,
 //! a broken optional attribute is discarded, and only a broken MP_REACH_NLRI resets.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::time::Duration;
+mod common;
 
-use tartan_bgp::config::{PeerConfig, SpeakerConfig};
+use common::{RawPeer, eventually, p, routes, speaker, state};
 use tartan_bgp::fsm::State;
-use tartan_bgp::io::Speaker;
-use tartan_bgp::types::{Asn, Family, FamilySet, Prefix};
-use tartan_bgp::wire::{Capability, Codec, Message, Open};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
-
-const PEER_AS: u32 = 65099;
-
-/// The speaker under test on `addr`, with one passive neighbor at `peer`.
-async fn speaker(addr: &str, peer: &str) -> Speaker {
-    let a: IpAddr = addr.parse().expect("addr");
-    let IpAddr::V4(id) = a else { panic!("v4") };
-    let mut cfg = SpeakerConfig::new(Asn(65001), id);
-    cfg.listen = vec![SocketAddr::new(a, 0)];
-    let s = Speaker::start(cfg).await.expect("starts");
-    let mut n = PeerConfig::new(peer.parse().expect("addr"), Asn(PEER_AS));
-    n.passive = true;
-    n.families = FamilySet::all();
-    s.add_peer(n).await.expect("peer");
-    s
-}
-
-/// A hand-played peer: connects from `from`, exchanges OPENs and KEEPALIVEs.
-struct RawPeer {
-    stream: TcpStream,
-    codec: Codec,
-}
-
-impl RawPeer {
-    async fn connect(from: &str, to: SocketAddr) -> RawPeer {
-        let socket = TcpSocket::new_v4().expect("socket");
-        socket.bind(SocketAddr::new(from.parse().expect("addr"), 0)).expect("bind");
-        let mut stream = socket.connect(to).await.expect("connect");
-        let caps = vec![
-            Capability::multiprotocol(Family::Ipv4Unicast),
-            Capability::multiprotocol(Family::Ipv6Unicast),
-        ];
-        let open = Open::new(Asn(PEER_AS), 90, Ipv4Addr::new(10, 99, 0, 1), caps);
-        let codec = Codec { four_octet_as: true, ..Codec::default() };
-        let mut out = Vec::new();
-        codec.encode(&Message::Open(open), &mut out).expect("encode");
-        codec.encode(&Message::Keepalive, &mut out).expect("encode");
-        stream.write_all(&out).await.expect("send");
-        let mut peer = RawPeer { stream, codec };
-        assert!(matches!(peer.next().await, Some(Message::Open(_))));
-        peer
-    }
-
-    /// The next message, or `None` when the connection ends.
-    async fn next(&mut self) -> Option<Message> {
-        let mut header = [0u8; 19];
-        tokio::time::timeout(Duration::from_secs(10), self.stream.read_exact(&mut header))
-            .await
-            .ok()?
-            .ok()?;
-        let len = usize::from(u16::from_be_bytes([header[16], header[17]]));
-        let mut msg = header.to_vec();
-        msg.resize(len, 0);
-        self.stream.read_exact(&mut msg[19..]).await.ok()?;
-        Some(self.codec.decode(&msg).expect("the speaker sends valid messages"))
-    }
-
-    async fn send_raw(&mut self, update_body: &[u8]) {
-        let mut msg = vec![0xff; 16];
-        msg.extend_from_slice(&((19 + update_body.len()) as u16).to_be_bytes());
-        msg.push(2);
-        msg.extend_from_slice(update_body);
-        self.stream.write_all(&msg).await.expect("send");
-    }
-}
+use tartan_bgp::types::Family;
+use tartan_bgp::wire::Message;
 
 /// An UPDATE body: no withdrawals, `attrs`, and NLRI `10.0.<n>.0/24`.
 fn update(attrs: &[u8], nets: &[u8]) -> Vec<u8> {
@@ -95,28 +26,6 @@ const BASE: &[u8] = &[
     0x40, 2, 6, 2, 1, 0, 0, 0xfe, 0x4b, // AS_PATH: one sequence of one four-octet AS
     0x40, 3, 4, 10, 99, 0, 1, // NEXT_HOP
 ];
-
-async fn routes(s: &Speaker) -> Vec<Prefix> {
-    s.routes(Family::Ipv4Unicast, None).await.unwrap_or_default().iter().map(|r| r.prefix).collect()
-}
-
-async fn eventually<F: AsyncFnMut() -> bool>(what: &str, mut f: F) {
-    for _ in 0..200 {
-        if f().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
-
-fn p(s: &str) -> Prefix {
-    s.parse().expect("prefix")
-}
-
-async fn state(s: &Speaker) -> State {
-    s.status().await.map(|x| x.peers[0].state).unwrap_or(State::Idle)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn treat_as_withdraw_removes_the_route_and_keeps_the_session() {

@@ -16,7 +16,7 @@ use tokio::sync::{Notify, mpsc};
 use super::rib_task::RibCommand;
 use crate::fsm::ConnId;
 use crate::rib::PeerIdx;
-use crate::wire::{DecodeError, EXTENDED_MAX_LEN, frame};
+use crate::wire::{DecodeError, EXTENDED_MAX_LEN, Framer, Taken};
 
 /// What a connection's tasks report to the peer task.
 #[derive(Debug)]
@@ -31,36 +31,22 @@ pub enum ConnEvent {
 
 /// Reads messages until the connection ends.
 pub async fn reader(id: ConnId, mut rd: OwnedReadHalf, tx: mpsc::Sender<ConnEvent>) {
-    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
+    // Frame with the largest length any session may negotiate; the peer task checks the
+    // negotiated one when it decodes.
+    let mut framer = Framer::new(EXTENDED_MAX_LEN);
     loop {
-        if buf.capacity() - buf.len() < 16 * 1024 {
-            buf.reserve(64 * 1024);
-        }
-        match rd.read_buf(&mut buf).await {
+        match rd.read_buf(framer.spare()).await {
             Ok(0) | Err(_) => {
                 let _ = tx.send(ConnEvent::Closed(id)).await;
                 return;
             }
             Ok(_) => {}
         }
-        // Frame with the largest length any session may negotiate; the peer task checks the
-        // negotiated one when it decodes.
-        let mut end = 0;
-        let broken = loop {
-            match frame(&buf[end..], EXTENDED_MAX_LEN) {
-                Ok(Some((_, len))) => end += len,
-                Ok(None) => break None,
-                Err(e) => break Some(DecodeError::new(e.offset, e.kind)),
-            }
-        };
-        if end > 0 {
-            let rest = buf.split_off(end);
-            let frames = std::mem::replace(&mut buf, rest);
-            if tx.send(ConnEvent::Frames(id, frames)).await.is_err() {
-                return;
-            }
+        let Taken { messages, error } = framer.take();
+        if !messages.is_empty() && tx.send(ConnEvent::Frames(id, messages)).await.is_err() {
+            return;
         }
-        if let Some(e) = broken {
+        if let Some(e) = error {
             let _ = tx.send(ConnEvent::Malformed(id, e)).await;
             return;
         }

@@ -55,16 +55,14 @@ impl MessageType {
 /// `Ok(None)` means more bytes are needed. `max_len` is 4096, or 65535 once the extended
 /// message capability is negotiated (OPEN and KEEPALIVE stay within 4096 regardless, RFC 8654).
 pub fn frame(buf: &[u8], max_len: usize) -> Result<Option<(MessageType, usize)>, DecodeError> {
-    if buf.len() < HEADER_LEN {
-        // A wrong marker is reported as soon as it can be seen.
-        if let Some(i) = buf.iter().position(|&b| b != 0xff) {
-            return Err(DecodeError::new(i, DecodeErrorKind::NotSynchronized));
-        }
-        return Ok(None);
-    }
-    if buf[..16] != MARKER {
-        let i = buf.iter().position(|&b| b != 0xff).unwrap_or(0);
+    // A wrong marker is reported as soon as it can be seen. Only the marker's own octets are
+    // looked at: a read may end anywhere, also inside the length or type that follow it.
+    let marker = &buf[..buf.len().min(MARKER.len())];
+    if let Some(i) = marker.iter().position(|&b| b != 0xff) {
         return Err(DecodeError::new(i, DecodeErrorKind::NotSynchronized));
+    }
+    if buf.len() < HEADER_LEN {
+        return Ok(None);
     }
     let len = u16::from_be_bytes([buf[16], buf[17]]);
     let ty = MessageType::from_u8(buf[18])

@@ -5,7 +5,8 @@
 //!
 //! | file | what |
 //! |---|---|
-//! | `header` | marker, length, type; framing a byte stream into messages |
+//! | `header` | marker, length, type: where one message ends |
+//! | `framer` | a byte stream, in pieces as TCP delivers it, cut into whole messages |
 //! | `open`, `capability` | OPEN and its capabilities |
 //! | `update`, `attribute`, `aspath`, `nlri` | UPDATE, path attributes (RFC 7606), AS paths (RFC 6793), prefixes |
 //! | `notification`, `route_refresh` | NOTIFICATION, ROUTE-REFRESH |
@@ -15,6 +16,7 @@ pub mod aspath;
 pub mod attribute;
 pub mod capability;
 pub mod error;
+pub mod framer;
 pub mod header;
 pub mod nlri;
 pub mod notification;
@@ -27,6 +29,7 @@ pub use aspath::{AsPath, Segment, SegmentKind};
 pub use attribute::{Aggregator, AttrProblem, MpReach, MpUnreach, PathAttributes, RawAttribute};
 pub use capability::Capability;
 pub use error::{DecodeError, DecodeErrorKind};
+pub use framer::{Framer, Taken};
 pub use header::{EXTENDED_MAX_LEN, HEADER_LEN, MAX_LEN, MessageType, frame};
 pub use nlri::Nlri;
 pub use notification::Notification;
