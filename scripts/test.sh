@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every test of the workspace: unit tests, integration tests and the lab tests (real
+# Checks formatting and lints, then runs every test of the workspace: unit tests, integration tests and the lab tests (real
 # namespaces, veths, FRR, BIRD and GoBGP). Needs root. Installs the Debian packages it needs
 # when they are missing, builds, runs, and then checks that the tests left no namespace behind.
 set -euo pipefail
@@ -7,6 +7,13 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 prepare
+
+# What the workspace declares is enforced: formatting, and clippy with every warning an error
+# (unwrap_used = "deny" and the rest of [workspace.lints]).
+say "cargo fmt --all -- --check"
+cargo fmt --all -- --check || die "the code is not formatted: run  cargo fmt --all"
+say "cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
 
 # Lab tests run the project's binaries inside their nodes: build them all first.
 say "cargo build --workspace --bins"

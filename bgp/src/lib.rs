@@ -5,7 +5,9 @@
 
 pub mod config;
 pub mod daemon;
+pub mod fatal;
 pub mod fsm;
+pub mod hash;
 pub mod io;
 pub mod policy;
 pub mod reflector;

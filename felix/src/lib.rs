@@ -4,5 +4,6 @@
 pub mod agent;
 pub mod cni;
 pub mod netns;
+pub mod nft;
 pub mod routes;
 pub mod sandbox;

@@ -312,3 +312,39 @@ fn learned_routes_share_objects_kept_across_a_restart_and_deleted_once_unused() 
         assert!(all_destinations(&h).await.iter().any(|d| d.contains("10.99.0.0")));
     });
 }
+
+/// Large replies: an IPv6 route of 100 paths (a 3.3 KiB message; the kernel refuses to report
+/// one of about 140 or more with EMSGSIZE, to `ip` as to us) is read whole by a lookup and a
+/// dump.
+#[test]
+fn an_ecmp_route_of_100_paths_reads_back_whole() {
+    if !is_root() {
+        eprintln!("skipping: needs root for a network namespace");
+        return;
+    }
+    let ns = TempNetns::new("bigreply").expect("namespace");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        veth_namespace(&ns).await;
+        // One path at a time (`ip` cannot parse this many `nexthop`s in one line): IPv6
+        // appends each as a sibling of the same route.
+        let batch: String = (0..100)
+            .map(|i| format!("route append fd10::/64 via fd00::{:x} dev v0\n", 0x100 + i))
+            .collect();
+        let mut child = std::process::Command::new("ip")
+            .args(["-n", &ns.name, "-6", "-batch", "-"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("running ip");
+        std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), batch.as_bytes())
+            .expect("writing the batch");
+        assert!(child.wait().expect("ip").success(), "ip -batch");
+        let mut raw = RawRoutes::open(Some(&ns.path)).expect("raw socket");
+        let found = raw.lookup(ip("fd10::1")).expect("lookup").expect("a route to fd10::1");
+        assert_eq!(found.dst, net("fd10::/64"));
+        assert_eq!(found.multipath.len(), 100);
+        let dumped = raw.dump().expect("dump");
+        let route = dumped.iter().find(|r| r.dst == net("fd10::/64")).expect("in the dump");
+        assert_eq!(route.multipath.len(), 100);
+    });
+}

@@ -187,7 +187,7 @@ async fn resources_round_trip_with_optimistic_concurrency_over_a_real_socket() {
         .await
         .expect("b");
     let web: Value =
-        client.get("/v1/ippools?labelSelector=tier%20%3D%3D%20'web'").await.expect("list");
+        client.get_json("/v1/ippools?labelSelector=tier%20%3D%3D%20'web'").await.expect("list");
     assert_eq!(web["items"].as_array().map(Vec::len), Some(1));
     assert_eq!(web["kind"], "IPPoolList");
     let replace_missing = client
@@ -206,11 +206,11 @@ async fn resources_round_trip_with_optimistic_concurrency_over_a_real_socket() {
 
     let bad = Client::new(&url, Some("wrong".into())).expect("client");
     assert_eq!(
-        bad.get::<Value>("/v1/ippools").await.expect_err("401").code(),
+        bad.get_json::<Value>("/v1/ippools").await.expect_err("401").code(),
         Some("unauthorized")
     );
     let down = Client::new("http://127.0.0.1:1", None).expect("client");
-    let err = down.get::<Value>("/v1/ippools").await.expect_err("down");
+    let err = down.get_json::<Value>("/v1/ippools").await.expect_err("down");
     assert!(matches!(err, ClientError::Unreachable { .. }));
     assert!(err.to_string().contains("is `tartan apiserver` running?"), "{err}");
 }
@@ -225,7 +225,7 @@ async fn watch_streams_changes_from_a_revision_including_block_claims() {
         .call::<Value>(Method::PUT, "/v1/ippools/a", Some(&pool("a", "10.65.0.0/16")))
         .await
         .expect("pool");
-    let list: Value = client.get("/v1/ippools").await.expect("list");
+    let list: Value = client.get_json("/v1/ippools").await.expect("list");
     let since = list["revision"].as_u64().expect("revision");
     let mut watch = client.watch(since, "").await.expect("watch");
     assert_eq!(watch.next().await.expect("start")["type"], "BOOKMARK");
@@ -313,10 +313,10 @@ async fn check_finds_a_leak_and_release_from_its_report_fixes_it_without_touchin
     }
     let out: Value = c.call(Method::POST, "/v1/ipam/release", Some(&item)).await.expect("stale");
     assert_eq!(out["skipped"].as_array().map(Vec::len), Some(1), "{out}");
-    let usage: Value = c.get("/v1/ipam/usage").await.expect("usage");
+    let usage: Value = c.get_json("/v1/ipam/usage").await.expect("usage");
     assert_eq!(usage["pools"][0]["used"], 16);
     let who: Value = c
-        .get(&format!("/v1/ipam/ips/{}", problems[0]["ip"].as_str().unwrap_or("")))
+        .get_json(&format!("/v1/ipam/ips/{}", problems[0]["ip"].as_str().unwrap_or("")))
         .await
         .expect("lookup");
     assert_eq!(who["handle"], "net.f14");

@@ -65,7 +65,7 @@ async fn storm(
 async fn verify(client: &Client, acked: &Acked) {
     for (handle, ips) in &acked.held {
         let got: Value = client
-            .get(&format!("/v1/ipam/handles/{handle}"))
+            .get_json(&format!("/v1/ipam/handles/{handle}"))
             .await
             .unwrap_or_else(|e| panic!("acknowledged handle {handle} lost: {e}"));
         let mut held: Vec<String> = got["ips"]
@@ -81,14 +81,14 @@ async fn verify(client: &Client, acked: &Acked) {
         assert_eq!(held, want, "handle {handle}");
     }
     for handle in &acked.released {
-        let err = client.get::<Value>(&format!("/v1/ipam/handles/{handle}")).await;
+        let err = client.get_json::<Value>(&format!("/v1/ipam/handles/{handle}")).await;
         assert_eq!(
             err.err().and_then(|e| e.code().map(String::from)).as_deref(),
             Some("not_found"),
             "{handle} came back"
         );
     }
-    let blocks: Value = client.get("/v1/ipam/blocks").await.expect("blocks");
+    let blocks: Value = client.get_json("/v1/ipam/blocks").await.expect("blocks");
     let mut seen = BTreeSet::new();
     for b in blocks["items"].as_array().into_iter().flatten() {
         for a in b["allocations"].as_array().into_iter().flatten() {

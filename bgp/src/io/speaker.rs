@@ -153,7 +153,7 @@ impl Speaker {
         let rib = Rib::new(cfg.rib());
         let rib_thread = std::thread::Builder::new()
             .name("tartan-rib".into())
-            .spawn(move || rib_task::run(rib, rib_rx))
+            .spawn(move || crate::fatal::or_exit("RIB thread", || rib_task::run(rib, rib_rx)))
             .map_err(|e| SpeakerError::Listen {
                 addr: SocketAddr::from(([0, 0, 0, 0], 0)),
                 source: e,

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use hashbrown::HashTable;
 
-use super::hash::FoldBuildHasher;
+use crate::hash::FoldBuildHasher;
 use crate::types::{Asn, NextHop, Origin};
 use crate::wire::PathAttributes;
 

@@ -17,12 +17,12 @@ use std::sync::Arc;
 use hashbrown::HashMap;
 
 use super::attrs::AttrStore;
-use super::hash::FoldBuildHasher;
 use super::table::{Key, Table};
 use super::{
     AttrId, BestChange, BestRoute, DEFAULT_LOCAL_PREF, NextHopMode, Path, Peer, PeerIdx, Rib,
     RibConfig, RouteAttrs, SessionInfo, family_index,
 };
+use crate::hash::FoldBuildHasher;
 use crate::policy::Action;
 use crate::reflector::{self, PeerKind};
 use crate::types::{Community, Family, NextHop, Prefix};

@@ -25,7 +25,6 @@
 mod attrs;
 mod decision;
 mod export;
-mod hash;
 mod import;
 mod table;
 #[cfg(test)]

@@ -17,7 +17,7 @@ use std::hash::{BuildHasher, Hash};
 use hashbrown::HashTable;
 
 use super::attrs::AttrId;
-use super::hash::FoldBuildHasher;
+use crate::hash::FoldBuildHasher;
 use crate::types::{Ipv4Prefix, Ipv6Prefix, Prefix};
 
 /// Index of a peer in the RIB; 0 is ourselves (originated routes).

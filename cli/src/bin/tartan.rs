@@ -219,6 +219,9 @@ fn main() -> ExitCode {
         return node::cni_plugin();
     }
     let cli = Cli::parse();
+    if matches!(cli.mode, Mode::Bgp(_) | Mode::Apiserver(_) | Mode::Node(_)) {
+        tartan_bgp::fatal::exit_on_panic();
+    }
     match cli.mode {
         Mode::Bgp(args) => bgp(args),
         Mode::Apiserver(args) => apiserver(args),

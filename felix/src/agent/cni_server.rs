@@ -11,8 +11,8 @@ use ipnet::IpNet;
 use serde_json::json;
 use tartan_ipam::client::{ClientError, Method};
 use tartan_ipam::ipam::views::HandleView;
-use tartan_ipam::resources::Selector;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tartan_ipam::resources::{IpPoolSpec, NodeSpec, Selector};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixListener;
 
 use super::Shared;
@@ -24,6 +24,13 @@ use crate::cni::veth::{self, Attachment, GATEWAY_V4, GATEWAY_V6};
 /// How long a request waits for an agent that is still starting.
 const STARTING_PATIENCE: std::time::Duration = std::time::Duration::from_secs(90);
 
+/// The largest request line: a network's configuration and the runtime's arguments fit many
+/// times over; more is a broken or hostile client, not a container.
+const MAX_REQUEST: u64 = 1 << 20;
+
+/// How long a client may take to send its request line once connected.
+const REQUEST_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Binds the socket. It opens as soon as the agent starts, so a runtime (or a lab's exec
 /// line) may ask at once; requests wait until `ready` holds the agent's state.
 pub fn bind(socket: &Path) -> std::io::Result<UnixListener> {
@@ -31,7 +38,27 @@ pub fn bind(socket: &Path) -> std::io::Result<UnixListener> {
         std::fs::create_dir_all(dir)?;
     }
     let _ = std::fs::remove_file(socket);
-    UnixListener::bind(socket)
+    let listener = UnixListener::bind(socket)?;
+    // Only root (the runtime that calls the plugin) may add or delete containers, whatever
+    // the process's umask.
+    std::fs::set_permissions(socket, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    Ok(listener)
+}
+
+/// Reads the plugin's one request line, within [`MAX_REQUEST`] octets and
+/// [`REQUEST_PATIENCE`]. `Err` says why there is no whole line.
+async fn read_request(read: &mut tokio::net::unix::OwnedReadHalf) -> Result<String, String> {
+    let mut line = String::new();
+    let mut reader = BufReader::new(read.take(MAX_REQUEST));
+    match tokio::time::timeout(REQUEST_PATIENCE, reader.read_line(&mut line)).await {
+        Err(_) => Err(format!("no whole request within {} s", REQUEST_PATIENCE.as_secs())),
+        Ok(Err(e)) => Err(format!("reading the request: {e}")),
+        Ok(Ok(_)) if line.ends_with('\n') => Ok(line),
+        Ok(Ok(_)) if line.len() as u64 >= MAX_REQUEST => {
+            Err(format!("the request is longer than {MAX_REQUEST} bytes"))
+        }
+        Ok(Ok(_)) => Err("the request ended before its end of line".to_string()),
+    }
 }
 
 /// Serves the socket until the task is dropped.
@@ -51,36 +78,72 @@ pub async fn serve(
         };
         let mut ready = ready.clone();
         tokio::spawn(async move {
-            let (read, mut write) = stream.into_split();
-            let mut line = String::new();
-            if BufReader::new(read).read_line(&mut line).await.is_err() {
-                return;
-            }
-            let shared: Option<Arc<Shared>> = {
-                let waited =
-                    tokio::time::timeout(STARTING_PATIENCE, ready.wait_for(Option::is_some)).await;
-                match waited {
-                    Ok(Ok(s)) => s.clone(),
-                    _ => None,
+            let (mut read, mut write) = stream.into_split();
+            let line = match read_request(&mut read).await {
+                Ok(line) => line,
+                Err(why) => {
+                    tracing::warn!("a CNI request could not be read: {why}");
+                    let error = CniError::new(code::DECODE_FAILURE, "cannot read the request", why);
+                    reply(&mut write, &Response::Error(error)).await;
+                    // Closing with the rest of a long request unread would reset the
+                    // connection and lose the answer: read on a little first.
+                    let _ = write.shutdown().await;
+                    let mut rest = (&mut read).take(4 * MAX_REQUEST);
+                    let mut sink = tokio::io::sink();
+                    let drain = tokio::io::copy(&mut rest, &mut sink);
+                    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), drain).await;
+                    return;
                 }
             };
-            let response = match (serde_json::from_str::<Request>(&line), shared) {
-                (Ok(req), Some(shared)) => handle(&shared, req).await,
-                (Ok(_), None) => Response::Error(CniError::new(
-                    code::TRY_AGAIN_LATER,
-                    "the tartan agent is still starting",
-                    "it has not reached the API server or registered this node yet; see its log",
-                )),
-                (Err(e), _) => Response::Error(CniError::new(
+            // A request that cannot be decoded is answered at once; a good one waits for an
+            // agent that is still starting.
+            let response = match serde_json::from_str::<Request>(&line) {
+                Err(e) => Response::Error(CniError::new(
                     code::DECODE_FAILURE,
                     "cannot decode the plugin's request",
                     e.to_string(),
                 )),
+                Ok(req) => {
+                    let shared: Option<Arc<Shared>> = {
+                        let waited = tokio::time::timeout(
+                            STARTING_PATIENCE,
+                            ready.wait_for(Option::is_some),
+                        )
+                        .await;
+                        match waited {
+                            Ok(Ok(s)) => s.clone(),
+                            _ => None,
+                        }
+                    };
+                    match shared {
+                        Some(shared) => handle(&shared, req).await,
+                        None => Response::Error(CniError::new(
+                            code::TRY_AGAIN_LATER,
+                            "the tartan agent is still starting",
+                            "it has not reached the API server or registered this node yet; see its log",
+                        )),
+                    }
+                }
             };
-            let mut out = serde_json::to_vec(&response).unwrap_or_default();
-            out.push(b'\n');
-            let _ = write.write_all(&out).await;
+            reply(&mut write, &response).await;
         });
+    }
+}
+
+/// Sends the one response line; a client that went away or stopped reading is let go.
+async fn reply(write: &mut tokio::net::unix::OwnedWriteHalf, response: &Response) {
+    let mut out = match serde_json::to_vec(response) {
+        Ok(out) => out,
+        Err(e) => {
+            tracing::error!("encoding a CNI response: {e}");
+            return;
+        }
+    };
+    out.push(b'\n');
+    match tokio::time::timeout(REQUEST_PATIENCE, write.write_all(&out)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::debug!("the plugin went away before its response: {e}"),
+        Err(_) => tracing::warn!("the plugin did not read its response"),
     }
 }
 
@@ -132,34 +195,28 @@ fn endpoint_name(node: &str, host_if: &str) -> String {
 
 /// Which families to allocate: one address of each family that has an enabled pool.
 async fn families(shared: &Shared) -> Result<(u32, u32), CniError> {
-    let pools: serde_json::Value = shared
+    let pools = shared
         .client
-        .get("/v1/ippools")
+        .list::<IpPoolSpec>(None)
         .await
         .map_err(|e| api_error("cannot list the IP pools", e))?;
-    let node: serde_json::Value = shared
+    let node = shared
         .client
-        .get(&format!("/v1/nodes/{}", shared.cfg.node_name))
+        .get::<NodeSpec>(&shared.cfg.node_name)
         .await
         .map_err(|e| api_error("cannot read this host's Node", e))?;
-    let labels: std::collections::BTreeMap<String, String> =
-        serde_json::from_value(node["metadata"]["labels"].clone()).unwrap_or_default();
+    let labels = &node.metadata.labels;
     let mut v4 = 0;
     let mut v6 = 0;
-    for p in pools["items"].as_array().into_iter().flatten() {
-        if p["spec"]["disabled"].as_bool() == Some(true) {
-            continue;
-        }
+    for pool in pools.items.iter().map(|p| &p.spec).filter(|p| !p.disabled) {
         // Only pools whose nodeSelector picks this host: asking for a family no pool of ours
         // has would fail the whole (all-or-nothing) allocation.
-        let selector = p["spec"]["nodeSelector"].as_str().unwrap_or("all()");
-        if !Selector::parse(selector).is_ok_and(|s| s.matches(&labels)) {
+        if !Selector::parse(pool.selector_text()).is_ok_and(|s| s.matches(labels)) {
             continue;
         }
-        match p["spec"]["cidr"].as_str().map(|c| c.contains(':')) {
-            Some(true) => v6 = 1,
-            Some(false) => v4 = 1,
-            None => {}
+        match pool.cidr {
+            IpNet::V6(_) => v6 = 1,
+            IpNet::V4(_) => v4 = 1,
         }
     }
     if v4 + v6 == 0 {
@@ -400,7 +457,7 @@ async fn check(shared: &Shared, req: &Request) -> Result<(), CniError> {
         .map_err(|e| CniError::new(code::AGENT_FAILED, "CHECK failed", e.to_string()))?;
     let held: HandleView = shared
         .client
-        .get(&format!("/v1/ipam/handles/{}", ep.handle))
+        .get_json(&format!("/v1/ipam/handles/{}", tartan_ipam::client::encode(&ep.handle)))
         .await
         .map_err(|e| api_error("CHECK failed: the IPAM does not know the handle", e))?;
     let state = shared.state.lock().await;
@@ -421,4 +478,76 @@ async fn check(shared: &Shared, req: &Request) -> Result<(), CniError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::UnixStream;
+
+    use super::*;
+
+    /// A server on a socket of its own whose agent never becomes ready: what it answers is
+    /// decided by reading the request alone.
+    async fn server(name: &str) -> (std::path::PathBuf, tokio::task::JoinHandle<()>) {
+        let dir = std::env::temp_dir().join(format!("tartan-cni-{name}-{}", std::process::id()));
+        let path = dir.join("cni.sock");
+        let listener = bind(&path).expect("bind");
+        let (tx, rx) = tokio::sync::watch::channel(None);
+        let task = tokio::spawn(async move {
+            let _tx = tx;
+            let _ = serve(listener, rx).await;
+        });
+        (path, task)
+    }
+
+    /// Sends `pieces` with a pause between each, closes the writing side if `close`, and
+    /// returns the error the server answered.
+    async fn ask(path: &Path, pieces: &[&[u8]], close: bool) -> CniError {
+        let mut s = UnixStream::connect(path).await.expect("connect");
+        for p in pieces {
+            s.write_all(p).await.expect("write");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        if close {
+            s.shutdown().await.expect("shutdown");
+        }
+        let mut out = Vec::new();
+        tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut out))
+            .await
+            .expect("an answer in time")
+            .expect("read");
+        match serde_json::from_slice(&out).expect("a JSON response") {
+            Response::Error(e) => e,
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn requests_are_read_whole_bounded_and_answered_when_broken() {
+        let (path, task) = server("read").await;
+        let mode = std::fs::metadata(&path).expect("socket").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "only root may talk to the socket");
+
+        // A line in pieces is read whole: the JSON is wrong, not the framing.
+        let e = ask(&path, &[b"{\"comm", b"and\": 1", b"7}\n"], false).await;
+        assert_eq!(e.code, code::DECODE_FAILURE);
+        assert_eq!(e.msg, "cannot decode the plugin's request", "{e:?}");
+
+        // A request cut short is answered at once, not after the agent's start-up patience.
+        let e = ask(&path, &[b"{\"command\":\"ADD\""], true).await;
+        assert_eq!((e.code, e.msg.as_str()), (code::DECODE_FAILURE, "cannot read the request"));
+        assert!(e.details.contains("ended before its end of line"), "{e:?}");
+
+        // An endless line stops at the limit.
+        let big = vec![b'x'; MAX_REQUEST as usize + 10];
+        let e = ask(&path, &[&big], false).await;
+        assert!(e.details.contains("longer than"), "{e:?}");
+
+        task.abort();
+        let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
+    }
 }

@@ -1,6 +1,6 @@
 //! The agent's Prometheus metrics: BGP sessions and their routes, the routes programmed,
-//! reconcile and CNI latencies, local endpoints. Served as text on `--metrics-listen` by a
-//! minimal HTTP responder (GET /metrics; anything else is 404).
+//! reconcile and CNI latencies, local endpoints. Served as text on `--metrics-listen` by axum
+//! (GET /metrics; anything else is 404).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -8,7 +8,11 @@ use std::future::Future;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use axum::Router;
+use axum::http::{StatusCode, header};
+use axum::routing::get;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
 const BUCKETS: [f64; 12] =
@@ -171,37 +175,38 @@ fn head(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
-/// Serves `render()` on GET /metrics.
+/// Serves `render()` on GET /metrics (anything else is 404). Each connection is HTTP/1.1
+/// by hyper, with a client that half-closes after its request (`printf ... | socat`, `nc -N`)
+/// still answered, headers due within a few seconds and the whole exchange bounded.
 pub async fn serve<F, Fut>(listener: TcpListener, render: F) -> std::io::Result<()>
 where
-    F: Fn() -> Fut + Clone + Send + 'static,
+    F: Fn() -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = String> + Send,
 {
+    let metrics = move || async move {
+        ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], render().await)
+    };
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .fallback(|| async { (StatusCode::NOT_FOUND, "try /metrics\n") });
     loop {
-        let (mut stream, _) = listener.accept().await?;
-        let render = render.clone();
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            // Out of descriptors and the like: pass, rather than stop serving for good.
+            Err(e) => {
+                tracing::warn!("metrics: accepting a connection: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let service = TowerToHyperService::new(app.clone());
         tokio::spawn(async move {
-            let mut buf = vec![0u8; 4096];
-            let n = match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await
-            {
-                Ok(Ok(n)) => n,
-                _ => return,
-            };
-            let request = String::from_utf8_lossy(&buf[..n]);
-            let path = request.split_whitespace().nth(1).unwrap_or("");
-            let (status, body, ty) = if request.starts_with("GET ")
-                && (path == "/metrics" || path.starts_with("/metrics?"))
-            {
-                ("200 OK", render().await, "text/plain; version=0.0.4")
-            } else {
-                ("404 Not Found", "try /metrics\n".to_string(), "text/plain")
-            };
-            let head = format!(
-                "HTTP/1.1 {status}\r\ncontent-type: {ty}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = stream.write_all(head.as_bytes()).await;
-            let _ = stream.write_all(body.as_bytes()).await;
+            let conn = hyper::server::conn::http1::Builder::new()
+                .half_close(true)
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(5))
+                .serve_connection(TokioIo::new(stream), service);
+            let _ = tokio::time::timeout(Duration::from_secs(60), conn).await;
         });
     }
 }
@@ -209,6 +214,51 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Sends `pieces` (a pause between each) to a metrics server and returns its answer.
+    async fn get(addr: std::net::SocketAddr, pieces: &[&str]) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        s.set_nodelay(true).expect("nodelay");
+        for p in pieces {
+            s.write_all(p.as_bytes()).await.expect("write");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let mut out = String::new();
+        tokio::time::timeout(Duration::from_secs(10), s.read_to_string(&mut out))
+            .await
+            .expect("an answer in time")
+            .expect("read");
+        out
+    }
+
+    #[tokio::test]
+    async fn metrics_are_served_to_a_request_in_pieces_and_anything_else_is_404() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let server = tokio::spawn(serve(listener, || async { "tartan_up 1\n".to_string() }));
+        let close = "Connection: close\r\n\r\n";
+        let ok = get(addr, &["GE", "T /metr", "ics HTTP/1.1\r\nHo", "st: x\r\n", close]).await;
+        assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+        assert!(ok.contains("text/plain; version=0.0.4"), "{ok}");
+        assert!(ok.ends_with("tartan_up 1\n"), "{ok}");
+        let old = get(addr, &["GET /metrics HTTP/1.0\r\n\r\n"]).await;
+        assert!(old.ends_with("tartan_up 1\n"), "{old}");
+        // `printf 'GET ...' | socat - TCP:...`: the client half-closes once its request is out.
+        let half = {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+            s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").await.expect("write");
+            s.shutdown().await.expect("half-close");
+            let mut out = String::new();
+            s.read_to_string(&mut out).await.expect("read");
+            out
+        };
+        assert!(half.ends_with("tartan_up 1\n"), "a half-closed client is answered: {half:?}");
+        let other = get(addr, &["GET /other HTTP/1.1\r\nHost: x\r\n", close]).await;
+        assert!(other.starts_with("HTTP/1.1 404"), "{other}");
+        server.abort();
+    }
 
     #[test]
     fn histograms_and_gauges_render_as_prometheus_text() {

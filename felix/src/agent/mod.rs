@@ -10,7 +10,10 @@
 
 pub mod autodetect;
 mod cni_server;
+mod config;
+mod datastore;
 pub mod endpoints;
+mod error;
 pub mod metrics;
 pub mod nat;
 pub mod peerings;
@@ -19,123 +22,22 @@ mod status;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
-use tartan_ipam::client::{Client, ClientError, Method};
-use tartan_ipam::resources::{
-    BgpConfigurationSpec, BgpPeerSpec, IpPoolSpec, NodeSpec, RawResource,
-};
+use tartan_ipam::client::{Client, Method};
 use tokio::sync::{Mutex, Notify};
 
+pub use config::{AddressSource, AgentConfig};
+pub(crate) use datastore::Snapshot;
+use datastore::{read_token, register, snapshot, wait_for_api};
+pub use error::AgentError;
+use error::{api, io};
+
+use crate::routes::Programmer;
 use crate::routes::netlink::NetlinkKernel;
-use crate::routes::{DEFAULT_PROTOCOL, Programmer};
-use autodetect::Method as Detect;
 use endpoints::Endpoints;
-use peerings::NodeInfo;
-
-/// Where the node's BGP address comes from.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum AddressSource {
-    Explicit(IpNet),
-    Detect(Detect),
-    /// Keep what the Node resource says (or none).
-    None,
-}
-
-/// Everything `tartan node` is told.
-#[derive(Clone, Debug)]
-pub struct AgentConfig {
-    pub node_name: String,
-    pub api: String,
-    pub token: Option<String>,
-    /// Read the token from here (waiting for the file when it is not there yet).
-    pub token_file: Option<PathBuf>,
-    pub ipv4: AddressSource,
-    pub ipv6: AddressSource,
-    pub asn: Option<u32>,
-    /// Labels merged into the Node's (BGPPeer and pool node selectors match them).
-    pub labels: BTreeMap<String, String>,
-    /// Makes this node a route reflector of the cluster (written to its Node).
-    pub rr_cluster_id: Option<std::net::Ipv4Addr>,
-    pub state_dir: PathBuf,
-    pub socket: PathBuf,
-    /// Where to install the CNI network configuration (`None`: do not).
-    pub cni_conf_dir: Option<PathBuf>,
-    /// Where runtimes look for plugins: `tartan` is linked there to this executable.
-    pub cni_bin_dir: Option<PathBuf>,
-    pub network_name: String,
-    pub route_protocol: u8,
-    /// Learned routes name shared nexthop objects where the kernel has them.
-    pub nexthop_objects: bool,
-    /// Workload MTU; 0 = the MTU of the interface with the node's address.
-    pub mtu: u32,
-    pub resync: Duration,
-    pub status_interval: Duration,
-    /// Where to serve Prometheus metrics (`None`: nowhere).
-    pub metrics_listen: Option<std::net::SocketAddr>,
-}
-
-impl AgentConfig {
-    pub fn new(node_name: &str, api: &str) -> AgentConfig {
-        AgentConfig {
-            node_name: node_name.to_string(),
-            api: api.to_string(),
-            token: None,
-            token_file: None,
-            ipv4: AddressSource::Detect(Detect::FirstFound),
-            ipv6: AddressSource::None,
-            asn: None,
-            labels: Default::default(),
-            rr_cluster_id: None,
-            state_dir: PathBuf::from("/var/lib/tartan/node"),
-            socket: PathBuf::from(crate::cni::types::DEFAULT_AGENT_SOCKET),
-            cni_conf_dir: Some(PathBuf::from("/etc/cni/net.d")),
-            cni_bin_dir: Some(PathBuf::from("/opt/cni/bin")),
-            network_name: "tartan".into(),
-            route_protocol: DEFAULT_PROTOCOL,
-            nexthop_objects: true,
-            mtu: 0,
-            resync: Duration::from_secs(60),
-            status_interval: Duration::from_secs(5),
-            metrics_listen: None,
-        }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum AgentError {
-    #[error("{0}")]
-    Config(String),
-    #[error("{what}: {source}")]
-    Api {
-        what: String,
-        #[source]
-        source: ClientError,
-    },
-    #[error("{what}: {source}")]
-    Io {
-        what: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("BGP speaker: {0}")]
-    Speaker(#[from] tartan_bgp::io::SpeakerError),
-    #[error(transparent)]
-    Kernel(#[from] crate::routes::KernelError),
-}
-
-fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> AgentError {
-    let what = what.into();
-    move |source| AgentError::Io { what, source }
-}
-
-fn api(what: impl Into<String>) -> impl FnOnce(ClientError) -> AgentError {
-    let what = what.into();
-    move |source| AgentError::Api { what, source }
-}
 
 /// What the agent's tasks share.
 #[derive(Debug)]
@@ -207,80 +109,6 @@ pub(crate) struct State {
     pub failing: BTreeMap<IpNet, String>,
 }
 
-/// The datastore as one sync pass read it.
-#[derive(Debug, Default)]
-pub(crate) struct Snapshot {
-    pub revision: u64,
-    pub me: Option<NodeInfo>,
-    pub nodes: Vec<NodeInfo>,
-    pub config: BgpConfigurationSpec,
-    pub peers: Vec<BgpPeerSpec>,
-    pub pools: Vec<IpPoolSpec>,
-    /// This host's confirmed blocks.
-    pub blocks: BTreeSet<IpNet>,
-}
-
-async fn list(client: &Client, plural: &str) -> Result<(u64, Vec<RawResource>), AgentError> {
-    let v: serde_json::Value =
-        client.get(&format!("/v1/{plural}")).await.map_err(api(format!("listing {plural}")))?;
-    let revision = v["revision"].as_u64().unwrap_or(0);
-    // A list we cannot read fails the pass (the last good state stays): read as empty, it
-    // would withdraw every route it stood for.
-    let items = serde_json::from_value(v["items"].clone())
-        .map_err(|e| AgentError::Config(format!("the API's {plural} are not understood: {e}")))?;
-    Ok((revision, items))
-}
-
-/// Typed specs of a list, all or nothing.
-fn typed<S: serde::de::DeserializeOwned>(
-    items: &[RawResource],
-    kind: &str,
-) -> Result<Vec<S>, AgentError> {
-    items
-        .iter()
-        .map(|r| {
-            r.typed::<S>().map(|t| t.spec).map_err(|e| {
-                AgentError::Config(format!(
-                    "{kind} {} is not understood ({e}): is this agent older than the API server?",
-                    r.metadata.name
-                ))
-            })
-        })
-        .collect()
-}
-
-/// Reads what the agent needs from the API.
-pub(crate) async fn snapshot(client: &Client, node: &str) -> Result<Snapshot, AgentError> {
-    let (revision, raw_nodes) = list(client, "nodes").await?;
-    let mut snap = Snapshot { revision, ..Default::default() };
-    let specs: Vec<NodeSpec> = typed(&raw_nodes, "Node")?;
-    for (raw, spec) in raw_nodes.iter().zip(specs) {
-        let info = NodeInfo::from_spec(&raw.metadata.name, raw.metadata.labels.clone(), &spec);
-        if info.name == node {
-            snap.me = Some(info.clone());
-        }
-        snap.nodes.push(info);
-    }
-    let (_, configs) = list(client, "bgpconfigurations").await?;
-    if let Some(c) = configs.iter().find(|c| c.metadata.name == "default") {
-        snap.config = typed(std::slice::from_ref(c), "BGPConfiguration")?.remove(0);
-    }
-    let (_, peers) = list(client, "bgppeers").await?;
-    snap.peers = typed(&peers, "BGPPeer")?;
-    let (_, pools) = list(client, "ippools").await?;
-    snap.pools = typed(&pools, "IPPool")?;
-    let (_, affinities) =
-        list(client, &format!("blockaffinities?labelSelector=node%3D%3D%27{node}%27")).await?;
-    for a in affinities {
-        if a.spec["node"].as_str() == Some(node) && a.spec["state"].as_str() == Some("confirmed") {
-            if let Some(cidr) = a.spec["cidr"].as_str().and_then(|c| c.parse().ok()) {
-                snap.blocks.insert(cidr);
-            }
-        }
-    }
-    Ok(snap)
-}
-
 /// The prefixes this host advertises: its blocks and the addresses of its workloads outside
 /// them (borrowed), except in pools with `disableBGPExport`.
 pub(crate) fn advertisements(snap: &Snapshot, workloads: &[IpNet]) -> BTreeSet<IpNet> {
@@ -293,86 +121,6 @@ pub(crate) fn advertisements(snap: &Snapshot, workloads: &[IpNet]) -> BTreeSet<I
         }
     }
     out
-}
-
-/// This host's BGP addresses. An address to detect may not be there yet (a lab's exec line,
-/// DHCP, a slow interface): IPv4 is waited for, saying so every few seconds; IPv6 is given a few
-/// seconds and then left out (the node then routes no IPv6).
-async fn detect_addresses(cfg: &AgentConfig) -> Result<(Option<IpNet>, Option<IpNet>), AgentError> {
-    const V6_PATIENCE: Duration = Duration::from_secs(5);
-    let handle = crate::netns::netlink().map_err(io("opening netlink"))?;
-    let started = Instant::now();
-    let mut said = None::<Instant>;
-    loop {
-        let candidates = autodetect::candidates(&handle)
-            .await
-            .map_err(|e| AgentError::Config(format!("listing addresses: {e}")))?;
-        let pick = |source: &AddressSource, v6: bool| match source {
-            AddressSource::Explicit(net) => Some(Some(*net)),
-            AddressSource::Detect(m) => autodetect::choose(m, &candidates, v6).map(|c| Some(c.net)),
-            AddressSource::None => Some(None),
-        };
-        let v4 = pick(&cfg.ipv4, false);
-        let v6 = pick(&cfg.ipv6, true);
-        match (v4, v6) {
-            (Some(v4), Some(v6)) => return Ok((v4, v6)),
-            (Some(v4), None) if started.elapsed() >= V6_PATIENCE => {
-                tracing::warn!(
-                    "no IPv6 address found ({:?}): IPv6 routing is off on this node",
-                    cfg.ipv6
-                );
-                return Ok((v4, None));
-            }
-            (None, _) if said.is_none_or(|t| t.elapsed() >= Duration::from_secs(5)) => {
-                tracing::warn!(
-                    "waiting for an IPv4 address ({:?}); give one with --ip, or another --ip-autodetection-method",
-                    cfg.ipv4
-                );
-                said = Some(Instant::now());
-            }
-            _ => {}
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-/// Registers the Node: its addresses (explicit, detected, or kept) and AS.
-async fn register(client: &Client, cfg: &AgentConfig) -> Result<NodeInfo, AgentError> {
-    let path = format!("/v1/nodes/{}", cfg.node_name);
-    let existing: Option<RawResource> = match client.get(&path).await {
-        Ok(r) => Some(r),
-        Err(e) if e.status().map(|s| s.as_u16()) == Some(404) => None,
-        Err(e) => return Err(api(format!("reading Node {}", cfg.node_name))(e)),
-    };
-    let mut raw = existing.unwrap_or_else(|| {
-        RawResource::new(tartan_ipam::resources::Kind::Node, &cfg.node_name, serde_json::json!({}))
-    });
-    // A Node this agent cannot read is not overwritten with what it could: that would drop
-    // whatever fields it does not know.
-    let mut spec: NodeSpec = typed(std::slice::from_ref(&raw), "Node")?.remove(0);
-    let mut bgp = spec.bgp.clone().unwrap_or_default();
-    let (v4, v6) = detect_addresses(cfg).await?;
-    if v4.is_some() {
-        bgp.ipv4_address = v4;
-    }
-    if v6.is_some() {
-        bgp.ipv6_address = v6;
-    }
-    if cfg.asn.is_some() {
-        bgp.as_number = cfg.asn;
-    }
-    if cfg.rr_cluster_id.is_some() {
-        bgp.route_reflector_cluster_id = cfg.rr_cluster_id;
-    }
-    spec.bgp = Some(bgp);
-    raw.metadata.labels.extend(cfg.labels.clone());
-    raw.spec = serde_json::to_value(&spec).unwrap_or_default();
-    let stored: RawResource = client
-        .call(Method::PUT, &path, Some(&raw))
-        .await
-        .map_err(api(format!("registering Node {}", cfg.node_name)))?;
-    let spec: NodeSpec = stored.typed().map(|r| r.spec).unwrap_or(spec);
-    Ok(NodeInfo::from_spec(&cfg.node_name, stored.metadata.labels.clone(), &spec))
 }
 
 /// The MTU of the interface holding `addr`.
@@ -405,25 +153,6 @@ fn install_cni_config(cfg: &AgentConfig, dir: &std::path::Path) -> Result<(), Ag
         .map_err(io(format!("writing {}", path.display())))
 }
 
-/// Reads the token file, waiting for the API server to write it.
-async fn read_token(path: &std::path::Path) -> String {
-    let mut said = false;
-    loop {
-        match std::fs::read_to_string(path) {
-            Ok(t) if !t.trim().is_empty() => return t.trim().to_string(),
-            Ok(_) | Err(_) if !said => {
-                tracing::warn!(
-                    "waiting for the API token at {} (the API server writes it on first start)",
-                    path.display()
-                );
-                said = true;
-            }
-            _ => {}
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
 /// Links `<dir>/tartan` to the running executable (as Calico's installer copies its plugin),
 /// unless a `tartan` is already there.
 fn install_cni_plugin(dir: &std::path::Path) -> Result<(), AgentError> {
@@ -435,27 +164,6 @@ fn install_cni_plugin(dir: &std::path::Path) -> Result<(), AgentError> {
     std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
     let _ = std::fs::remove_file(&target);
     std::os::unix::fs::symlink(&exe, &target).map_err(io(format!("linking {}", target.display())))
-}
-
-/// Waits until the API answers, saying so every few seconds.
-async fn wait_for_api(client: &Client) {
-    let started = Instant::now();
-    let mut said = Instant::now() - Duration::from_secs(10);
-    loop {
-        match client.get::<serde_json::Value>("/v1/nodes").await {
-            Ok(_) => return,
-            Err(e) => {
-                if said.elapsed() >= Duration::from_secs(5) {
-                    tracing::warn!(
-                        "waiting for the API server ({:.0?} so far): {e}",
-                        started.elapsed()
-                    );
-                    said = Instant::now();
-                }
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        }
-    }
 }
 
 /// Runs the agent until SIGTERM or SIGINT. Kernel routes stay in place when it stops.
@@ -502,7 +210,10 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
         return Ok(());
     };
     let _ = ready_tx.send(Some(shared.clone()));
-    tasks.spawn(watch_loop(shared.clone(), revision));
+    tasks.spawn({
+        let shared = shared.clone();
+        async move { datastore::watch_loop(&shared.client, revision, || shared.kick()).await }
+    });
     tasks.spawn(bgp.clone().feed_loop(shared.clone()));
     tasks.spawn(status::report_loop(shared.clone(), bgp.clone()));
     let sync = tokio::spawn(bgp.clone().sync_loop(shared.clone(), first_ok));
@@ -693,36 +404,10 @@ async fn start(cfg: &AgentConfig) -> Result<(Arc<Shared>, speaker::Bgp, u64, boo
     Ok((shared, bgp, snap.revision, first_ok))
 }
 
-/// Follows the API's change stream; each change asks for a sync pass. Reconnects from the last
-/// revision seen, and from a fresh list when that is too old.
-async fn watch_loop(shared: Arc<Shared>, mut since: u64) {
-    const KINDS: &str = "Node,BGPConfiguration,BGPPeer,IPPool,BlockAffinity";
-    loop {
-        match shared.client.watch(since, KINDS).await {
-            Ok(mut w) => {
-                while let Some(ev) = w.next().await {
-                    if let Some(rev) = ev["revision"].as_u64() {
-                        since = since.max(rev);
-                    }
-                    if ev.get("object").is_some() {
-                        shared.kick();
-                    }
-                }
-            }
-            Err(e) if e.status().map(|s| s.as_u16()) == Some(410) => {
-                if let Ok((rev, _)) = list(&shared.client, "nodes").await {
-                    since = rev;
-                }
-                shared.kick();
-            }
-            Err(e) => tracing::debug!("watch: {e}"),
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
+    use tartan_ipam::resources::IpPoolSpec;
+
     use super::*;
 
     /// A pool spec, exported to BGP or not.

@@ -3,11 +3,10 @@
 //! `inet tartan`, replaced atomically (`nft -f`) whenever the pools change, and removed when
 //! no pool asks for it. Tables of others are never touched.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use ipnet::IpNet;
 use tartan_ipam::resources::IpPoolSpec;
+
+use crate::nft::{self, NftError};
 
 /// The nftables table we own.
 pub const TABLE: &str = "inet tartan";
@@ -51,37 +50,16 @@ pub fn ruleset(pools: &[IpPoolSpec]) -> Option<String> {
 }
 
 /// Replaces (or removes) our table in one transaction.
-pub fn apply(rules: Option<&str>) -> std::io::Result<()> {
+pub async fn apply(rules: Option<&str>) -> Result<(), NftError> {
     // Declaring the table first makes the delete succeed when it does not exist yet.
     let mut script = format!("table {TABLE} {{}}\ndelete table {TABLE}\n");
     if let Some(r) = rules {
         script += r;
     }
-    let spawned = Command::new("nft")
-        .args(["-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn();
-    let mut child = match spawned {
-        Ok(c) => c,
+    match nft::apply(&script).await {
         // Without nftables there is no table of ours to remove.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && rules.is_none() => return Ok(()),
-        Err(e) => {
-            return Err(std::io::Error::new(
-                e.kind(),
-                format!("running nft (install nftables for natOutgoing): {e}"),
-            ));
-        }
-    };
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(script.as_bytes())?;
-    }
-    let out = child.wait_with_output()?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(std::io::Error::other(format!("nft: {}", String::from_utf8_lossy(&out.stderr).trim())))
+        Err(NftError::NotInstalled) if rules.is_none() => Ok(()),
+        other => other,
     }
 }
 

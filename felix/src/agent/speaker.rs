@@ -225,7 +225,7 @@ impl Bgp {
 
         let nat = super::nat::ruleset(&snap.pools);
         if applied.nat.as_ref() != Some(&nat) {
-            match super::nat::apply(nat.as_deref()) {
+            match super::nat::apply(nat.as_deref()).await {
                 Ok(()) => {
                     tracing::info!(
                         "natOutgoing rules {}",

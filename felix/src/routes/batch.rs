@@ -8,11 +8,22 @@
 use std::io;
 use std::net::IpAddr;
 use std::path::Path;
+use std::time::Duration;
+
+use nix::sys::socket::{setsockopt, sockopt::ReceiveTimeout};
+use nix::sys::time::TimeVal;
 
 use rtnetlink::sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 
 pub use super::wire::Op;
 use super::wire::{self, NexthopObject, Request, RouteEntry};
+
+/// How long a reply may take: the kernel answers at once, so a longer wait means a lost reply,
+/// and an error is better than an agent blocked for good.
+const RECEIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often a dump is read again when the table changed while it was read.
+const DUMP_ATTEMPTS: usize = 5;
 
 /// Requests per `sendmsg` (and per acknowledgement). Small enough that a chunk whose every
 /// request fails fits its error replies in the socket's receive buffer.
@@ -39,6 +50,8 @@ impl RawRoutes {
             let _ = socket.set_cap_ack(true);
             let _ = socket.set_ext_ack(false);
             let _ = socket.set_rx_buf_sz(4 << 20);
+            let timeout = TimeVal::new(RECEIVE_TIMEOUT.as_secs() as _, 0);
+            setsockopt(&socket, ReceiveTimeout, &timeout).map_err(io::Error::from)?;
             Ok(socket)
         };
         let socket = match ns {
@@ -89,12 +102,28 @@ impl RawRoutes {
         Ok(outcomes)
     }
 
+    /// Reads one datagram whole into `buf`, growing it when the datagram is larger (a reply
+    /// is never cut: an ECMP route with hundreds of paths, or a large dump message). Fails
+    /// with `WouldBlock` when no reply comes within [`RECEIVE_TIMEOUT`].
+    fn recv_whole(&self, buf: &mut Vec<u8>) -> io::Result<usize> {
+        let size =
+            self.socket.recv(&mut &mut buf[..0], nix::libc::MSG_PEEK | nix::libc::MSG_TRUNC)?;
+        if size > buf.len() {
+            buf.resize(size, 0);
+        }
+        let n = self.socket.recv(&mut &mut buf[..], nix::libc::MSG_TRUNC)?;
+        if n > buf.len() {
+            return Err(io::Error::other(format!("a netlink reply of {n} bytes was cut")));
+        }
+        Ok(n)
+    }
+
     /// Reads replies until `f` (given each error or acknowledgement's sequence number and
     /// errno) says it saw the last.
     fn receive(&mut self, mut f: impl FnMut(u32, i32) -> bool) -> io::Result<()> {
         let mut buf = vec![0u8; 1 << 16];
         loop {
-            let n = self.socket.recv(&mut &mut buf[..], 0)?;
+            let n = self.recv_whole(&mut buf)?;
             for frame in wire::frames(&buf[..n]) {
                 if frame.kind == wire::NLMSG_ERROR && f(frame.seq, frame.code().unwrap_or(-5)) {
                     return Ok(());
@@ -116,33 +145,48 @@ impl RawRoutes {
     }
 
     /// Sends the dump request `request` writes and collects the replies of type `kind` that
-    /// `parse` can read.
+    /// `parse` can read. A dump the kernel marks interrupted (the table changed while it was
+    /// read) is read again, a few times, then fails with `Interrupted`.
     fn dump_of<T>(
         &mut self,
         request: fn(&mut Vec<u8>, u32),
         kind: u16,
         parse: fn(&[u8]) -> Option<T>,
     ) -> io::Result<Vec<T>> {
-        let seq = self.take_seqs(1);
-        let mut out = Vec::new();
-        request(&mut out, seq);
-        self.socket.send(&out, 0)?;
-        let mut items = Vec::new();
         let mut buf = vec![0u8; 1 << 16];
-        loop {
-            let n = self.socket.recv(&mut &mut buf[..], 0)?;
-            for frame in wire::frames(&buf[..n]).filter(|f| f.seq == seq) {
-                match frame.kind {
-                    wire::NLMSG_DONE => return Ok(items),
-                    wire::NLMSG_ERROR => match frame.code() {
-                        Some(0) => return Ok(items),
-                        code => return Err(io::Error::from_raw_os_error(-code.unwrap_or(-5))),
-                    },
-                    k if k == kind => items.extend(parse(frame.body)),
-                    _ => {}
+        for _ in 0..DUMP_ATTEMPTS {
+            let seq = self.take_seqs(1);
+            let mut out = Vec::new();
+            request(&mut out, seq);
+            self.socket.send(&out, 0)?;
+            let mut items = Vec::new();
+            let mut interrupted = false;
+            let done = 'read: loop {
+                let n = self.recv_whole(&mut buf)?;
+                for frame in wire::frames(&buf[..n]).filter(|f| f.seq == seq) {
+                    interrupted |= frame.flags & wire::NLM_F_DUMP_INTR != 0;
+                    match frame.kind {
+                        wire::NLMSG_DONE => break 'read Ok(()),
+                        wire::NLMSG_ERROR => match frame.code() {
+                            Some(0) => break 'read Ok(()),
+                            code => {
+                                break 'read Err(io::Error::from_raw_os_error(-code.unwrap_or(-5)));
+                            }
+                        },
+                        k if k == kind => items.extend(parse(frame.body)),
+                        _ => {}
+                    }
                 }
+            };
+            done?;
+            if !interrupted {
+                return Ok(items);
             }
         }
+        Err(io::Error::new(
+            io::ErrorKind::Interrupted,
+            format!("the table changed during each of {DUMP_ATTEMPTS} dumps"),
+        ))
     }
 
     /// The table entry the kernel would route `addr` by (`ip route get ADDR fibmatch`);
@@ -154,7 +198,7 @@ impl RawRoutes {
         self.socket.send(&out, 0)?;
         let mut buf = vec![0u8; 1 << 13];
         loop {
-            let n = self.socket.recv(&mut &mut buf[..], 0)?;
+            let n = self.recv_whole(&mut buf)?;
             for frame in wire::frames(&buf[..n]).filter(|f| f.seq == seq) {
                 match frame.kind {
                     wire::RTM_NEWROUTE => return Ok(wire::parse_route(frame.body)),

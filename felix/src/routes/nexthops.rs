@@ -15,8 +15,8 @@
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
-use fxhash::FxHashMap;
 use ipnet::IpNet;
+use tartan_bgp::hash::FoldHashMap;
 
 use super::wire::{NexthopObject, NexthopRequest};
 
@@ -42,7 +42,7 @@ pub struct Nexthops {
     next_id: u32,
     /// The object each of our routes names (one entry per learned route: a hash cheaper than
     /// SipHash keeps writing 10,000 of them under a millisecond).
-    routes: FxHashMap<IpNet, u32>,
+    routes: FoldHashMap<IpNet, u32>,
     /// Objects named by routes that are not ours (another protocol's, another table's).
     pinned: HashSet<u32>,
     /// Objects named by routes of ours created since the dump.
@@ -60,7 +60,7 @@ impl Nexthops {
             by_shape: HashMap::new(),
             taken: HashSet::new(),
             next_id: first_id(protocol),
-            routes: FxHashMap::default(),
+            routes: FoldHashMap::default(),
             pinned: HashSet::new(),
             fresh: HashSet::new(),
             known: false,

@@ -18,6 +18,8 @@ const RTM_DELNEXTHOP: u16 = 105;
 const RTM_GETNEXTHOP: u16 = 106;
 pub(crate) const NLMSG_ERROR: u16 = 2;
 pub(crate) const NLMSG_DONE: u16 = 3;
+/// Set on the messages of a dump during which the table changed: the dump may be inconsistent.
+pub(crate) const NLM_F_DUMP_INTR: u16 = 0x10;
 
 const NLM_F_REQUEST: u16 = 0x1;
 const NLM_F_ACK: u16 = 0x4;
@@ -403,6 +405,8 @@ struct Malformed;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Frame<'a> {
     pub kind: u16,
+    /// `nlmsg_flags`: [`NLM_F_DUMP_INTR`] says a dump changed while it was read.
+    pub flags: u16,
     pub seq: u32,
     pub body: &'a [u8],
 }
@@ -427,6 +431,7 @@ pub(crate) fn frames(buf: &[u8]) -> impl Iterator<Item = Frame<'_>> {
         }
         let frame = Frame {
             kind: u16::from_ne_bytes([head[4], head[5]]),
+            flags: u16::from_ne_bytes([head[6], head[7]]),
             seq: u32_at(head, 8)?,
             body: &buf[off + HEADER_LEN..off + len],
         };
@@ -683,6 +688,6 @@ mod tests {
         body[8] = 200;
         assert_eq!(parse_nexthop(&body), None);
         assert_eq!(parse_nexthop(&body[..3]), None);
-        assert_eq!(Frame { kind: NLMSG_ERROR, seq: 1, body: &[1, 2] }.code(), None);
+        assert_eq!(Frame { kind: NLMSG_ERROR, flags: 0, seq: 1, body: &[1, 2] }.code(), None);
     }
 }

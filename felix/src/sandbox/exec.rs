@@ -9,7 +9,7 @@
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
@@ -171,19 +171,8 @@ fn run_with_timeout(
     if let Some(mut pipe) = child.stdin.take() {
         std::thread::spawn(move || pipe.write_all(&stdin));
     }
-    let drain = |pipe: Option<Box<dyn Read + Send>>| {
-        let (tx, rx) = mpsc::channel();
-        if let Some(mut pipe) = pipe {
-            std::thread::spawn(move || {
-                let mut buf = Vec::new();
-                let _ = pipe.read_to_end(&mut buf);
-                let _ = tx.send(buf);
-            });
-        }
-        rx
-    };
-    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
-    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let stdout = Drained::start(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let stderr = Drained::start(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
     let deadline = Instant::now() + inv.timeout;
     let mut pause = Duration::from_millis(1);
     let status = loop {
@@ -198,13 +187,45 @@ fn run_with_timeout(
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(20));
     };
-    let rest = |rx: mpsc::Receiver<Vec<u8>>| {
-        rx.recv_timeout(
-            deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(100)),
-        )
-        .unwrap_or_default()
-    };
-    Ok(Some(Output { status, stdout: rest(stdout), stderr: rest(stderr) }))
+    let grace = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(100));
+    Ok(Some(Output { status, stdout: stdout.take(grace), stderr: stderr.take(grace) }))
+}
+
+/// The most of a plugin's stdout or stderr kept: a CNI result is a few KiB.
+const MAX_OUTPUT: usize = 1 << 20;
+
+/// One pipe of the plugin, read on a thread of its own into a shared buffer as bytes arrive,
+/// so what was printed is kept even when a grandchild holds the pipe open past the plugin's
+/// exit.
+struct Drained {
+    buf: Arc<Mutex<Vec<u8>>>,
+    done: mpsc::Receiver<()>,
+}
+
+impl Drained {
+    fn start(pipe: Option<Box<dyn Read + Send>>) -> Drained {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let (tx, done) = mpsc::channel();
+        if let Some(mut pipe) = pipe {
+            let buf = buf.clone();
+            std::thread::spawn(move || {
+                let mut chunk = [0u8; 8192];
+                while let Ok(n @ 1..) = pipe.read(&mut chunk) {
+                    let mut b = buf.lock().unwrap_or_else(PoisonError::into_inner);
+                    let room = MAX_OUTPUT.saturating_sub(b.len());
+                    b.extend_from_slice(&chunk[..n.min(room)]);
+                }
+                let _ = tx.send(());
+            });
+        }
+        Drained { buf, done }
+    }
+
+    /// What was read, once the pipe closed or `grace` passed.
+    fn take(self, grace: Duration) -> Vec<u8> {
+        let _ = self.done.recv_timeout(grace);
+        std::mem::take(&mut *self.buf.lock().unwrap_or_else(PoisonError::into_inner))
+    }
 }
 
 #[cfg(test)]

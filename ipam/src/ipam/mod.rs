@@ -66,6 +66,11 @@ pub struct Affinity {
     pub updated_at: u64,
 }
 
+/// A block affinity is served as the BlockAffinity kind (read-only: the IPAM writes it).
+impl crate::resources::Spec for Affinity {
+    const KIND: Kind = Kind::BlockAffinity;
+}
+
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub enum AffinityState {

@@ -19,6 +19,30 @@ pub use kinds::{Kind, KindInfo};
 pub use selector::Selector;
 pub use specs::*;
 
+/// A spec type and its kind: what lets the client (and anyone else) read and write a kind
+/// typed, with the URL and the kind name coming from the type.
+pub trait Spec: Serialize + serde::de::DeserializeOwned + Send + Sync {
+    const KIND: Kind;
+}
+
+macro_rules! spec_of {
+    ($($spec:ty => $kind:ident),* $(,)?) => {
+        $(impl Spec for $spec {
+            const KIND: Kind = Kind::$kind;
+        })*
+    };
+}
+
+spec_of! {
+    IpPoolSpec => IpPool,
+    IpamConfigSpec => IpamConfig,
+    BgpConfigurationSpec => BgpConfiguration,
+    BgpPeerSpec => BgpPeer,
+    NodeSpec => Node,
+    WorkloadEndpointSpec => WorkloadEndpoint,
+    NodeStatusSpec => NodeStatus,
+}
+
 /// The only API version this build speaks.
 pub const API_VERSION: &str = "tartan/v1";
 

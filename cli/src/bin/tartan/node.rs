@@ -34,8 +34,14 @@ pub struct NodeArgs {
     /// This host's Node name (default: the hostname).
     #[arg(long, env = "NODENAME")]
     name: Option<String>,
-    /// The API server.
-    #[arg(long, env = "TARTAN_API", default_value = "http://127.0.0.1:7180")]
+    /// The API server, or several on one datastore (`http://a:7180,http://b:7180`): calls
+    /// fail over to the next when one cannot be reached.
+    #[arg(
+        long,
+        env = "TARTAN_API",
+        value_name = "URL[,URL...]",
+        default_value = "http://127.0.0.1:7180"
+    )]
     api: String,
     /// The API token file (written by `tartan apiserver` in its data directory).
     #[arg(long, env = "TARTAN_TOKEN_FILE", default_value = "/var/lib/tartan/token")]

@@ -55,8 +55,9 @@ pub struct Cli {
 /// Where the API is and how to authenticate; accepted before or after the command.
 #[derive(Args, Debug, Clone, Default)]
 pub struct Global {
-    /// The API server [default: `api` from the config file, else http://127.0.0.1:7180].
-    #[arg(long, global = true, env = "TARTAN_API", value_name = "URL")]
+    /// The API server, or several separated by commas, tried in turn [default: `api` from the
+    /// config file, else http://127.0.0.1:7180].
+    #[arg(long, global = true, env = "TARTAN_API", value_name = "URL[,URL...]")]
     pub api: Option<String>,
     /// The file holding the API's bearer token [default: `tokenFile` from the config file, else
     /// /var/lib/tartan/token if readable].

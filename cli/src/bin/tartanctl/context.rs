@@ -166,7 +166,7 @@ impl Api {
 
     /// GET returning JSON.
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
-        self.client.get(path).await.map_err(|e| self.error(e))
+        self.client.get_json(path).await.map_err(|e| self.error(e))
     }
 
     /// A JSON request with a JSON answer.
@@ -223,18 +223,7 @@ impl Api {
     }
 }
 
-/// Percent-encodes one path segment or query value (everything but RFC 3986 unreserved).
-pub fn encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
+pub use tartan_ipam::client::encode;
 
 #[cfg(test)]
 mod tests {

@@ -1,20 +1,46 @@
-//! A fast hasher for the RIB's tables, whose keys (prefixes, attribute sets) come from peers
-//! but only decide where an entry sits, never whether it is found.
+//! The workspace's one fast hasher, for tables whose keys come from outside (the RIB's
+//! prefixes and attribute sets from peers, the agent's routes): they decide where an entry
+//! sits, never whether it is found.
 //!
 //! Each word is mixed by a folded 64×64→128-bit multiply (the high and low halves XORed), so
 //! every input bit reaches the low bits that pick a bucket: prefixes that differ only in high
 //! bits, like a run of /24s, still spread out. SipHash, the std default, costs several times
-//! as much per prefix.
+//! as much per prefix. Every table starts from a random seed, so a peer cannot choose keys that
+//! collide in our buckets (a hash flood that would turn each lookup into a scan).
 
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
 
 /// 2^64 / φ, odd.
 const K: u64 = 0x9e37_79b9_7f4a_7c15;
 
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 pub struct FoldHasher(u64);
 
-pub type FoldBuildHasher = BuildHasherDefault<FoldHasher>;
+/// Builds [`FoldHasher`]s from a seed drawn when the table is made.
+#[derive(Debug, Clone, Copy)]
+pub struct FoldBuildHasher {
+    seed: u64,
+}
+
+impl Default for FoldBuildHasher {
+    fn default() -> FoldBuildHasher {
+        // std's RandomState holds keys from the OS's randomness, different for each instance.
+        FoldBuildHasher { seed: RandomState::new().hash_one(K) | 1 }
+    }
+}
+
+impl BuildHasher for FoldBuildHasher {
+    type Hasher = FoldHasher;
+
+    #[inline]
+    fn build_hasher(&self) -> FoldHasher {
+        FoldHasher(self.seed)
+    }
+}
+
+/// A `HashMap` with the workspace's hasher.
+pub type FoldHashMap<K, V> = std::collections::HashMap<K, V, FoldBuildHasher>;
 
 impl FoldHasher {
     #[inline]
@@ -79,8 +105,6 @@ impl Hasher for FoldHasher {
 
 #[cfg(test)]
 mod tests {
-    use std::hash::BuildHasher;
-
     use super::*;
 
     #[test]
@@ -93,5 +117,12 @@ mod tests {
         }
         let (min, max) = (buckets.iter().min(), buckets.iter().max());
         assert!(min.is_some_and(|m| *m > 150) && max.is_some_and(|m| *m < 370), "{min:?} {max:?}");
+    }
+
+    #[test]
+    fn each_table_has_its_own_seed() {
+        let (a, b) = (FoldBuildHasher::default(), FoldBuildHasher::default());
+        assert_ne!(a.hash_one(1u32), b.hash_one(1u32));
+        assert_eq!(a.hash_one(1u32), a.hash_one(1u32));
     }
 }
