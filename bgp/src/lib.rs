@@ -1,7 +1,8 @@
 //! `tartan-bgp`: Tartan's BGP speaker (RFC 4271 and the extensions real routers use).
 //!
-//! A sans-IO core — the wire format ([`wire`]), and in time the session state machine, the
-//! RIB, policy and route reflection — driven by a thin tokio layer. See `DESIGN.md` §4 (bgp).
+//! A sans-IO core — the wire format ([`wire`]), the session state machine ([`fsm`]), the
+//! RIB ([`rib`]), policy and route reflection — driven by a thin tokio layer ([`io`]).
+//! See `bgp/DESIGN.md`.
 
 pub mod config;
 pub mod daemon;

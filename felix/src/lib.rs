@@ -1,5 +1,5 @@
 //! `tartan-felix`: the node agent — the kernel route programmer, workload endpoints and the
-//! CNI handler, glued to the BGP speaker and the datastore. See `DESIGN.md` §4 (felix).
+//! CNI handler, glued to the BGP speaker and the datastore. See `felix/DESIGN.md`.
 
 pub mod agent;
 pub mod cni;

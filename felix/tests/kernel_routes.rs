@@ -67,8 +67,8 @@ async fn veth_namespace(ns: &TempNetns) -> rtnetlink::Handle {
     h
 }
 
-fn kernel(h: &rtnetlink::Handle, ns: &TempNetns, objects: bool) -> NetlinkKernel {
-    let k = NetlinkKernel::new(h.clone(), Some(&ns.path), 84).expect("kernel");
+fn kernel(ns: &TempNetns, objects: bool) -> NetlinkKernel {
+    let k = NetlinkKernel::new(Some(&ns.path), 84).expect("kernel");
     if objects { k } else { k.without_nexthop_objects() }
 }
 
@@ -111,7 +111,7 @@ fn round_trip(objects: bool) {
             .build();
         h.route().add(other).execute().await.expect("foreign route");
 
-        let mut p = Programmer::new(kernel(&h, &ns, objects), Duration::from_secs(10));
+        let mut p = Programmer::new(kernel(&ns, objects), Duration::from_secs(10));
         p.set_learned_converged();
         p.set_blocks([net("10.65.0.0/26"), net("fd00:65::/122")].into());
         p.set_workload(net("10.65.0.5/32"), "v0");
@@ -131,7 +131,7 @@ fn round_trip(objects: bool) {
         p.set_learned(net("10.65.10.0/26"), Some(vec![ip("10.99.0.7")]));
         let recursive = p.apply(Instant::now()).await.expect("apply");
         assert!(recursive.failed.is_empty(), "{:?}", recursive.failed);
-        let table = kernel(&h, &ns, objects).routes().await.expect("read");
+        let table = kernel(&ns, objects).routes().await.expect("read");
         assert_eq!(table[&net("10.65.10.0/26")], Target::via(vec![ip("10.0.0.9")]));
         assert_eq!(p.apply(Instant::now()).await.expect("again").replaced, 0);
         p.set_learned(net("10.65.10.0/26"), None);
@@ -144,13 +144,13 @@ fn round_trip(objects: bool) {
         p.apply(Instant::now()).await.expect("apply");
         let settled = p.apply(Instant::now()).await.expect("apply");
         assert!(settled.failed.is_empty(), "{:?}", settled.failed);
-        let table = kernel(&h, &ns, objects).routes().await.expect("read");
+        let table = kernel(&ns, objects).routes().await.expect("read");
         assert_eq!(table[&net("10.65.11.0/26")], Target::via(vec![ip("10.0.0.2")]));
         p.set_learned(net("0.0.0.0/0"), None);
         p.set_learned(net("10.65.11.0/26"), None);
         p.apply(Instant::now()).await.expect("remove");
 
-        let mut k = kernel(&h, &ns, objects);
+        let mut k = kernel(&ns, objects);
         let table = k.routes().await.expect("read back");
         assert_eq!(table, p.desired(), "the kernel holds exactly the desired table");
         let named = objects_named(&ns);
@@ -238,7 +238,7 @@ fn learned_routes_share_objects_kept_across_a_restart_and_deleted_once_unused() 
                 p.set_learned(v6(i), Some(vec![ip("fd00::2")]));
             }
         };
-        let mut p = Programmer::new(kernel(&h, &ns, true), Duration::from_secs(10));
+        let mut p = Programmer::new(kernel(&ns, true), Duration::from_secs(10));
         p.set_learned_converged();
         learn(&mut p);
         let first = p.apply(Instant::now()).await.expect("apply");
@@ -259,7 +259,7 @@ fn learned_routes_share_objects_kept_across_a_restart_and_deleted_once_unused() 
         assert_eq!((found.gateway, found.object), (Some(ip("10.0.0.2")), Some(via(single(0)))));
 
         // A restart: a new programmer over a new socket finds everything in place.
-        let mut again = Programmer::new(kernel(&h, &ns, true), Duration::from_secs(10));
+        let mut again = Programmer::new(kernel(&ns, true), Duration::from_secs(10));
         again.set_learned_converged();
         learn(&mut again);
         let resync = again.apply(Instant::now()).await.expect("resync");
@@ -269,7 +269,7 @@ fn learned_routes_share_objects_kept_across_a_restart_and_deleted_once_unused() 
         // Without compat mode the kernel reports only `nhid`: read through the objects.
         netns::run_in(&ns.path, || netns::sysctl("ipv4/nexthop_compat_mode", "0"))
             .expect("compat mode off");
-        let table = kernel(&h, &ns, true).routes().await.expect("read");
+        let table = kernel(&ns, true).routes().await.expect("read");
         assert_eq!(table, again.desired());
         // A next hop behind a default route of ours, which the kernel now reports as `nhid`
         // alone: the object says where it goes.
@@ -278,7 +278,7 @@ fn learned_routes_share_objects_kept_across_a_restart_and_deleted_once_unused() 
         again.set_learned(net("10.67.0.0/24"), Some(vec![ip("10.77.0.9")]));
         let behind = again.apply(Instant::now()).await.expect("apply");
         assert!(behind.failed.is_empty(), "{:?}", behind.failed);
-        let table = kernel(&h, &ns, true).routes().await.expect("read");
+        let table = kernel(&ns, true).routes().await.expect("read");
         assert_eq!(table[&net("10.67.0.0/24")], Target::via(vec![ip("10.0.0.2")]));
         again.set_learned(net("0.0.0.0/0"), None);
         again.set_learned(net("10.67.0.0/24"), None);

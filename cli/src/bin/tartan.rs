@@ -1,5 +1,5 @@
 //! `tartan`: the daemons (`apiserver`, `node`, `bgp`) and, when `CNI_COMMAND` is set, the CNI
-//! plugin. Modes arrive with their issues; those not built yet say so instead of pretending.
+//! plugin; `sandbox` is a minimal container runtime for debugging. docs/DESIGN.md lists the modes.
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -245,9 +245,10 @@ async fn add(shared: &Shared, req: &Request) -> Result<CniResult, CniError> {
     let (v4, v6) = families(shared).await?;
     let body = json!({"node": node, "handle": handle, "ipv4": v4, "ipv6": v6,
         "attributes": {"containerID": req.container_id, "ifname": req.ifname, "network": req.network}});
+    // Idempotent by handle: sent again (to another API server) it returns the same addresses.
     let allocated: serde_json::Value = shared
         .client
-        .call(Method::POST, "/v1/ipam/allocate", Some(&body))
+        .post_idempotent("/v1/ipam/allocate", &body)
         .await
         .map_err(|e| api_error("cannot allocate an address", e))?;
     let ips: Vec<IpNet> = allocated["ips"]
@@ -279,7 +280,7 @@ async fn add(shared: &Shared, req: &Request) -> Result<CniResult, CniError> {
             let release = json!({"handle": handle});
             if let Err(re) = shared
                 .client
-                .call::<serde_json::Value>(Method::POST, "/v1/ipam/release", Some(&release))
+                .post_idempotent::<serde_json::Value>("/v1/ipam/release", &release)
                 .await
             {
                 tracing::warn!(
@@ -423,7 +424,7 @@ async fn del(shared: &Shared, req: &Request) -> Result<(), CniError> {
     let release = json!({"handle": handle_of(req)});
     shared
         .client
-        .call::<serde_json::Value>(Method::POST, "/v1/ipam/release", Some(&release))
+        .post_idempotent::<serde_json::Value>("/v1/ipam/release", &release)
         .await
         .map_err(|e| api_error("cannot release the addresses", e))?;
     let path = format!("/v1/workloadendpoints/{}", endpoint_name(&shared.cfg.node_name, &host_if));

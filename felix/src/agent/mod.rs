@@ -294,9 +294,8 @@ async fn prune_endpoints(
     }
     for ep in stale {
         let release = serde_json::json!({"handle": ep.handle});
-        let released = client
-            .call::<serde_json::Value>(Method::POST, "/v1/ipam/release", Some(&release))
-            .await;
+        let released =
+            client.post_idempotent::<serde_json::Value>("/v1/ipam/release", &release).await;
         let wep = format!("/v1/workloadendpoints/{}.{}", cfg.node_name, ep.host_if);
         let removed =
             match client.call::<serde_json::Value>(Method::DELETE, &wep, None::<&()>).await {
@@ -370,7 +369,7 @@ async fn start(cfg: &AgentConfig) -> Result<(Arc<Shared>, speaker::Bgp, u64, boo
     let mut endpoints = Endpoints::open(&cfg.state_dir.join("endpoints"))
         .map_err(io(format!("opening {}", cfg.state_dir.display())))?;
     prune_endpoints(&client, cfg, &host, &mut endpoints).await;
-    let mut kernel = NetlinkKernel::new(host.clone(), None, cfg.route_protocol)
+    let mut kernel = NetlinkKernel::new(None, cfg.route_protocol)
         .map_err(io("opening a netlink socket for routes"))?;
     if !cfg.nexthop_objects {
         kernel = kernel.without_nexthop_objects();

@@ -189,6 +189,35 @@ impl RawRoutes {
         ))
     }
 
+    /// Every interface of the namespace: index and name.
+    pub fn links(&mut self) -> io::Result<Vec<(u32, String)>> {
+        let request = |buf: &mut Vec<u8>, seq| wire::link_request(buf, seq, 0, None, true);
+        self.dump_of(request, wire::RTM_NEWLINK, wire::parse_link)
+    }
+
+    /// One interface, by index (`name` `None`) or by name (`index` 0); `None` if there is no
+    /// such interface.
+    pub fn link(&mut self, index: u32, name: Option<&str>) -> io::Result<Option<(u32, String)>> {
+        let seq = self.take_seqs(1);
+        let mut out = Vec::new();
+        wire::link_request(&mut out, seq, index, name, false);
+        self.socket.send(&out, 0)?;
+        let mut buf = vec![0u8; 1 << 13];
+        loop {
+            let n = self.recv_whole(&mut buf)?;
+            for frame in wire::frames(&buf[..n]).filter(|f| f.seq == seq) {
+                match frame.kind {
+                    wire::RTM_NEWLINK => return Ok(wire::parse_link(frame.body)),
+                    wire::NLMSG_ERROR => match frame.code() {
+                        Some(c) if c == -(nix::libc::ENODEV) => return Ok(None),
+                        code => return Err(io::Error::from_raw_os_error(-code.unwrap_or(-5))),
+                    },
+                    _ => {}
+                }
+            }
+        }
+    }
+
     /// The table entry the kernel would route `addr` by (`ip route get ADDR fibmatch`);
     /// `None` if nothing routes it.
     pub fn lookup(&mut self, addr: IpAddr) -> io::Result<Option<RouteEntry>> {

@@ -10,6 +10,7 @@
 
 pub mod batch;
 mod kernel;
+mod links;
 pub mod netlink;
 mod nexthops;
 mod reconcile;

@@ -1,15 +1,15 @@
 //! The kernel over rtnetlink: our routes dumped, looked up, replaced and deleted in bulk on a
 //! raw socket ([`super::batch`]), learned routes written naming shared nexthop objects
-//! ([`super::nexthops`]) where the kernel has them; interface names over an rtnetlink handle.
+//! ([`super::nexthops`]) where the kernel has them; interface names kept between applies
+//! ([`super::links`]).
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 
-use futures::TryStreamExt;
 use ipnet::IpNet;
-use rtnetlink::Handle;
 
 use super::batch::{Op, RawRoutes};
+use super::links::{ASK_ALONE, Links};
 use super::nexthops::Nexthops;
 use super::wire::{RTN_BLACKHOLE, RouteEntry, RouteRequest, Via};
 use super::{Kernel, KernelError, Table, Target, Write};
@@ -17,7 +17,6 @@ use super::{Kernel, KernelError, Table, Target, Write};
 /// Our routes in the main table of one namespace.
 #[derive(Debug)]
 pub struct NetlinkKernel {
-    handle: Handle,
     raw: RawRoutes,
     protocol: u8,
     /// Whether learned routes are written naming nexthop objects.
@@ -28,9 +27,12 @@ pub struct NetlinkKernel {
     nexthops: Nexthops,
     /// The interface each next hop is reached through, from the last lookups.
     oifs: HashMap<IpAddr, u32>,
+    /// Interface names and indexes, kept between applies.
+    links: Links,
 }
 
 /// One route to write or delete, with the object it names if any.
+#[derive(Clone)]
 struct Planned<'a> {
     dst: IpNet,
     target: &'a Target,
@@ -39,20 +41,16 @@ struct Planned<'a> {
 }
 
 impl NetlinkKernel {
-    /// `handle` must be bound in the namespace at `ns` (`None`: our own).
-    pub fn new(
-        handle: Handle,
-        ns: Option<&std::path::Path>,
-        protocol: u8,
-    ) -> std::io::Result<NetlinkKernel> {
+    /// The kernel of the namespace at `ns` (`None`: our own).
+    pub fn new(ns: Option<&std::path::Path>, protocol: u8) -> std::io::Result<NetlinkKernel> {
         Ok(NetlinkKernel {
-            handle,
             raw: RawRoutes::open(ns)?,
             protocol,
             objects: true,
             supported: true,
             nexthops: Nexthops::new(protocol),
             oifs: HashMap::new(),
+            links: Links::default(),
         })
     }
 
@@ -63,21 +61,39 @@ impl NetlinkKernel {
         self
     }
 
-    async fn links(&self) -> Result<HashMap<u32, String>, KernelError> {
-        let mut links = HashMap::new();
-        let mut stream = self.handle.link().get().execute();
-        while let Some(msg) = stream
-            .try_next()
-            .await
-            .map_err(|e| KernelError::Netlink { what: "listing interfaces".into(), source: e })?
-        {
-            for attr in &msg.attributes {
-                if let rtnetlink::packet_route::link::LinkAttribute::IfName(name) = attr {
-                    links.insert(msg.header.index, name.clone());
-                }
+    /// Makes the names and indexes given known, asking the kernel for the few unknown ones
+    /// alone and dumping every link when many are unknown.
+    fn know_links<'a>(
+        &mut self,
+        names: impl IntoIterator<Item = &'a str>,
+        indexes: impl IntoIterator<Item = u32>,
+    ) -> Result<(), KernelError> {
+        let err = |what: &str| {
+            let what = what.to_string();
+            move |source| KernelError::Io { what, source }
+        };
+        let names: BTreeSet<&str> =
+            names.into_iter().filter(|n| self.links.index(n).is_none()).collect();
+        let indexes: BTreeSet<u32> =
+            indexes.into_iter().filter(|i| self.links.name(*i).is_none()).collect();
+        if names.len() + indexes.len() > ASK_ALONE {
+            let all = self.raw.links().map_err(err("listing interfaces"))?;
+            self.links.replace_all(all);
+            return Ok(());
+        }
+        for name in names {
+            match self.raw.link(0, Some(name)).map_err(err("looking up an interface"))? {
+                Some((index, name)) => self.links.learn(index, name),
+                None => self.links.forget_name(name),
             }
         }
-        Ok(links)
+        for index in indexes {
+            match self.raw.link(index, None).map_err(err("looking up an interface"))? {
+                Some((index, name)) => self.links.learn(index, name),
+                None => self.links.forget_index(index),
+            }
+        }
+        Ok(())
     }
 
     /// The gateway and interface of the kernel's route to `hop` (`ip route get HOP fibmatch`),
@@ -236,23 +252,22 @@ impl NetlinkKernel {
             Op::Delete => "deleting",
         };
         let mut failed = Vec::new();
-        let needs_links =
-            routes.iter().any(|r| r.op != Op::Delete && matches!(r.target, Target::Link(_)));
-        let names: HashMap<String, u32> = if needs_links {
-            match self.links().await {
-                Ok(l) => l.into_iter().map(|(i, n)| (n, i)).collect(),
-                Err(e) => {
-                    let why = e.to_string();
-                    let fail = |(i, r): (usize, &Planned)| {
-                        let what = format!("{} {}", verb(r.op), r.dst);
-                        (i, KernelError::Invalid { what, message: why.clone() })
-                    };
-                    return routes.iter().enumerate().map(fail).collect();
-                }
-            }
-        } else {
-            HashMap::new()
-        };
+        let devs: Vec<&str> = routes
+            .iter()
+            .filter(|r| r.op != Op::Delete)
+            .filter_map(|r| match r.target {
+                Target::Link(dev) => Some(dev.as_str()),
+                _ => None,
+            })
+            .collect();
+        if let Err(e) = self.know_links(devs, []) {
+            let why = e.to_string();
+            let fail = |(i, r): (usize, &Planned)| {
+                let what = format!("{} {}", verb(r.op), r.dst);
+                (i, KernelError::Invalid { what, message: why.clone() })
+            };
+            return routes.iter().enumerate().map(fail).collect();
+        }
         // The request for each route sent, and the index of that route.
         let mut requests = Vec::with_capacity(routes.len());
         let mut sent = Vec::with_capacity(routes.len());
@@ -260,8 +275,8 @@ impl NetlinkKernel {
             let via = match (r.target, r.object) {
                 (Target::Blackhole, _) => Via::Blackhole,
                 (Target::Link(_), _) if r.op == Op::Delete => Via::Dev(0),
-                (Target::Link(dev), _) => match names.get(dev) {
-                    Some(index) => Via::Dev(*index),
+                (Target::Link(dev), _) => match self.links.index(dev) {
+                    Some(index) => Via::Dev(index),
                     None => {
                         failed.push((
                             i,
@@ -321,14 +336,16 @@ impl Kernel for NetlinkKernel {
             .raw
             .dump()
             .map_err(|e| KernelError::Io { what: "listing routes".into(), source: e })?;
-        let is_ours = |r: &RouteEntry| r.protocol == self.protocol && r.table == RT_TABLE_MAIN;
-        // Interface names only when a route points at one: a dump of the links costs as much
-        // as hundreds of routes.
-        let links = if dump.iter().any(|r| is_ours(r) && points_at_interface(r)) {
-            self.links().await?
-        } else {
-            HashMap::new()
-        };
+        let protocol = self.protocol;
+        let is_ours = move |r: &RouteEntry| r.protocol == protocol && r.table == RT_TABLE_MAIN;
+        // Interface names only of the routes that point at one, from what is known.
+        let oifs: Vec<u32> = dump
+            .iter()
+            .filter(|r| is_ours(r) && points_at_interface(r))
+            .filter_map(|r| r.oif)
+            .collect();
+        self.know_links([], oifs)?;
+        let links = self.links.names();
         let mut named = Vec::new();
         let mut table = Vec::new();
         // Runs of routes naming one object are read through it once.
@@ -337,7 +354,7 @@ impl Kernel for NetlinkKernel {
             if is_ours(r) {
                 let target = match (&last, r.object) {
                     (Some((id, target)), Some(object)) if *id == object => Some(target.clone()),
-                    _ => parse(r, &links, &self.nexthops),
+                    _ => parse(r, links, &self.nexthops),
                 };
                 if let (Some(id), Some(target)) = (r.object, &target) {
                     last = Some((id, target.clone()));
@@ -368,7 +385,26 @@ impl Kernel for NetlinkKernel {
                 object,
             })
             .collect();
-        let failed = self.batch(&planned).await;
+        let mut failed = self.batch(&planned).await;
+        // A veth made again under the same name has a new index: what we knew of the name is
+        // stale. Learn it again and retry those writes once.
+        let gone = |e: &KernelError| matches!(e, KernelError::Io { source, .. } if source.raw_os_error() == Some(nix::libc::ENODEV));
+        let stale: Vec<usize> = failed
+            .iter()
+            .filter(|(i, e)| gone(e) && matches!(planned[*i].target, Target::Link(_)))
+            .map(|(i, _)| *i)
+            .collect();
+        if !stale.is_empty() {
+            for &i in &stale {
+                if let Target::Link(dev) = planned[i].target {
+                    self.links.forget_name(dev);
+                }
+            }
+            let again: Vec<Planned> = stale.iter().map(|&i| planned[i].clone()).collect();
+            let still = self.batch(&again).await;
+            failed.retain(|(i, _)| !stale.contains(i));
+            failed.extend(still.into_iter().map(|(j, e)| (stale[j], e)));
+        }
         self.tidy_objects();
         failed
     }

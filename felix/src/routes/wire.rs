@@ -10,6 +10,8 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+pub(crate) const RTM_NEWLINK: u16 = 16;
+const RTM_GETLINK: u16 = 18;
 pub(crate) const RTM_NEWROUTE: u16 = 24;
 const RTM_DELROUTE: u16 = 25;
 const RTM_GETROUTE: u16 = 26;
@@ -46,6 +48,11 @@ const RTA_TABLE: u16 = 15;
 /// `rtm_flags` of a lookup: answer with the table entry that matched, not a cache entry.
 const RTM_F_FIB_MATCH: u32 = 0x2000;
 const RTA_NH_ID: u16 = 30;
+
+const IFLA_IFNAME: u16 = 3;
+const IFLA_EXT_MASK: u16 = 29;
+/// `IFLA_EXT_MASK` value: leave the statistics out of link replies (most of their bytes).
+const RTEXT_FILTER_SKIP_STATS: u32 = 1 << 3;
 
 const NHA_ID: u16 = 1;
 const NHA_GROUP: u16 = 2;
@@ -299,6 +306,44 @@ pub(crate) fn route_lookup(buf: &mut Vec<u8>, seq: u32, addr: IpAddr) {
     buf.extend_from_slice(&RTM_F_FIB_MATCH.to_ne_bytes());
     addr_attr(buf, RTA_DST, addr);
     finish_message(buf, at);
+}
+
+/// The request for one interface (`index`, or `name` with index 0), or for all of them with
+/// `dump`: `RTM_GETLINK`, statistics left out.
+pub(crate) fn link_request(
+    buf: &mut Vec<u8>,
+    seq: u32,
+    index: u32,
+    name: Option<&str>,
+    dump: bool,
+) {
+    let flags = NLM_F_REQUEST | if dump { NLM_F_DUMP } else { 0 };
+    let at = begin(buf, RTM_GETLINK, flags, seq);
+    // struct ifinfomsg: family, pad, type, index, flags, change.
+    buf.extend_from_slice(&[AF_UNSPEC, 0, 0, 0]);
+    buf.extend_from_slice(&index.to_ne_bytes());
+    buf.extend_from_slice(&[0; 8]);
+    if let Some(name) = name {
+        let mut value = name.as_bytes().to_vec();
+        value.push(0);
+        attr(buf, IFLA_IFNAME, &value);
+    }
+    attr(buf, IFLA_EXT_MASK, &RTEXT_FILTER_SKIP_STATS.to_ne_bytes());
+    finish_message(buf, at);
+}
+
+/// The index and name of an `RTM_NEWLINK` body; `None` when malformed.
+pub(crate) fn parse_link(body: &[u8]) -> Option<(u32, String)> {
+    let index = u32::from_ne_bytes(body.get(4..8)?.try_into().ok()?);
+    let attrs = body.get(16..)?;
+    for a in attributes(attrs) {
+        let (kind, value) = a.ok()?;
+        if kind == IFLA_IFNAME {
+            let name = value.split(|b| *b == 0).next()?;
+            return Some((index, String::from_utf8(name.to_vec()).ok()?));
+        }
+    }
+    None
 }
 
 /// A route as the kernel reports it, in the parts the programmer reads.

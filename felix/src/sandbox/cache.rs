@@ -109,6 +109,15 @@ pub fn remove(path: &Path) -> Result<()> {
 /// Every readable entry under `cache_dir`, in file-name order. Files that are not cache
 /// entries (other runtimes' leftovers, a half-written temporary) are skipped with a warning.
 pub fn entries(cache_dir: &Path) -> Result<Vec<(PathBuf, CacheEntry)>> {
+    entries_where(cache_dir, |_| true)
+}
+
+/// The entries whose file name `wanted` accepts: only those files are read and parsed, so
+/// finding one container's entries costs a directory listing, not every entry of the host.
+pub fn entries_where(
+    cache_dir: &Path,
+    wanted: impl Fn(&str) -> bool,
+) -> Result<Vec<(PathBuf, CacheEntry)>> {
     let dir = cache_dir.join("results");
     let listing = match fs::read_dir(&dir) {
         Ok(l) => l,
@@ -118,7 +127,9 @@ pub fn entries(cache_dir: &Path) -> Result<Vec<(PathBuf, CacheEntry)>> {
     let mut paths = Vec::new();
     for item in listing {
         let item = item.map_err(SandboxError::io(format!("reading {}", dir.display())))?;
-        if !item.file_name().to_string_lossy().starts_with('.') {
+        let name = item.file_name();
+        let name = name.to_string_lossy();
+        if !name.starts_with('.') && wanted(&name) {
             paths.push(item.path());
         }
     }
@@ -135,6 +146,17 @@ pub fn entries(cache_dir: &Path) -> Result<Vec<(PathBuf, CacheEntry)>> {
 }
 
 const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+const INVALID: u8 = 0xff;
+/// Each octet's value in [`ALPHABET`], or [`INVALID`].
+const DECODE: [u8; 256] = {
+    let mut table = [INVALID; 256];
+    let mut i = 0;
+    while i < 64 {
+        table[ALPHABET[i] as usize] = i as u8;
+        i += 1;
+    }
+    table
+};
 
 /// Standard padded base64 (RFC 4648 §4), as Go's `encoding/json` writes a `[]byte`.
 pub fn base64_encode(bytes: &[u8]) -> String {
@@ -168,8 +190,11 @@ pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
         }
         let mut n = 0u32;
         for &c in &quad[..4 - pad] {
-            let v = ALPHABET.iter().position(|&a| a == c)?;
-            n = (n << 6) | v as u32;
+            let v = DECODE[usize::from(c)];
+            if v == INVALID {
+                return None;
+            }
+            n = (n << 6) | u32::from(v);
         }
         n <<= 6 * pad;
         let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];

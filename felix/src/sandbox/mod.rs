@@ -136,7 +136,11 @@ impl Target {
     /// This sandbox's cache entries for `opts.ifname` (and `opts.network` if given), or an
     /// error naming the attachment it has instead, if any.
     fn cached(&self, opts: &SandboxOptions) -> Result<Vec<(PathBuf, CacheEntry)>> {
-        let (found, others): (Vec<_>, Vec<_>) = cache::entries(&opts.cache_dir)?
+        // libcni names a result `<network>-<containerID>-<ifname>`: only files naming this
+        // container are read (the entry itself is checked below).
+        let (found, others): (Vec<_>, Vec<_>) = cache::entries_where(&opts.cache_dir, |file| {
+            file.contains(self.name.as_str())
+        })?
             .into_iter()
             .filter(|(_, e)| e.container_id == self.name)
             .partition(|(_, e)| {

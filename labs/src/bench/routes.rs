@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use tartan_felix::netns::{self, TempNetns};
+use tartan_felix::netns::TempNetns;
 use tartan_felix::routes::netlink::NetlinkKernel;
 use tartan_felix::routes::{ApplyReport, DEFAULT_PROTOCOL, Programmer};
 
@@ -99,9 +99,8 @@ fn programmer(n: usize) -> Result<(Duration, Duration), LabError> {
         .build()
         .map_err(io("starting a runtime"))?;
     rt.block_on(async {
-        let handle = netns::netlink_in(&ns.path).map_err(io("opening netlink"))?;
-        let kernel = NetlinkKernel::new(handle, Some(&ns.path), DEFAULT_PROTOCOL)
-            .map_err(io("opening netlink"))?;
+        let kernel =
+            NetlinkKernel::new(Some(&ns.path), DEFAULT_PROTOCOL).map_err(io("opening netlink"))?;
         let mut p = Programmer::new(kernel, Duration::from_secs(10));
         p.set_learned_converged();
         let hop = vec![IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2))];
