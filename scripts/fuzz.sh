@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Builds the BGP codec's fuzz targets (bgp/fuzz) and runs each one for a while, seeded with
-# the real FRR, BIRD and GoBGP messages in bgp/tests/captures/messages.txt.
+# Builds the fuzz targets and runs each one for a while: the BGP codec and streaming framer
+# (bgp/fuzz, seeded with the real FRR, BIRD and GoBGP messages in
+# bgp/tests/captures/messages.txt), and felix's netlink parsers and the selector parser
+# (felix/fuzz).
 #
 #   scripts/fuzz.sh            # 30 s per target (what CI runs)
 #   scripts/fuzz.sh 3600       # an hour per target
@@ -9,6 +11,7 @@
 # but with debug assertions on (`-a`), so overflow and slice bugs still abort. A crash leaves
 # its input in bgp/fuzz/artifacts/<target>/; replay it with
 #   cd bgp && cargo fuzz run -O -a -s none <target> fuzz/artifacts/<target>/crash-...
+# (felix's targets: the same from felix/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -37,18 +40,27 @@ seed() {
   done < <(grep -v "^#" tests/captures/messages.txt)
 }
 
-cd bgp
-say "cargo fuzz build (release, debug assertions, no sanitizer)"
-cargo fuzz build -O -a -s none
-for t in "${targets[@]}"; do
-  seed "fuzz/corpus/$t"
-  say "fuzzing $t for ${seconds}s"
+# Builds the targets of the crate in directory $1, then runs each of the rest of the arguments.
+fuzz_crate() {
+  local dir=$1 t log
+  shift
+  say "cargo fuzz build in $dir (release, debug assertions, no sanitizer)"
+  (cd "$dir" && cargo fuzz build -O -a -s none)
+  for t in "$@"; do
+    say "fuzzing $dir $t for ${seconds}s"
     log="fuzz/$t.log"
-  if ! cargo fuzz run -O -a -s none "$t" -- -max_total_time="$seconds" -print_final_stats=1 \
-    >"$log" 2>&1; then
-    tail -n 40 "$log" >&2
-    die "fuzz target $t failed (whole log: bgp/$log; input: bgp/fuzz/artifacts/$t/)"
-  fi
-  grep -E '^(Done|stat::number_of_executed_units|stat::peak_rss_mb)' "$log" || true
+    if ! (cd "$dir" && cargo fuzz run -O -a -s none "$t" -- -max_total_time="$seconds" \
+      -print_final_stats=1 >"$log" 2>&1); then
+      tail -n 40 "$dir/$log" >&2
+      die "fuzz target $t failed (whole log: $dir/$log; input: $dir/fuzz/artifacts/$t/)"
+    fi
+    grep -E '^(Done|stat::number_of_executed_units|stat::peak_rss_mb)' "$dir/$log" || true
+  done
+}
+
+for t in "${targets[@]}"; do
+  (cd bgp && seed "fuzz/corpus/$t")
 done
+fuzz_crate bgp "${targets[@]}"
+fuzz_crate felix netlink selector
 say "fuzzing passed"

@@ -56,6 +56,18 @@ where
     panic!("timed out waiting for {what}");
 }
 
+/// A TCP counter of this namespace's kernel (`/proc/net/netstat`, `TcpExt:`): how the tests
+/// see that a connection was tried and refused, rather than sleeping and hoping it was.
+fn tcp_ext(name: &str) -> u64 {
+    let text = std::fs::read_to_string("/proc/net/netstat").expect("/proc/net/netstat");
+    let mut lines = text.lines().filter(|l| l.starts_with("TcpExt:"));
+    let (Some(names), Some(values)) = (lines.next(), lines.next()) else {
+        panic!("no TcpExt counters in /proc/net/netstat")
+    };
+    let at = names.split_whitespace().position(|n| n == name).expect("a TcpExt counter");
+    values.split_whitespace().nth(at).and_then(|v| v.parse().ok()).expect("a number")
+}
+
 async fn state_of(s: &Speaker, peer: &str) -> Option<State> {
     let st = s.status().await.ok()?;
     st.peers.iter().find(|x| x.address == peer).map(|x| x.state)
@@ -208,9 +220,14 @@ async fn tcp_md5_sessions_come_up_with_the_same_password_and_not_with_another() 
     nc.password = Some("one".into());
     let mut nd = neighbor("127.0.0.54", &c, "127.0.0.53");
     nd.password = Some("two".into());
+    let refused = tcp_ext("TCPMD5Failure");
     c.add_peer(nc).await.expect("peer");
     d.add_peer(nd).await.expect("peer");
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Seen trying: the kernel refused segments signed with the other key, more than once.
+    wait_for("connections refused for their key", || async {
+        tcp_ext("TCPMD5Failure") >= refused + 2
+    })
+    .await;
     assert!(!established(&c, "127.0.0.54").await, "different keys must not connect");
     c.shutdown(false).await;
     d.shutdown(false).await;
@@ -252,8 +269,13 @@ async fn removing_a_password_takes_the_key_off_the_listener() {
     na.passive = true;
     na.password = Some("old-secret".into());
     a.add_peer(na.clone()).await.expect("peer");
+    let unsigned = tcp_ext("TCPMD5NotFound");
     b.add_peer(neighbor("127.0.0.82", &a, "127.0.0.81")).await.expect("peer");
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Seen trying: the listener dropped unsigned segments from B, more than once.
+    wait_for("unsigned connections dropped", || async {
+        tcp_ext("TCPMD5NotFound") >= unsigned + 2
+    })
+    .await;
     assert!(!established(&a, "127.0.0.82").await, "an unsigned peer must not get through");
     na.password = None;
     a.update_peer(na).await.expect("updated");

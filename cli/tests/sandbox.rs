@@ -42,14 +42,16 @@ struct Lab {
 
 impl Lab {
     /// A lab whose network `ttnet` is the bridge plugin with host-local IPAM, followed by
-    /// `extra` plugin objects; `None` (the test skips) when not root or without the plugins.
+    /// `extra` plugin objects; `None` (the test skips) only when not root and
+    /// `TARTAN_SKIP_LAB_TESTS=1`.
     fn new(version: &str, extra: &str) -> Option<Lab> {
-        let root = fs::read_to_string("/proc/self/status")
-            .is_ok_and(|s| s.lines().any(|l| l.starts_with("Uid:\t0\t")));
-        if !root || !Path::new(PLUGINS).join("bridge").is_file() {
-            eprintln!("skipped: needs root and the reference CNI plugins in {PLUGINS}");
+        if !tartan_felix::netns::root_tests_enabled() {
             return None;
         }
+        assert!(
+            Path::new(PLUGINS).join("bridge").is_file(),
+            "the reference CNI plugins are not in {PLUGINS}: apt-get install containernetworking-plugins"
+        );
         let host = TempNetns::new("sbx").expect("host namespace");
         let dir = std::env::temp_dir().join(format!("{}-dir", host.name));
         let _ = fs::remove_dir_all(&dir);

@@ -142,6 +142,23 @@ pub fn sysctl(key: &str, value: &str) -> io::Result<()> {
         .map_err(|e| io::Error::new(e.kind(), format!("writing {}: {e}", p.display())))
 }
 
+/// Whether tests that need root (namespaces, veths) run here. As root they do; without root
+/// they fail and say why, unless `TARTAN_SKIP_LAB_TESTS=1` says to skip them on purpose (then
+/// this prints so and returns false). A root-only test that passes without running proves
+/// nothing.
+pub fn root_tests_enabled() -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    if std::env::var("TARTAN_SKIP_LAB_TESTS").is_ok_and(|v| v == "1") {
+        eprintln!("skipping a root-only test: not root and TARTAN_SKIP_LAB_TESTS=1");
+        return false;
+    }
+    panic!(
+        "this test needs root (network namespaces and veths): run `sudo scripts/test.sh`, or set TARTAN_SKIP_LAB_TESTS=1 to skip it"
+    );
+}
+
 /// A temporary named namespace for tests, deleted on drop (also when the test panics).
 #[derive(Debug)]
 pub struct TempNetns {

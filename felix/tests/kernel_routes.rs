@@ -3,7 +3,7 @@
 //! read back equal, a resync that writes nothing, and routes of other protocols never touched,
 //! with learned routes naming nexthop objects and with their next hops inline; the objects
 //! shared, kept across a restart, deleted once unused, and others' objects left alone.
-//! Root only; skipped (with a message) otherwise.
+//! Root only: without root they fail and say so (TARTAN_SKIP_LAB_TESTS=1 skips them).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -25,12 +25,6 @@ fn net(s: &str) -> IpNet {
 
 fn ip(s: &str) -> IpAddr {
     s.parse().expect("address")
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
-        s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
-    })
 }
 
 async fn all_destinations(h: &rtnetlink::Handle) -> BTreeSet<String> {
@@ -96,8 +90,7 @@ fn routes_round_trip_through_the_kernel_with_next_hops_inline() {
 }
 
 fn round_trip(objects: bool) {
-    if !is_root() {
-        eprintln!("skipping: needs root for a network namespace");
+    if !netns::root_tests_enabled() {
         return;
     }
     let ns = TempNetns::new("routes").expect("namespace");
@@ -214,8 +207,7 @@ fn ip_in(ns: &TempNetns, args: &str) {
 
 #[test]
 fn learned_routes_share_objects_kept_across_a_restart_and_deleted_once_unused() {
-    if !is_root() {
-        eprintln!("skipping: needs root for a network namespace");
+    if !netns::root_tests_enabled() {
         return;
     }
     let ns = TempNetns::new("nexthops").expect("namespace");
@@ -318,8 +310,7 @@ fn learned_routes_share_objects_kept_across_a_restart_and_deleted_once_unused() 
 /// dump.
 #[test]
 fn an_ecmp_route_of_100_paths_reads_back_whole() {
-    if !is_root() {
-        eprintln!("skipping: needs root for a network namespace");
+    if !netns::root_tests_enabled() {
         return;
     }
     let ns = TempNetns::new("bigreply").expect("namespace");
@@ -346,5 +337,39 @@ fn an_ecmp_route_of_100_paths_reads_back_whole() {
         let dumped = raw.dump().expect("dump");
         let route = dumped.iter().find(|r| r.dst == net("fd10::/64")).expect("in the dump");
         assert_eq!(route.multipath.len(), 100);
+    });
+}
+
+/// A learned route to the subnet of one of the namespace's own addresses is never written, also
+/// while that address's link is down (the connected route must come back with the link).
+#[test]
+fn a_learned_route_to_a_connected_subnet_stays_out_while_its_link_is_down() {
+    if !netns::root_tests_enabled() {
+        return;
+    }
+    let ns = TempNetns::new("connected").expect("namespace");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        veth_namespace(&ns).await;
+        ip_in(&ns, "link add d0 type veth peer name d1");
+        ip_in(&ns, "link set d1 up");
+        ip_in(&ns, "addr add 10.2.1.2/30 dev d0");
+        ip_in(&ns, "link set d0 down");
+        let mut p = Programmer::new(kernel(&ns, true), Duration::from_secs(10));
+        p.set_learned_converged();
+        p.set_learned(net("10.2.1.0/30"), Some(vec![ip("10.0.0.2")]));
+        p.set_learned(net("10.70.0.0/24"), Some(vec![ip("10.0.0.2")]));
+        let report = p.apply(Instant::now()).await.expect("apply");
+        assert!(report.failed.is_empty(), "{:?}", report.failed);
+        let table = kernel(&ns, true).routes().await.expect("read");
+        assert!(table.contains_key(&net("10.70.0.0/24")), "{table:?}");
+        assert!(!table.contains_key(&net("10.2.1.0/30")), "{table:?}");
+        ip_in(&ns, "link set d0 up");
+        let out = std::process::Command::new("ip")
+            .args(["-n", &ns.name, "route", "show", "10.2.1.0/30"])
+            .output()
+            .expect("ip route");
+        let shown = String::from_utf8_lossy(&out.stdout);
+        assert!(shown.contains("dev d0 proto kernel"), "the connected route is back: {shown}");
     });
 }

@@ -31,16 +31,7 @@ use crate::topology::Topology;
 /// Whether lab tests can run here. They need root; without it they fail loudly, unless
 /// `TARTAN_SKIP_LAB_TESTS=1` says to skip them (then this prints why and returns false).
 pub fn lab_tests_enabled() -> bool {
-    if crate::procfs::is_root() {
-        return true;
-    }
-    if std::env::var("TARTAN_SKIP_LAB_TESTS").is_ok_and(|v| v == "1") {
-        eprintln!("skipping a lab test: not root and TARTAN_SKIP_LAB_TESTS=1");
-        return false;
-    }
-    panic!(
-        "lab tests need root (network namespaces and veths): run `sudo scripts/test.sh`, or set TARTAN_SKIP_LAB_TESTS=1 to skip them"
-    );
+    tartan_felix::netns::root_tests_enabled()
 }
 
 /// The `tartanlab` binary: `TARTANLAB_BIN`, else next to the running test binary's directory

@@ -91,7 +91,7 @@ fn dual_homed_hosts_use_both_leaves_and_are_never_a_path_between_them() {
     // shrink host1's ECMP routes to itself).
     let watched = ["host1", "host3", "leaf-a", "leaf-b"];
     for node in watched {
-        lab.sh_ok(node, "timeout 15 ip monitor route nexthop >/tmp/changes.log 2>&1 &");
+        start_monitor(&lab, node, "route nexthop", "changes");
     }
     let summary = ping_through_agent_restart(
         &lab,
@@ -101,10 +101,10 @@ fn dual_homed_hosts_use_both_leaves_and_are_never_a_path_between_them() {
         "tartan node --as 65201 --label dualhost=h1",
         2,
     );
-    assert!(summary.contains("600 received") && summary.contains(" 0% packet loss"), "{summary}");
+    assert_no_loss(&summary, 150);
     let host1_blocks = blocks["host1"].clone();
     for node in watched {
-        let log = lab.sh(node, "cat /tmp/changes.log").stdout;
+        let log = stop_monitor(&lab, node, "changes");
         let changed: Vec<&str> = log
             .lines()
             .filter(|l| {

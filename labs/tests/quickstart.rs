@@ -49,6 +49,18 @@ fn quickstart_fabric_routes_containers_across_hosts_over_bgp() {
     // CNI CHECK through the runtime: interface, addresses, routes, the IPAM's record.
     lab.sh_ok("host1", "tartan sandbox check web1");
 
+    // Both ends of a container's veth know each other's MAC for good (no ARP or ND, nothing
+    // for the kernel's neighbour table limit to evict): the container its gateways, the host
+    // each of the container's addresses.
+    let inside = lab.sh_ok("host1", "tartan sandbox exec web1 -- ip neigh show nud permanent");
+    for gateway in ["169.254.1.1 dev eth0 lladdr ee:ee:ee:ee:ee:ee", "fe80::ecee:eeff:feee:eeee"] {
+        assert!(inside.contains(gateway), "web1's neighbours: {inside}");
+    }
+    let outside = lab.sh_ok("host1", "ip neigh show nud permanent");
+    for addr in [&web1.v4, &web1.v6].into_iter().flatten() {
+        assert!(outside.lines().any(|l| l.starts_with(&format!("{addr} "))), "{outside}");
+    }
+
     // A failed ADD undoes itself: the container already has an eth0, so wiring fails after
     // the allocation, and the address goes back. DEL is idempotent.
     let plugin = |command: &str| {

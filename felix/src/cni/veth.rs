@@ -4,13 +4,14 @@
 
 use std::fs::File;
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use futures::TryStreamExt;
 use ipnet::IpNet;
 use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute};
+use rtnetlink::packet_route::neighbour::NeighbourState;
 use rtnetlink::{Handle, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 use crate::netns;
@@ -83,17 +84,41 @@ pub async fn index_of(handle: &Handle, name: &str) -> Result<Option<u32>, VethEr
     }
 }
 
-async fn mac_of(handle: &Handle, index: u32) -> Result<Option<String>, VethError> {
+async fn mac_of(handle: &Handle, index: u32) -> Result<Option<Vec<u8>>, VethError> {
     let mut links = handle.link().get().match_index(index).execute();
     let msg = links.try_next().await.map_err(nl("reading the container interface"))?;
     Ok(msg.and_then(|m| {
         m.attributes.iter().find_map(|a| match a {
-            LinkAttribute::Address(mac) => {
-                Some(mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":"))
-            }
+            LinkAttribute::Address(mac) => Some(mac.clone()),
             _ => None,
         })
     }))
+}
+
+/// A MAC as `aa:bb:cc:dd:ee:ff`.
+fn mac_text(mac: &[u8]) -> String {
+    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+}
+
+/// A permanent neighbour entry: `addr` is at `mac` on interface `index`. Permanent entries are
+/// exempt from the kernel's neighbour table limit (`gc_thresh3`, 1,024 by default and shared
+/// by every namespace of the machine), which a host with a thousand containers would otherwise
+/// overflow, dropping packets; and the first packet waits for no ARP or ND exchange.
+async fn permanent_neighbour(
+    h: &Handle,
+    index: u32,
+    addr: IpAddr,
+    mac: &[u8],
+    what: &str,
+) -> Result<(), VethError> {
+    h.neighbours()
+        .add(index, addr)
+        .link_layer_address(mac)
+        .state(NeighbourState::Permanent)
+        .replace()
+        .execute()
+        .await
+        .map_err(nl(format!("adding the neighbour entry of {what}")))
 }
 
 /// Deletes the host end (which takes the pair with it); absent is fine.
@@ -189,7 +214,25 @@ pub async fn create(host: &Handle, a: &Attachment) -> Result<Option<String>, Vet
             .build();
         add_route(&inner, default, "the IPv6 default route").await?;
     }
-    mac_of(&inner, index).await
+    // Both ends know each other's MAC from the start: the container its gateway's, the host
+    // each container address's.
+    if a.ips.iter().any(|ip| ip.addr().is_ipv4()) {
+        permanent_neighbour(&inner, index, GATEWAY_V4.into(), &HOST_MAC, "169.254.1.1").await?;
+    }
+    if v6 {
+        permanent_neighbour(&inner, index, GATEWAY_V6.into(), &HOST_MAC, "the IPv6 gateway")
+            .await?;
+    }
+    let mac = mac_of(&inner, index).await?;
+    if let Some(mac) = &mac {
+        let host_index = index_of(host, &a.host_if).await?.ok_or_else(|| {
+            VethError::Check(format!("{} went away while it was set up", a.host_if))
+        })?;
+        for ip in &a.ips {
+            permanent_neighbour(host, host_index, ip.addr(), mac, &ip.addr().to_string()).await?;
+        }
+    }
+    Ok(mac.as_deref().map(mac_text))
 }
 
 async fn add_route(

@@ -10,6 +10,7 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use ipnet::IpNet;
 use nix::sys::socket::{setsockopt, sockopt::ReceiveTimeout};
 use nix::sys::time::TimeVal;
 
@@ -187,6 +188,11 @@ impl RawRoutes {
             io::ErrorKind::Interrupted,
             format!("the table changed during each of {DUMP_ATTEMPTS} dumps"),
         ))
+    }
+
+    /// The subnets of every address of the namespace.
+    pub fn connected(&mut self) -> io::Result<Vec<IpNet>> {
+        self.dump_of(wire::address_dump, wire::RTM_NEWADDR, wire::parse_address)
     }
 
     /// Every interface of the namespace: index and name.

@@ -52,6 +52,9 @@ pub trait Kernel {
         &mut self,
         hops: &BTreeSet<IpAddr>,
     ) -> impl Future<Output = HashMap<IpAddr, IpAddr>> + Send;
+    /// The subnets of the addresses on this namespace's interfaces, whether their links are
+    /// up or down.
+    fn connected(&mut self) -> impl Future<Output = Result<BTreeSet<IpNet>, KernelError>> + Send;
 }
 
 /// A kernel in memory, for unit tests of the reconciler: `links` are the interfaces that
@@ -65,6 +68,8 @@ pub struct MemoryKernel {
     pub via: HashMap<IpAddr, IpAddr>,
     /// Destinations that hold someone else's route.
     pub foreign: BTreeSet<IpNet>,
+    /// The subnets of the namespace's own addresses.
+    pub connected: BTreeSet<IpNet>,
 }
 
 impl Kernel for MemoryKernel {
@@ -113,5 +118,9 @@ impl Kernel for MemoryKernel {
 
     async fn resolve(&mut self, hops: &BTreeSet<IpAddr>) -> HashMap<IpAddr, IpAddr> {
         hops.iter().filter_map(|h| self.via.get(h).map(|v| (*h, *v))).collect()
+    }
+
+    async fn connected(&mut self) -> Result<BTreeSet<IpNet>, KernelError> {
+        Ok(self.connected.clone())
     }
 }

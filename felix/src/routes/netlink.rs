@@ -419,6 +419,14 @@ impl Kernel for NetlinkKernel {
         failed
     }
 
+    async fn connected(&mut self) -> Result<BTreeSet<IpNet>, KernelError> {
+        let nets = self
+            .raw
+            .connected()
+            .map_err(|source| KernelError::Io { what: "listing addresses".into(), source })?;
+        Ok(nets.into_iter().collect())
+    }
+
     async fn resolve(&mut self, hops: &BTreeSet<IpAddr>) -> HashMap<IpAddr, IpAddr> {
         self.oifs.clear();
         // Our objects, for the lookups that land on a route naming one.

@@ -43,6 +43,10 @@ pub struct Programmer<K> {
     /// BGP next hops that are not on-link, and the next hop the kernel reaches each through
     /// (refreshed at every apply).
     resolved: HashMap<IpAddr, IpAddr>,
+    /// The subnets of this host's own addresses (refreshed at every apply). A learned route
+    /// to one of them is not written: the connected route wins (as BIRD's direct routes do),
+    /// and ours would keep it out when its link comes back after going down.
+    connected: BTreeSet<IpNet>,
 }
 
 impl<K: Kernel> Programmer<K> {
@@ -57,6 +61,7 @@ impl<K: Kernel> Programmer<K> {
             stale_since: HashMap::new(),
             learned_converged: false,
             resolved: HashMap::new(),
+            connected: BTreeSet::new(),
         }
     }
 
@@ -121,6 +126,7 @@ impl<K: Kernel> Programmer<K> {
         let mut table: Table = self
             .learned
             .iter()
+            .filter(|(dst, _)| !self.connected.contains(*dst))
             .map(|(dst, hops)| {
                 let through = match &last {
                     Some((from, to)) if Arc::ptr_eq(from, hops) || *from == hops => to.clone(),
@@ -153,6 +159,9 @@ impl<K: Kernel> Programmer<K> {
             self.learned.values().flat_map(|h| h.iter()).copied().collect();
         self.resolved =
             if hops.is_empty() { HashMap::new() } else { self.kernel.resolve(&hops).await };
+        if !self.learned.is_empty() {
+            self.connected = self.kernel.connected().await?;
+        }
         let actual = self.kernel.routes().await?;
         let desired = self.desired();
         let mut report = ApplyReport { kernel_routes: actual.len(), ..Default::default() };
@@ -263,6 +272,30 @@ mod tests {
         let report = apply(&mut p, Instant::now());
         assert_eq!((report.replaced, report.deleted, report.failed.len()), (3, 0, 0));
         assert_eq!(p.kernel().table, want);
+    }
+
+    #[test]
+    fn a_learned_route_to_a_connected_subnet_is_never_written() {
+        let mut k = kernel(&[]);
+        k.connected = [net("10.2.1.0/30")].into();
+        let mut p = Programmer::new(k, Duration::from_secs(10));
+        p.set_learned_converged();
+        // A peer advertises the subnet of our own link to it (as an uplink's /30 comes back
+        // through the other leaf): the connected route keeps it, whatever its link's state.
+        p.set_learned(net("10.2.1.0/30"), Some(vec![ip("10.1.1.1")]));
+        p.set_learned(net("10.65.0.0/26"), Some(vec![ip("10.1.1.1")]));
+        apply(&mut p, Instant::now());
+        let want: Table = [(net("10.65.0.0/26"), Target::via(vec![ip("10.1.1.1")]))].into();
+        assert_eq!(p.kernel().table, want);
+        // Our route written before the address was there goes once the address is back.
+        let mut k = kernel(&[]);
+        k.table = [(net("10.2.1.0/30"), Target::via(vec![ip("10.1.1.1")]))].into();
+        k.connected = [net("10.2.1.0/30")].into();
+        let mut p = Programmer::new(k, Duration::from_secs(10));
+        p.set_learned_converged();
+        p.set_learned(net("10.2.1.0/30"), Some(vec![ip("10.1.1.1")]));
+        apply(&mut p, Instant::now());
+        assert!(p.kernel().table.is_empty(), "{:?}", p.kernel().table);
     }
 
     #[test]

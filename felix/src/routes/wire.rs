@@ -12,6 +12,8 @@ use ipnet::IpNet;
 
 pub(crate) const RTM_NEWLINK: u16 = 16;
 const RTM_GETLINK: u16 = 18;
+pub(crate) const RTM_NEWADDR: u16 = 20;
+const RTM_GETADDR: u16 = 22;
 pub(crate) const RTM_NEWROUTE: u16 = 24;
 const RTM_DELROUTE: u16 = 25;
 const RTM_GETROUTE: u16 = 26;
@@ -332,8 +334,38 @@ pub(crate) fn link_request(
     finish_message(buf, at);
 }
 
+/// The request for every address of the namespace, both families (`ip addr`).
+pub(crate) fn address_dump(buf: &mut Vec<u8>, seq: u32) {
+    let at = begin(buf, RTM_GETADDR, NLM_F_REQUEST | NLM_F_DUMP, seq);
+    // struct ifaddrmsg: family, prefixlen, flags, scope, index.
+    buf.extend_from_slice(&[AF_UNSPEC, 0, 0, 0]);
+    buf.extend_from_slice(&0u32.to_ne_bytes());
+    finish_message(buf, at);
+}
+
+/// The subnet of an `RTM_NEWADDR` body (`IFA_ADDRESS` with the prefix length, host bits
+/// cleared); `None` when malformed or of another family.
+pub fn parse_address(body: &[u8]) -> Option<IpNet> {
+    const IFA_ADDRESS: u16 = 1;
+    let head = body.get(..8)?;
+    let (fam, len) = (head[0], head[1]);
+    for a in attributes(body.get(8..)?) {
+        let (kind, value) = a.ok()?;
+        if kind != IFA_ADDRESS {
+            continue;
+        }
+        let addr = match (fam, value.len()) {
+            (AF_INET, 4) => IpAddr::from(<[u8; 4]>::try_from(value).ok()?),
+            (AF_INET6, 16) => IpAddr::from(<[u8; 16]>::try_from(value).ok()?),
+            _ => return None,
+        };
+        return IpNet::new(addr, len).ok().map(|n| n.trunc());
+    }
+    None
+}
+
 /// The index and name of an `RTM_NEWLINK` body; `None` when malformed.
-pub(crate) fn parse_link(body: &[u8]) -> Option<(u32, String)> {
+pub fn parse_link(body: &[u8]) -> Option<(u32, String)> {
     let index = u32::from_ne_bytes(body.get(4..8)?.try_into().ok()?);
     let attrs = body.get(16..)?;
     for a in attributes(attrs) {
@@ -364,7 +396,7 @@ pub struct RouteEntry {
 
 /// The body of an `RTM_NEWROUTE` message; `None` for a family other than IPv4 and IPv6 or a
 /// malformed message.
-pub(crate) fn parse_route(body: &[u8]) -> Option<RouteEntry> {
+pub fn parse_route(body: &[u8]) -> Option<RouteEntry> {
     let head = body.get(..12)?;
     let (fam, dst_len) = (head[0], head[1]);
     let addr = |value: &[u8]| -> Option<IpAddr> {
@@ -448,7 +480,7 @@ struct Malformed;
 /// One message of a datagram from the kernel: its type, sequence number and body (what follows
 /// the header).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Frame<'a> {
+pub struct Frame<'a> {
     pub kind: u16,
     /// `nlmsg_flags`: [`NLM_F_DUMP_INTR`] says a dump changed while it was read.
     pub flags: u16,
@@ -466,7 +498,7 @@ impl Frame<'_> {
 }
 
 /// The messages of one datagram, in order; a truncated tail is ignored.
-pub(crate) fn frames(buf: &[u8]) -> impl Iterator<Item = Frame<'_>> {
+pub fn frames(buf: &[u8]) -> impl Iterator<Item = Frame<'_>> {
     let mut off = 0;
     std::iter::from_fn(move || {
         let head = buf.get(off..off + HEADER_LEN)?;
@@ -502,7 +534,7 @@ pub struct NexthopObject {
 }
 
 /// The body of an `RTM_NEWNEXTHOP` message; `None` if it is malformed or has no ID.
-pub(crate) fn parse_nexthop(body: &[u8]) -> Option<NexthopObject> {
+pub fn parse_nexthop(body: &[u8]) -> Option<NexthopObject> {
     let head = body.get(..8)?;
     let protocol = head[2];
     let mut object =

@@ -138,15 +138,15 @@ impl Target {
     fn cached(&self, opts: &SandboxOptions) -> Result<Vec<(PathBuf, CacheEntry)>> {
         // libcni names a result `<network>-<containerID>-<ifname>`: only files naming this
         // container are read (the entry itself is checked below).
-        let (found, others): (Vec<_>, Vec<_>) = cache::entries_where(&opts.cache_dir, |file| {
-            file.contains(self.name.as_str())
-        })?
-            .into_iter()
-            .filter(|(_, e)| e.container_id == self.name)
-            .partition(|(_, e)| {
-                e.if_name == opts.ifname
-                    && opts.network.as_ref().is_none_or(|n| *n == e.network_name)
-            });
+        let named = format!("-{}-", self.name);
+        let (found, others): (Vec<_>, Vec<_>) =
+            cache::entries_where(&opts.cache_dir, |file| file.contains(&named))?
+                .into_iter()
+                .filter(|(_, e)| e.container_id == self.name)
+                .partition(|(_, e)| {
+                    e.if_name == opts.ifname
+                        && opts.network.as_ref().is_none_or(|n| *n == e.network_name)
+                });
         match others.into_iter().next() {
             Some((_, other)) if found.is_empty() => Err(SandboxError::OtherAttachment {
                 name: self.name.clone(),

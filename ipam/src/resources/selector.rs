@@ -62,15 +62,21 @@ impl Selector {
     }
 }
 
+/// A value in quotes the parser reads back: single ones, or double ones for a value that holds
+/// a single quote (it came from a double-quoted string; strings have no escapes, so no value
+/// holds both).
+fn quoted(v: &str) -> String {
+    if v.contains('\'') { format!("\"{v}\"") } else { format!("'{v}'") }
+}
+
 impl fmt::Display for Selector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let list =
-            |vs: &[String]| vs.iter().map(|v| format!("'{v}'")).collect::<Vec<_>>().join(", ");
+        let list = |vs: &[String]| vs.iter().map(|v| quoted(v)).collect::<Vec<_>>().join(", ");
         match self {
             Selector::All => write!(f, "all()"),
             Selector::Has(k) => write!(f, "has({k})"),
-            Selector::Eq(k, v) => write!(f, "{k} == '{v}'"),
-            Selector::Ne(k, v) => write!(f, "{k} != '{v}'"),
+            Selector::Eq(k, v) => write!(f, "{k} == {}", quoted(v)),
+            Selector::Ne(k, v) => write!(f, "{k} != {}", quoted(v)),
             Selector::In(k, vs) => write!(f, "{k} in {{{}}}", list(vs)),
             Selector::NotIn(k, vs) => write!(f, "{k} not in {{{}}}", list(vs)),
             Selector::Not(s) => write!(f, "!({s})"),
@@ -238,6 +244,11 @@ mod tests {
     fn display_round_trips_through_parse() {
         let s = Selector::parse("a == 'x' || !has(b) && c in {'1','2'}").expect("parses");
         assert_eq!(Selector::parse(&s.to_string()), Ok(s));
+        // A value holding a single quote prints in double quotes (found by the fuzzer).
+        for text in ["n != \"'\"", "n in {\"it's\", 'b'}", "!!n == \"a'b\""] {
+            let s = Selector::parse(text).expect("parses");
+            assert_eq!(Selector::parse(&s.to_string()), Ok(s), "{text}");
+        }
     }
 
     #[test]

@@ -191,9 +191,11 @@ pub fn tcp_transfer(lab: &TestLab, from: &Workload, to: &Workload, addr: &str, p
     });
 }
 
-/// Kills `host`'s agent with SIGKILL during a 600-packet, 100 pps ping from its `container` to
-/// `target`, starts it again with `restart`, waits until `host` has `sessions` sessions again,
-/// and returns the ping's summary. The two pauses are the scenario, not waits for a state: the
+/// Kills `host`'s agent with SIGKILL during a 100 pps ping from its `container` to `target`,
+/// starts it again with `restart`, waits until `host` has `sessions` sessions again, and
+/// returns the ping's summary. The ping runs until it is stopped, a second after the sessions
+/// are back, and must still be running then: a ping that ended early would pass without
+/// having watched the restart. The two pauses are the scenario, not waits for a state: the
 /// agent dies 1.5 s into the ping and stays down for 1 s.
 pub fn ping_through_agent_restart(
     lab: &TestLab,
@@ -205,7 +207,9 @@ pub fn ping_through_agent_restart(
 ) -> String {
     lab.sh_ok(
         host,
-        &format!("tartan sandbox exec {container} -- ping -q -i 0.01 -c 600 -W 1 {target} >/tmp/ping.log 2>&1 &"),
+        &format!(
+            "tartan sandbox exec {container} -- sh -c 'echo $$ >/tmp/ping.pid; exec ping -q -i 0.01 -W 1 {target}' >/tmp/ping.log 2>&1 &"
+        ),
     );
     std::thread::sleep(Duration::from_millis(1500));
     lab.sh_ok(host, "pkill -KILL -x tartan");
@@ -214,10 +218,49 @@ pub fn ping_through_agent_restart(
     lab.wait_for(&format!("{host}'s sessions again"), CONVERGE, || {
         sessions_established(lab, &[host], sessions)
     });
+    std::thread::sleep(Duration::from_millis(1000));
+    let alive = lab.sh(host, "kill -0 \"$(cat /tmp/ping.pid)\"");
+    let early = lab.sh(host, "cat /tmp/ping.log").stdout;
+    assert!(alive.success(), "the ping ended before the restart was over: {early}");
+    lab.sh_ok(host, "kill -INT \"$(cat /tmp/ping.pid)\"");
     lab.wait_for("the ping to finish", Duration::from_secs(30), || {
         let out = lab.sh(host, "cat /tmp/ping.log").stdout;
         if out.contains("packets transmitted") { Ok(out) } else { Err(out) }
     })
+}
+
+/// Checks a ping summary: every packet answered, and at least `min` of them sent.
+pub fn assert_no_loss(summary: &str, min: u64) {
+    let count = |what: &str| -> Option<u64> {
+        let line = summary.lines().find(|l| l.contains("packets transmitted"))?;
+        let part = line.split(',').find(|p| p.trim_end().ends_with(what))?;
+        part.split_whitespace().next()?.parse().ok()
+    };
+    let (sent, got) = (count("packets transmitted"), count("received"));
+    assert!(
+        sent.is_some_and(|s| s >= min) && sent == got && summary.contains(" 0% packet loss"),
+        "{summary}"
+    );
+}
+
+/// Watches `node`'s kernel with `ip monitor ARGS` into `/tmp/<name>.log` until
+/// [`stop_monitor`], which checks it was still watching.
+pub fn start_monitor(lab: &TestLab, node: &str, args: &str, name: &str) {
+    lab.sh_ok(
+        node,
+        &format!(
+            "sh -c 'echo $$ >/tmp/{name}.pid; exec ip monitor {args}' >/tmp/{name}.log 2>&1 &"
+        ),
+    );
+}
+
+/// Stops a monitor from [`start_monitor`] and returns what it saw; fails if it had stopped
+/// before (it would not have watched the whole window).
+pub fn stop_monitor(lab: &TestLab, node: &str, name: &str) -> String {
+    let alive = lab.sh(node, &format!("kill -0 \"$(cat /tmp/{name}.pid)\""));
+    assert!(alive.success(), "{node}'s ip monitor had stopped: it did not watch the whole window");
+    lab.sh_ok(node, &format!("kill \"$(cat /tmp/{name}.pid)\""));
+    lab.sh(node, &format!("cat /tmp/{name}.log")).stdout
 }
 
 /// Waits until the API has `n` WorkloadEndpoints and returns them.
