@@ -3,23 +3,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tartan_bgp::wire::{EXTENDED_MAX_LEN, Framer, MAX_LEN, Taken};
-
-/// Feeds the pieces in order and collects what comes out, stopping at the first error.
-fn feed<'a>(max_len: usize, pieces: impl IntoIterator<Item = &'a [u8]>) -> Taken {
-    let mut f = Framer::new(max_len);
-    let mut out = Taken::default();
-    for p in pieces {
-        f.extend(p);
-        let t = f.take();
-        out.messages.extend_from_slice(&t.messages);
-        if t.error.is_some() {
-            out.error = t.error;
-            break;
-        }
-    }
-    out
-}
+use tartan_bgp::wire::framer::frame_pieces;
+use tartan_bgp::wire::{EXTENDED_MAX_LEN, MAX_LEN};
 
 // Layout: one byte for the limit, one for how many piece sizes follow, the sizes (1-256 octets
 // each, used in turn), then the stream.
@@ -28,7 +13,7 @@ fuzz_target!(|data: &[u8]| {
     let n = usize::from(*n).min(rest.len());
     let (sizes, stream) = rest.split_at(n);
     let max_len = if flags & 1 != 0 { EXTENDED_MAX_LEN } else { MAX_LEN };
-    let whole = feed(max_len, [stream]);
+    let whole = frame_pieces(max_len, [stream]);
     let mut pieces = Vec::new();
     let mut at = 0;
     let mut i = 0;
@@ -39,7 +24,7 @@ fuzz_target!(|data: &[u8]| {
         at = end;
         i += 1;
     }
-    let cut = feed(max_len, pieces.iter().copied());
+    let cut = frame_pieces(max_len, pieces.iter().copied());
     assert_eq!(cut, whole, "cutting the stream changed what it frames");
     assert!(whole.messages.len() <= stream.len());
 });

@@ -79,6 +79,25 @@ impl Framer {
     }
 }
 
+/// What a stream cut into `pieces` frames, fed piece by piece: the messages, and the error
+/// that broke the stream (its offset counts from the first byte not handed out). The framer's
+/// promise is that this is the same for any cut of the same bytes; the tests and the fuzzer
+/// hold it to that.
+pub fn frame_pieces<'a>(max_len: usize, pieces: impl IntoIterator<Item = &'a [u8]>) -> Taken {
+    let mut f = Framer::new(max_len);
+    let mut out = Taken::default();
+    for p in pieces {
+        f.extend(p);
+        let t = f.take();
+        out.messages.extend_from_slice(&t.messages);
+        if t.error.is_some() {
+            out.error = t.error;
+            break;
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,25 +159,8 @@ mod tests {
         (bytes, lens)
     }
 
-    /// Feeds `pieces` one by one and collects what comes out.
-    fn feed<'a>(max_len: usize, pieces: impl IntoIterator<Item = &'a [u8]>) -> Taken {
-        let mut f = Framer::new(max_len);
-        let mut out = Taken::default();
-        for p in pieces {
-            f.extend(p);
-            let t = f.take();
-            out.messages.extend_from_slice(&t.messages);
-            if t.error.is_some() {
-                // The offset counts from the first byte not handed out as a message.
-                out.error = t.error;
-                break;
-            }
-        }
-        out
-    }
-
     fn whole(max_len: usize, bytes: &[u8]) -> Taken {
-        feed(max_len, [bytes])
+        frame_pieces(max_len, [bytes])
     }
 
     #[test]
@@ -172,7 +174,7 @@ mod tests {
             assert_eq!(expected.error, None);
             for cut in 0..=bytes.len() {
                 let (a, b) = bytes.split_at(cut);
-                assert_eq!(feed(max_len, [a, b]), expected, "seed {seed}, cut at {cut}");
+                assert_eq!(frame_pieces(max_len, [a, b]), expected, "seed {seed}, cut at {cut}");
             }
         }
     }
@@ -193,7 +195,7 @@ mod tests {
                 pieces.push(&bytes[at..at + n]);
                 at += n;
             }
-            let got = feed(max_len, pieces.iter().copied());
+            let got = frame_pieces(max_len, pieces.iter().copied());
             assert_eq!(got.error, None, "seed {seed}");
             assert_eq!(got.messages.len(), lens.iter().sum::<usize>(), "seed {seed}");
             assert_eq!(got.messages, bytes, "seed {seed}");
@@ -238,7 +240,7 @@ mod tests {
             }
             for cut in 0..=bytes.len() {
                 let (a, b) = bytes.split_at(cut);
-                assert_eq!(feed(MAX_LEN, [a, b]), expected, "seed {seed}, cut at {cut}");
+                assert_eq!(frame_pieces(MAX_LEN, [a, b]), expected, "seed {seed}, cut at {cut}");
             }
         }
     }

@@ -344,11 +344,16 @@ async fn wire(
         for ip in ips {
             state.programmer.set_workload(*ip, host_if);
         }
-        let report = shared
-            .reconcile(&mut state)
-            .await
-            .map_err(|e| CniError::new(code::IO_FAILURE, "cannot program routes", e.to_string()))?;
-        if let Some((dst, why)) = report.failed.iter().find(|(dst, _)| ips.contains(dst)) {
+        // The new routes alone; only when one cannot simply be created (a route to the
+        // address is there already) does the whole table get read and reconciled.
+        let mut failed = state.programmer.create_workloads(ips).await;
+        if !failed.is_empty() {
+            let report = shared.reconcile(&mut state).await.map_err(|e| {
+                CniError::new(code::IO_FAILURE, "cannot program routes", e.to_string())
+            })?;
+            failed = report.failed;
+        }
+        if let Some((dst, why)) = failed.iter().find(|(dst, _)| ips.contains(dst)) {
             return Err(CniError::new(
                 code::IO_FAILURE,
                 format!("cannot install the route to {dst}"),

@@ -153,6 +153,27 @@ impl<K: Kernel> Programmer<K> {
         table
     }
 
+    /// Creates the routes of new workloads at `dsts` alone, without reading the kernel's
+    /// table (which costs as much as every route of the host): for a container just wired.
+    /// Creating fails where any route to the destination exists (ours from before, or
+    /// another's); those are returned, and a full [`Programmer::apply`] sorts them out.
+    pub async fn create_workloads(&mut self, dsts: &[IpNet]) -> Vec<(IpNet, String)> {
+        let writes: Vec<Write> = dsts
+            .iter()
+            .filter_map(|dst| {
+                let veth = self.workloads.get(dst)?;
+                Some(Write { dst: *dst, target: Target::Link(veth.clone()), ours: false })
+            })
+            .collect();
+        let failed = self.kernel.replace(&writes).await;
+        let mut out: Vec<(IpNet, String)> =
+            failed.into_iter().map(|(i, e)| (writes[i].dst, e.to_string())).collect();
+        for dst in dsts.iter().filter(|d| !self.workloads.contains_key(*d)) {
+            out.push((*dst, "not a workload of this host".to_string()));
+        }
+        out
+    }
+
     /// Reads our routes from the kernel and writes the difference.
     pub async fn apply(&mut self, now: Instant) -> Result<ApplyReport, KernelError> {
         let hops: BTreeSet<IpAddr> =
@@ -296,6 +317,21 @@ mod tests {
         p.set_learned(net("10.2.1.0/30"), Some(vec![ip("10.1.1.1")]));
         apply(&mut p, Instant::now());
         assert!(p.kernel().table.is_empty(), "{:?}", p.kernel().table);
+    }
+
+    #[test]
+    fn a_new_workload_route_is_created_alone_and_an_existing_one_left_to_apply() {
+        let mut k = kernel(&["tap1", "tap2"]);
+        k.foreign = [net("10.65.0.6/32")].into();
+        let mut p = Programmer::new(k, Duration::from_secs(10));
+        p.set_workload(net("10.65.0.5/32"), "tap1");
+        p.set_workload(net("10.65.0.6/32"), "tap2");
+        let failed = futures::executor::block_on(
+            p.create_workloads(&[net("10.65.0.5/32"), net("10.65.0.6/32")]),
+        );
+        assert_eq!(failed.iter().map(|f| f.0).collect::<Vec<_>>(), [net("10.65.0.6/32")]);
+        assert_eq!(p.kernel().writes, 2);
+        assert_eq!(p.kernel().table.get(&net("10.65.0.5/32")), Some(&Target::Link("tap1".into())));
     }
 
     #[test]
