@@ -1,5 +1,5 @@
 //! Any bytes as a datagram from the kernel: splitting it into messages and reading each as a
-//! route, a nexthop object or a link never panics, never reads past a message, and every
+//! route, a nexthop object, a link or an address never panics, never reads past a message, and every
 //! message the splitter yields lies inside the datagram.
 #![no_main]
 
@@ -15,9 +15,11 @@ fuzz_target!(|data: &[u8]| {
         let _ = wire::parse_route(frame.body);
         let _ = wire::parse_nexthop(frame.body);
         let _ = wire::parse_link(frame.body);
+        let _ = wire::parse_address(frame.body);
     }
     // The parsers also take any body directly (a message the splitter cut differently).
     let _ = wire::parse_route(data);
     let _ = wire::parse_nexthop(data);
     let _ = wire::parse_link(data);
+    let _ = wire::parse_address(data);
 });

@@ -4,7 +4,7 @@
 //! index not known yet is asked for alone, one request each, and all are dumped again only
 //! when many are unknown or a write finds that a name now has another index.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// Up to this many unknown names or indexes are asked for one by one; more, and all links are
 /// dumped at once.
@@ -55,6 +55,15 @@ impl Links {
         }
     }
 
+    /// Keeps only the interfaces at `indexes` (those our routes point at): a veth whose
+    /// container is gone is forgotten with its route, so what is kept does not grow with
+    /// every container the host has ever had. A name needed later is asked for again.
+    pub fn retain(&mut self, indexes: &HashSet<u32>) {
+        self.by_index.retain(|index, _| indexes.contains(index));
+        let by_index = &self.by_index;
+        self.by_name.retain(|_, index| by_index.contains_key(index));
+    }
+
     /// Forgets a name the kernel says is not there (any more).
     pub fn forget_name(&mut self, name: &str) {
         if let Some(index) = self.by_name.remove(name) {
@@ -88,5 +97,16 @@ mod tests {
         assert_eq!(l.index("tt2"), None);
         l.replace_all(vec![(1, "lo".into())]);
         assert_eq!((l.index("lo"), l.name(9)), (Some(1), None));
+    }
+
+    #[test]
+    fn what_no_route_points_at_is_forgotten() {
+        let mut l = Links::default();
+        for (i, name) in [(3, "tt3"), (4, "tt4"), (5, "tt5")] {
+            l.learn(i, name.into());
+        }
+        l.retain(&[4].into());
+        assert_eq!((l.index("tt3"), l.index("tt4"), l.name(5)), (None, Some(4), None));
+        assert_eq!(l.names().len(), 1);
     }
 }

@@ -3,7 +3,7 @@
 //! ([`super::nexthops`]) where the kernel has them; interface names kept between applies
 //! ([`super::links`]).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 
 use ipnet::IpNet;
@@ -339,12 +339,13 @@ impl Kernel for NetlinkKernel {
         let protocol = self.protocol;
         let is_ours = move |r: &RouteEntry| r.protocol == protocol && r.table == RT_TABLE_MAIN;
         // Interface names only of the routes that point at one, from what is known.
-        let oifs: Vec<u32> = dump
+        let oifs: HashSet<u32> = dump
             .iter()
             .filter(|r| is_ours(r) && points_at_interface(r))
             .filter_map(|r| r.oif)
             .collect();
-        self.know_links([], oifs)?;
+        self.know_links([], oifs.iter().copied())?;
+        self.links.retain(&oifs);
         let links = self.links.names();
         let mut named = Vec::new();
         let mut table = Vec::new();
