@@ -17,7 +17,7 @@ use std::process::Command;
 
 use serde_json::Value;
 use tartan_felix::netns::TempNetns;
-use tartan_felix::sandbox::cache::base64_decode;
+use tartan_ipam::b64;
 
 const PLUGINS: &str = "/usr/lib/cni";
 
@@ -136,7 +136,7 @@ fn two_sandboxes_ping_each_other_and_del_cleans_up() {
     assert_eq!(entry["networkName"], "ttnet");
     assert_eq!(entry["netns"], format!("/run/netns/{b}"));
     assert_eq!(entry["result"], result);
-    let config = base64_decode(entry["config"].as_str().expect("config")).expect("base64");
+    let config = b64::decode(entry["config"].as_str().expect("config")).expect("base64");
     assert_eq!(config, fs::read(lab.dir.join("net.d/10-ttnet.conflist")).expect("conflist"));
     let mode = |p: &Path| fs::metadata(p).expect("stat").permissions().mode() & 0o777;
     assert_eq!((mode(file.parent().expect("dir")), mode(&file)), (0o700, 0o600));

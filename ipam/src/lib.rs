@@ -9,6 +9,7 @@
 //! The invariants the IPAM keeps, and why, are in `ipam/DESIGN.md`.
 
 pub mod api;
+pub mod b64;
 pub mod client;
 pub mod ipam;
 pub mod resources;

@@ -26,7 +26,7 @@ async fn serve(router: Router) -> String {
 }
 
 async fn api_server(dir: &TempDir) -> String {
-    let (store, ipam) = open(dir.path());
+    let (store, ipam) = open(dir);
     serve(app(AppState::new(store, ipam, Some(TOKEN.into())))).await
 }
 

@@ -8,7 +8,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use common::{Rng, TempDir, nodes, open, put};
+use common::{Backend, Rng, TempDir, nodes, open, put};
 use serde_json::json;
 use tartan_ipam::ipam::allocate::AllocateRequest;
 use tartan_ipam::ipam::release::{ReleaseItem, ReleaseRequest};
@@ -41,9 +41,9 @@ fn assert_consistent(ipam: &Ipam, model: &Model, step: usize) {
     }
 }
 
-fn run(seed: u64, steps: usize) {
-    let dir = TempDir::new("ipam-model");
-    let (mut store, mut ipam) = open(dir.path());
+fn run(seed: u64, steps: usize, backend: Backend) {
+    let dir = TempDir::with("ipam-model", backend);
+    let (mut store, mut ipam) = open(&dir);
     put(&store, Kind::IpPool, "v4", json!({"cidr": "10.65.0.0/25", "blockSize": 28}));
     put(&store, Kind::IpPool, "v6", json!({"cidr": "fd00:65::/121", "blockSize": 125}));
     nodes(&store, 4);
@@ -138,7 +138,7 @@ fn run(seed: u64, steps: usize) {
                 store.flush_now().expect("flush");
                 drop(ipam);
                 drop(store);
-                (store, ipam) = open(dir.path());
+                (store, ipam) = open(&dir);
                 assert_eq!(
                     ipam.raw_blocks().expect("blocks"),
                     before,
@@ -150,17 +150,20 @@ fn run(seed: u64, steps: usize) {
     }
 }
 
-#[test]
-fn random_allocate_release_restart_sequences_keep_every_invariant() {
-    for seed in 1..=6 {
-        run(seed, 600);
+both! {
+    fn random_allocate_release_restart_sequences_keep_every_invariant(backend: Backend) {
+    // etcd costs a few round trips per step: fewer, shorter runs there.
+    let (seeds, steps) = if backend == Backend::Etcd { (3, 300) } else { (6, 600) };
+    for seed in 1..=seeds {
+        run(seed, steps, backend);
     }
 }
+}
 
-#[test]
-fn a_node_fills_its_own_block_before_claiming_another_and_borrows_only_when_allowed() {
-    let dir = TempDir::new("ipam-affinity");
-    let (store, ipam) = open(dir.path());
+both! {
+    fn a_node_fills_its_own_block_before_claiming_another_and_borrows_only_when_allowed(backend: Backend) {
+    let dir = TempDir::with("ipam-affinity", backend);
+    let (store, ipam) = open(&dir);
     put(&store, Kind::IpPool, "p", json!({"cidr": "10.66.0.0/27", "blockSize": 28}));
     nodes(&store, 3);
     let alloc = |node: &str, handle: &str, n: u32| {
@@ -194,11 +197,12 @@ fn a_node_fills_its_own_block_before_claiming_another_and_borrows_only_when_allo
     assert_eq!(borrowed.len(), 2);
     assert!(borrowed.iter().all(|b| b.node == "n2" && d.ips.iter().any(|ip| ip.addr() == b.ip)));
 }
+}
 
-#[test]
-fn allocation_copies_only_the_block_it_writes_however_many_full_blocks_a_node_has() {
-    let dir = TempDir::new("ipam-full-blocks");
-    let (store, ipam) = open(dir.path());
+both! {
+    fn allocation_copies_only_the_block_it_writes_however_many_full_blocks_a_node_has(backend: Backend) {
+    let dir = TempDir::with("ipam-full-blocks", backend);
+    let (store, ipam) = open(&dir);
     put(&store, Kind::IpPool, "p", json!({"cidr": "10.66.0.0/26", "blockSize": 29}));
     nodes(&store, 1);
     let alloc = |handle: &str| {
@@ -219,11 +223,12 @@ fn allocation_copies_only_the_block_it_writes_however_many_full_blocks_a_node_ha
     // down with every block a node filled).
     assert_eq!(ipam.block_copies() - before, 2);
 }
+}
 
-#[test]
-fn dual_stack_is_all_or_nothing_and_a_retry_returns_the_same_addresses() {
-    let dir = TempDir::new("ipam-dual");
-    let (store, ipam) = open(dir.path());
+both! {
+    fn dual_stack_is_all_or_nothing_and_a_retry_returns_the_same_addresses(backend: Backend) {
+    let dir = TempDir::with("ipam-dual", backend);
+    let (store, ipam) = open(&dir);
     put(&store, Kind::IpPool, "v4", json!({"cidr": "10.67.0.0/28", "blockSize": 28}));
     put(&store, Kind::IpPool, "v6", json!({"cidr": "fd00:67::/124", "blockSize": 124}));
     nodes(&store, 1);
@@ -256,11 +261,12 @@ fn dual_stack_is_all_or_nothing_and_a_retry_returns_the_same_addresses() {
     let usage = ipam.usage().expect("usage");
     assert_eq!(usage.pools.iter().find(|p| p.name == "v4").map(|p| p.used), Some(15));
 }
+}
 
-#[test]
-fn specific_addresses_are_granted_once_and_name_their_holder() {
-    let dir = TempDir::new("ipam-specific");
-    let (store, ipam) = open(dir.path());
+both! {
+    fn specific_addresses_are_granted_once_and_name_their_holder(backend: Backend) {
+    let dir = TempDir::with("ipam-specific", backend);
+    let (store, ipam) = open(&dir);
     put(&store, Kind::IpPool, "v4", json!({"cidr": "10.68.0.0/24"}));
     nodes(&store, 2);
     let ip: IpAddr = "10.68.0.77".parse().expect("ip");
@@ -277,11 +283,12 @@ fn specific_addresses_are_granted_once_and_name_their_holder() {
     let outside = AllocateRequest { ip: Some("10.99.0.1".parse().expect("ip")), ..req("n0", "c") };
     assert!(matches!(ipam.allocate(&outside), Err(IpamError::Invalid(_))));
 }
+}
 
-#[test]
-fn cooldown_holds_released_addresses_back() {
-    let dir = TempDir::new("ipam-cooldown");
-    let (store, ipam) = open(dir.path());
+both! {
+    fn cooldown_holds_released_addresses_back(backend: Backend) {
+    let dir = TempDir::with("ipam-cooldown", backend);
+    let (store, ipam) = open(&dir);
     put(&store, Kind::IpPool, "v4", json!({"cidr": "10.69.0.0/28", "blockSize": 28}));
     put(&store, Kind::IpamConfig, "default", json!({"ipCooldownSeconds": 600}));
     nodes(&store, 1);
@@ -304,11 +311,12 @@ fn cooldown_holds_released_addresses_back() {
         "the cooling address is not free yet"
     );
 }
+}
 
-#[test]
-fn pools_with_addresses_cannot_be_deleted_and_block_caps_hold() {
-    let dir = TempDir::new("ipam-pooldel");
-    let (store, ipam) = open(dir.path());
+both! {
+    fn pools_with_addresses_cannot_be_deleted_and_block_caps_hold(backend: Backend) {
+    let dir = TempDir::with("ipam-pooldel", backend);
+    let (store, ipam) = open(&dir);
     put(&store, Kind::IpPool, "v4", json!({"cidr": "10.70.0.0/26", "blockSize": 29}));
     put(
         &store,
@@ -334,4 +342,5 @@ fn pools_with_addresses_cannot_be_deleted_and_block_caps_hold() {
     ipam.delete_pool("v4", None).expect("empty pool deletes, blocks with it");
     assert!(ipam.raw_blocks().expect("blocks").is_empty());
     assert!(ipam.affinities().expect("affinities").is_empty());
+}
 }

@@ -41,7 +41,7 @@ enum Mode {
     /// The BGP speaker alone: `tartan bgp -c FILE` runs it; `status` and `rib` ask a running one.
     #[command(long_about = BGP_ABOUT, after_help = BGP_EXAMPLES)]
     Bgp(BgpArgs),
-    /// The datastore and HTTP API: resources, block IPAM and watch, stored in sled.
+    /// The datastore and HTTP API: resources, block IPAM and watch, in sled or etcd.
     #[command(long_about = APISERVER_ABOUT)]
     Apiserver(ApiserverArgs),
     /// The node agent: registers the host, peers over BGP, programs routes, serves CNI.
@@ -122,12 +122,22 @@ enum BgpCommand {
 const APISERVER_ABOUT: &str = "\
 The datastore and HTTP API of the fabric: resources (IPPool, IPAMConfig, BGPConfiguration,
 BGPPeer, Node, and what the agents report), block IPAM, and a watch stream for the node agents.
-Everything is kept in an embedded sled database under --data-dir; every acknowledged write is
-on disk before the answer is sent.
+Every acknowledged write is durable before the answer is sent.
 
-On first start the server writes a random bearer token to <data-dir>/token (mode 0600). Every
-request except /healthz must carry it: `Authorization: Bearer <token>`. tartanctl finds it with
---token-file or TARTAN_TOKEN_FILE.
+Datastores:
+  --datastore sled (default)  an embedded database under --data-dir: one server, a lab or a rack.
+  --datastore etcd            an etcd v3 cluster (--etcd-endpoints): run any number of API
+                              servers on it, each stateless; agents and tartanctl take them all
+                              (--api http://A:7180,http://B:7180) and fail over. Every write is
+                              one conditional etcd transaction, so no address is given twice
+                              whichever server hands it out. Run etcd with --pre-vote=true and
+                              compaction on (--auto-compaction-mode revision
+                              --auto-compaction-retention 10000); docs/datastore.md has more.
+
+On first start the server writes a random bearer token to --token-file (default
+<data-dir>/token, mode 0600); servers of one fabric share the file. Every request except
+/healthz must carry it: `Authorization: Bearer <token>`. tartanctl finds it with --token-file or
+TARTAN_TOKEN_FILE.
 
 Leaked addresses (of nodes that are gone, or no longer used by any workload their node reports)
 and empty blocks are given back after IPAMConfig's leakGracePeriodSeconds (default 900 s).
@@ -136,7 +146,15 @@ Examples:
   tartan apiserver --data-dir /var/lib/tartan
   tartan apiserver --data-dir ./data --listen 0.0.0.0:7180
   tartan apiserver --apply pools.yaml           start with these pools (applied each start)
+  tartan apiserver --datastore etcd --etcd-endpoints http://10.0.0.1:2379,http://10.0.0.2:2379,http://10.0.0.3:2379 \
+      --token-file /etc/tartan/token --listen 0.0.0.0:7180    one of several servers on etcd
   TARTAN_TOKEN_FILE=./data/token tartanctl get pools";
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum DatastoreKind {
+    Sled,
+    Etcd,
+}
 
 #[derive(clap::Args, Debug)]
 struct ApiserverArgs {
@@ -146,6 +164,28 @@ struct ApiserverArgs {
     /// The address to serve on.
     #[arg(long, value_name = "ADDR:PORT", env = "TARTAN_LISTEN", default_value = "127.0.0.1:7180")]
     listen: std::net::SocketAddr,
+    /// Where the data lives: `sled` (embedded, under --data-dir) or `etcd`.
+    #[arg(long, value_name = "sled|etcd", env = "TARTAN_DATASTORE", default_value = "sled")]
+    datastore: DatastoreKind,
+    /// etcd members, comma-separated (with --datastore etcd).
+    #[arg(long, value_name = "URL[,URL...]", env = "TARTAN_ETCD_ENDPOINTS", value_delimiter = ',')]
+    etcd_endpoints: Vec<String>,
+    /// The key prefix of this fabric in etcd (several fabrics can share one cluster).
+    #[arg(long, value_name = "PREFIX", env = "TARTAN_ETCD_PREFIX", default_value = "/tartan/")]
+    etcd_prefix: String,
+    /// The CA that signs etcd's certificates (TLS to etcd; not built yet: refused).
+    #[arg(long, value_name = "FILE")]
+    etcd_ca_file: Option<PathBuf>,
+    /// Client certificate for etcd (TLS; not built yet: refused).
+    #[arg(long, value_name = "FILE")]
+    etcd_cert_file: Option<PathBuf>,
+    /// Client key for etcd (TLS; not built yet: refused).
+    #[arg(long, value_name = "FILE")]
+    etcd_key_file: Option<PathBuf>,
+    /// The bearer token's file: read, or created with a random token (mode 0600) when missing.
+    /// Default: <data-dir>/token.
+    #[arg(long, value_name = "FILE", env = "TARTAN_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
     /// Seconds between leak-collection rounds.
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
     gc_interval: u64,
@@ -170,8 +210,37 @@ fn apiserver(args: ApiserverArgs) -> ExitCode {
             }
         }
     }
+    use tartan_ipam::api::server::Datastore;
+    let datastore = match args.datastore {
+        DatastoreKind::Sled => Datastore::Sled,
+        DatastoreKind::Etcd => {
+            if args.etcd_endpoints.is_empty() {
+                eprintln!(
+                    "tartan apiserver: --datastore etcd needs --etcd-endpoints http://HOST:2379[,...] \
+                     (or TARTAN_ETCD_ENDPOINTS)"
+                );
+                return ExitCode::FAILURE;
+            }
+            if args.etcd_ca_file.is_some()
+                || args.etcd_cert_file.is_some()
+                || args.etcd_key_file.is_some()
+            {
+                eprintln!(
+                    "tartan apiserver: TLS to etcd (--etcd-ca-file, --etcd-cert-file, --etcd-key-file) \
+                     is not built yet; reach etcd over http:// on a private network"
+                );
+                return ExitCode::FAILURE;
+            }
+            Datastore::Etcd(tartan_ipam::store::etcd::EtcdConfig {
+                endpoints: args.etcd_endpoints,
+                prefix: args.etcd_prefix,
+            })
+        }
+    };
     let config = tartan_ipam::api::server::ServerConfig {
         data_dir: args.data_dir,
+        datastore,
+        token_file: args.token_file,
         listen: args.listen,
         gc_interval: std::time::Duration::from_secs(args.gc_interval.max(1)),
         seed,

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ipam::IpamError;
 use crate::store::StoreError;
+use crate::store::etcd::EtcdError;
 
 /// The JSON body of every error.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -58,6 +59,14 @@ fn store_status(e: &StoreError) -> (StatusCode, &'static str) {
         StoreError::Open { .. } | StoreError::Sled(_) | StoreError::Corrupt(_) => {
             (StatusCode::SERVICE_UNAVAILABLE, "storage")
         }
+        StoreError::Raced(_) => (StatusCode::CONFLICT, "conflict"),
+        StoreError::ReadOnly(_) => (StatusCode::SERVICE_UNAVAILABLE, "read_only"),
+        StoreError::Etcd(EtcdError::Indeterminate(_)) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "indeterminate")
+        }
+        StoreError::Etcd(EtcdError::NoSpace(_)) => (StatusCode::SERVICE_UNAVAILABLE, "storage"),
+        StoreError::Etcd(EtcdError::Refused(_)) => (StatusCode::INTERNAL_SERVER_ERROR, "storage"),
+        StoreError::Etcd(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
     }
 }
 

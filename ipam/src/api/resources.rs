@@ -135,34 +135,50 @@ async fn write(
     }
     // Pool writes hold the pools lock exclusively from validation to write, so two pools that
     // overlap cannot both pass the overlap check, and no allocation sees a half-written pool.
-    let (stored, event) = {
-        let _pools = (kind == Kind::IpPool).then(|| {
-            state.0.ipam.pools_lock.write().unwrap_or_else(std::sync::PoisonError::into_inner)
-        });
-        let (pools, _) = state.0.store.list(Kind::IpPool)?;
-        let existing = state.0.store.get(kind, &raw.metadata.name)?;
-        let ctx = Context { existing: existing.as_ref(), pools: &pools };
-        let valid = validate(kind, raw, &ctx).map_err(AppError::invalid)?;
-        if kind == Kind::IpPool && existing.is_none() {
-            let spec = valid.typed::<IpPoolSpec>().map_err(AppError::invalid)?.spec;
-            let foreign = state.0.ipam.foreign_blocks(spec.cidr, spec.block_prefix())?;
-            if let Some(b) = foreign.first() {
-                return Err(AppError::new(
-                    StatusCode::CONFLICT,
-                    "refused",
-                    format!(
-                        "spec.cidr {} overlaps block {b} left by an earlier pool with another block size; \
-                         release its addresses first (`tartanctl ipam check`)",
-                        spec.cidr
-                    ),
-                ));
-            }
-        }
-        state.0.store.put(kind, valid, mode)?
-    };
+    // On etcd the write also fails if any pool changed after the pools it was checked against
+    // were listed (another server). The store may wait on etcd: off the async workers.
+    let shared = state.0.clone();
+    let (stored, event) =
+        tokio::task::spawn_blocking(move || write_blocking(&shared, kind, raw, mode))
+            .await
+            .map_err(|e| {
+                AppError::new(StatusCode::SERVICE_UNAVAILABLE, "internal", e.to_string())
+            })??;
     state.0.store.flush().await?;
     let status = if event == EventType::Added { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(stored)).into_response())
+}
+
+fn write_blocking(
+    shared: &super::Shared,
+    kind: Kind,
+    raw: RawResource,
+    mode: WriteMode,
+) -> Result<(RawResource, EventType), AppError> {
+    let _pools = (kind == Kind::IpPool)
+        .then(|| shared.ipam.pools_lock.write().unwrap_or_else(std::sync::PoisonError::into_inner));
+    shared.store.barrier()?;
+    let (pools, pools_revision) = shared.store.list(Kind::IpPool)?;
+    let existing = shared.store.get(kind, &raw.metadata.name)?;
+    let ctx = Context { existing: existing.as_ref(), pools: &pools };
+    let valid = validate(kind, raw, &ctx).map_err(AppError::invalid)?;
+    if kind == Kind::IpPool && existing.is_none() {
+        let spec = valid.typed::<IpPoolSpec>().map_err(AppError::invalid)?.spec;
+        let foreign = shared.ipam.foreign_blocks(spec.cidr, spec.block_prefix())?;
+        if let Some(b) = foreign.first() {
+            return Err(AppError::new(
+                StatusCode::CONFLICT,
+                "refused",
+                format!(
+                    "spec.cidr {} overlaps block {b} left by an earlier pool with another block size; \
+                     release its addresses first (`tartanctl ipam check`)",
+                    spec.cidr
+                ),
+            ));
+        }
+    }
+    let guard = (kind == Kind::IpPool).then_some(pools_revision);
+    Ok(shared.store.put_checked(kind, valid, mode, guard)?)
 }
 
 fn check_path(kind: Kind, name: &str, raw: &RawResource) -> Result<(), AppError> {
@@ -257,12 +273,18 @@ pub async fn delete(
     if !kind.is_stored() {
         return Err(read_only(kind));
     }
-    let expected = query.resource_version.as_deref();
-    let deleted = if kind == Kind::IpPool {
-        state.0.ipam.delete_pool(&name, expected)?
-    } else {
-        state.0.store.delete(kind, &name, expected)?
-    };
+    let expected = query.resource_version;
+    let shared = state.0.clone();
+    let deleted = tokio::task::spawn_blocking(move || {
+        let expected = expected.as_deref();
+        if kind == Kind::IpPool {
+            Ok::<_, AppError>(shared.ipam.delete_pool(&name, expected)?)
+        } else {
+            Ok(shared.store.delete(kind, &name, expected)?)
+        }
+    })
+    .await
+    .map_err(|e| AppError::new(StatusCode::SERVICE_UNAVAILABLE, "internal", e.to_string()))??;
     state.0.store.flush().await?;
     Ok(Json(deleted))
 }

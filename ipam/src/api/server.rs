@@ -1,5 +1,6 @@
-//! `tartan apiserver`: opens the data directory, makes the token on first start, serves the
-//! API, runs leak collection periodically, and flushes on SIGTERM / SIGINT.
+//! `tartan apiserver`: opens the datastore (sled in the data directory, or etcd), makes the
+//! token on first start, serves the API, runs leak collection periodically, and flushes on
+//! SIGTERM / SIGINT. On etcd any number of these run side by side, stateless.
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
@@ -13,11 +14,25 @@ use tokio::net::TcpListener;
 use super::{AppState, app};
 use crate::ipam::Ipam;
 use crate::store::Store;
+use crate::store::etcd::EtcdConfig;
+
+/// Where the data lives.
+#[derive(Clone, Debug, Default)]
+pub enum Datastore {
+    /// sled in `<data-dir>/db` (one server).
+    #[default]
+    Sled,
+    /// etcd v3 (several servers).
+    Etcd(EtcdConfig),
+}
 
 /// How the server runs.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
     pub data_dir: PathBuf,
+    pub datastore: Datastore,
+    /// The bearer token's file (default `<data-dir>/token`); replicas may share one.
+    pub token_file: Option<PathBuf>,
     pub listen: SocketAddr,
     /// Time between leak-collection rounds.
     pub gc_interval: Duration,
@@ -62,31 +77,41 @@ pub fn token_path(data_dir: &Path) -> PathBuf {
     data_dir.join("token")
 }
 
-/// Reads the token, creating a random one (mode 0600) on first start.
-pub fn load_or_create_token(data_dir: &Path) -> Result<String, String> {
-    let path = token_path(data_dir);
-    match std::fs::read_to_string(&path) {
-        Ok(t) if !t.trim().is_empty() => return Ok(t.trim().to_string()),
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(format!("cannot read the token file {}: {e}", path.display())),
+/// Reads the token in `path`, creating a random one (mode 0600) when the file is missing.
+/// Created exclusively: two servers starting at once on a shared file agree on one token.
+pub fn load_or_create_token(path: &Path) -> Result<String, String> {
+    for _ in 0..50 {
+        match std::fs::read_to_string(path) {
+            Ok(t) if !t.trim().is_empty() => return Ok(t.trim().to_string()),
+            // Another server is between creating and writing it.
+            Ok(_) => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut bytes = [0u8; 32];
+                std::fs::File::open("/dev/urandom")
+                    .and_then(|mut f| f.read_exact(&mut bytes))
+                    .map_err(|e| format!("cannot read /dev/urandom for a token: {e}"))?;
+                let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+                let created =
+                    std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path);
+                let mut file = match created {
+                    Ok(f) => f,
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                    Err(e) => {
+                        return Err(format!("cannot write the token file {}: {e}", path.display()));
+                    }
+                };
+                file.write_all(format!("{token}\n").as_bytes())
+                    .and_then(|()| file.sync_all())
+                    .map_err(|e| format!("cannot write the token file {}: {e}", path.display()))?;
+                return Ok(token);
+            }
+            Err(e) => return Err(format!("cannot read the token file {}: {e}", path.display())),
+        }
     }
-    let mut bytes = [0u8; 32];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .map_err(|e| format!("cannot read /dev/urandom for a token: {e}"))?;
-    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&path)
-        .map_err(|e| format!("cannot write the token file {}: {e}", path.display()))?;
-    file.write_all(format!("{token}\n").as_bytes())
-        .and_then(|()| file.sync_all())
-        .map_err(|e| format!("cannot write the token file {}: {e}", path.display()))?;
-    Ok(token)
+    Err(format!(
+        "the token file {} stays empty: remove it or write a token into it",
+        path.display()
+    ))
 }
 
 /// Runs the server until SIGTERM or SIGINT.
@@ -95,14 +120,27 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
         format!("cannot create the data directory {}: {e}", config.data_dir.display())
     })?;
     let _ = std::fs::set_permissions(&config.data_dir, std::fs::Permissions::from_mode(0o700));
-    let store = Arc::new(Store::open(&config.data_dir).map_err(|e| {
-        format!(
-            "{e}\n(is another `tartan apiserver` using --data-dir {}?)",
-            config.data_dir.display()
-        )
-    })?);
-    let ipam = Ipam::open(store.clone()).map_err(|e| e.to_string())?;
-    let token = load_or_create_token(&config.data_dir)?;
+    let store = match &config.datastore {
+        Datastore::Sled => Store::open(&config.data_dir).map_err(|e| {
+            format!(
+                "{e}\n(is another `tartan apiserver` using --data-dir {}?)",
+                config.data_dir.display()
+            )
+        })?,
+        Datastore::Etcd(etcd) => Store::open_etcd(etcd.clone()).await.map_err(|e| {
+            format!("cannot open the datastore in etcd ({}): {e}", etcd.endpoints.join(","))
+        })?,
+    };
+    let store = Arc::new(store);
+    let ipam = {
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || Ipam::open(store))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?
+    };
+    let token_file = config.token_file.clone().unwrap_or_else(|| token_path(&config.data_dir));
+    let token = load_or_create_token(&token_file)?;
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
@@ -117,8 +155,11 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
     eprintln!(
         "tartan apiserver: listening on http://{} (data in {}, token in {})",
         listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
-        config.data_dir.display(),
-        token_path(&config.data_dir).display()
+        match &config.datastore {
+            Datastore::Sled => config.data_dir.display().to_string(),
+            Datastore::Etcd(e) => format!("etcd {} under {}", e.endpoints.join(","), e.prefix),
+        },
+        token_file.display()
     );
     let shared = state.0.clone();
     let interval = config.gc_interval;

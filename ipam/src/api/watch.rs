@@ -19,7 +19,7 @@ use tokio::sync::watch;
 use super::AppState;
 use super::error::AppError;
 use crate::resources::Kind;
-use crate::store::Store;
+use crate::store::{Event, Store, StoreError};
 
 const HEARTBEAT: Duration = Duration::from_secs(10);
 
@@ -45,6 +45,11 @@ fn line(value: &serde_json::Value) -> Bytes {
     Bytes::from(text)
 }
 
+/// Whether an event is of a kind the watcher asked for (all when it named none).
+fn wanted(kinds: &[Kind], e: &Event) -> bool {
+    kinds.is_empty() || Kind::lookup(&e.object.kind).is_some_and(|k| kinds.contains(&k))
+}
+
 impl Watcher {
     async fn next(mut self) -> Option<(Result<Bytes, Infallible>, Watcher)> {
         loop {
@@ -60,10 +65,7 @@ impl Watcher {
                 Ok(events) if !events.is_empty() => {
                     for e in events {
                         self.last = e.revision;
-                        let wanted = self.kinds.is_empty()
-                            || Kind::lookup(&e.object.kind)
-                                .is_some_and(|k| self.kinds.contains(&k));
-                        if wanted {
+                        if wanted(&self.kinds, &e) {
                             self.pending
                                 .push_back(line(&serde_json::to_value(&e).unwrap_or_default()));
                         }
@@ -108,17 +110,26 @@ pub async fn watch(
                 .ok_or_else(|| AppError::invalid(format!("kinds: unknown kind {name:?}")))?,
         );
     }
-    store.events_since(since, 0)?;
     // The first line says where the stream starts, so a client knows it is connected.
-    let start = line(&serde_json::json!({"type": "BOOKMARK", "revision": since}));
-    let watcher = Watcher {
-        rx: store.subscribe(),
-        store,
-        last: since,
-        kinds,
-        pending: VecDeque::from([start]),
-        done: false,
-    };
+    let mut pending =
+        VecDeque::from([line(&serde_json::json!({"type": "BOOKMARK", "revision": since}))]);
+    let mut last = since;
+    match store.events_since(since, 1) {
+        Ok(_) => {}
+        // On etcd, a watcher resuming here from before this server started (it was on another
+        // server) gets the changes in between from etcd's history, unless it was compacted.
+        Err(StoreError::Gone { .. }) if store.etcd().is_some() => {
+            if let Some(etcd) = store.etcd() {
+                let (history, upto) = etcd.history(since).await?;
+                for e in history.iter().filter(|e| wanted(&kinds, e)) {
+                    pending.push_back(line(&serde_json::to_value(e).unwrap_or_default()));
+                }
+                last = upto;
+            }
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let watcher = Watcher { rx: store.subscribe(), store, last, kinds, pending, done: false };
     let stream = futures_util::stream::unfold(watcher, Watcher::next);
     Ok(([(CONTENT_TYPE, "application/x-ndjson")], Body::from_stream(stream)).into_response())
 }

@@ -80,6 +80,9 @@ impl Ipam {
         let lock = self.node_lock(&req.node)?;
         let _node = lock.lock().unwrap_or_else(PoisonError::into_inner);
         let _pools = self.pools_lock.read().unwrap_or_else(PoisonError::into_inner);
+        // Every allocation acknowledged by any server before this request is in the view, so
+        // a retried request finds its handle's addresses wherever it first went.
+        self.sync()?;
 
         let held: Vec<IpAddr> =
             self.view()?.handles.get(&req.handle).into_iter().flatten().copied().collect();
@@ -316,26 +319,44 @@ impl Ipam {
         Ok(None)
     }
 
-    /// Claims a block in two phases: a pending affinity, then the block created only if
-    /// absent (the linearisation point), then the affinity confirmed. `false`: someone else
-    /// created it first.
+    /// Claims a block. sled: in two phases, a pending affinity, then the block created only if
+    /// absent (the linearisation point), then the affinity confirmed. etcd: one transaction
+    /// creates block and confirmed affinity only if the block is absent. `false`: someone
+    /// else created it first.
     pub(crate) fn claim(&self, node: &str, cidr: IpNet) -> Result<bool> {
-        self.write_affinity(node, cidr, Some(AffinityState::Pending))?;
         let block =
             Block::new(cidr, node, time::now_unix(), time::now_millis().saturating_mul(1000));
         let raw = serde_json::to_vec(&block).map_err(super::corrupt)?;
-        match self.store.cas_block(&block_key(cidr), None, Some(raw.clone()))? {
-            Ok(()) => {
-                {
-                    let mut view = self.view()?;
-                    self.install(&mut view, block, raw.into());
-                }
+        if self.store.is_shared() {
+            let aff = super::Affinity {
+                node: node.to_string(),
+                cidr,
+                state: AffinityState::Confirmed,
+                updated_at: time::now_unix(),
+            };
+            let outcome = self.store.claim_block(
+                &block_key(cidr),
+                raw,
+                &super::affinity_key(node, cidr),
+                super::views::affinity_resource(&aff),
+            )?;
+            let won = outcome.is_ok();
+            self.landed(cidr, &outcome.map(|v| (block, v)))?;
+            if won {
+                tracing::info!(%node, block = %cidr, "claimed block");
+            }
+            return Ok(won);
+        }
+        self.write_affinity(node, cidr, Some(AffinityState::Pending))?;
+        match self.store.cas_block(&block_key(cidr), None, Some(raw))? {
+            Ok(written) => {
+                self.landed(cidr, &Ok((block, written)))?;
                 self.write_affinity(node, cidr, Some(AffinityState::Confirmed))?;
                 tracing::info!(%node, block = %cidr, "claimed block");
                 Ok(true)
             }
-            Err(current) => {
-                self.refresh(cidr, current)?;
+            Err(lost) => {
+                self.landed(cidr, &Err(lost))?;
                 self.write_affinity(node, cidr, None)?;
                 Ok(false)
             }

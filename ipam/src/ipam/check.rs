@@ -108,6 +108,7 @@ impl Problem {
 impl Ipam {
     /// Cross-checks the IPAM against pools, nodes and workload endpoints.
     pub fn check(&self) -> Result<CheckReport> {
+        self.sync()?;
         let revision = self.store.revision();
         let now = time::now_unix();
         let pools = self.pools()?;

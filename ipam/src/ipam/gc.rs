@@ -49,6 +49,7 @@ pub(crate) fn used_addresses(
 impl Ipam {
     /// Runs one round of collection at unix time `now`.
     pub fn collect_garbage(&self, state: &mut GcState, now: u64) -> Result<GcReport> {
+        self.sync()?;
         let grace = self.config()?.leak_grace_period_seconds;
         let mut report = GcReport::default();
         if grace == 0 {

@@ -2,11 +2,16 @@
 //! under handles. Calico's semantics; the invariants and why each exists are in
 //! `ipam/DESIGN.md`.
 //!
-//! [`Ipam`] owns an in-memory view of every block, affinity and handle, rebuilt from sled at
-//! open. A change is always: copy a block from the view, change the copy ([`block`]), write it
-//! with compare-and-swap, and only after the write succeeded install it in the view. A
+//! [`Ipam`] owns an in-memory view of every block, affinity and handle, loaded from the store
+//! at open. A change is always: copy a block from the view, change the copy ([`block`]), write
+//! it with compare-and-swap, and only after the write succeeded install it in the view. A
 //! conflict re-reads the block and retries. Handles are derived from the blocks (each
 //! allocation names its handle), so the handle index can never disagree with them.
+//!
+//! On etcd other API servers write too: the view then changes only from the store's watch,
+//! in revision order ([`Store::take_changes`], applied whenever the view is taken), a write
+//! of ours waits until the watch brought it back, and each request starts with a barrier
+//! that makes every write acknowledged anywhere before it visible.
 
 pub mod allocate;
 pub mod block;
@@ -20,14 +25,12 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
-use ipnet::IpNet;
-use serde::{Deserialize, Serialize};
-use sled::IVec;
-
 use crate::resources::{IpPoolSpec, IpamConfigSpec, Kind, RawResource, Selector};
-use crate::store::{EventType, Store, StoreError};
+use crate::store::{Change, EventType, Lost, Store, StoreError, Versioned};
 use crate::time;
 use block::Block;
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
 
 /// How often a compare-and-swap is retried before giving up (Calico's `datastoreRetries`).
 const CAS_RETRIES: usize = 100;
@@ -82,7 +85,7 @@ pub enum AffinityState {
 #[derive(Clone, Debug)]
 pub(crate) struct Cached {
     pub block: Arc<Block>,
-    pub raw: IVec,
+    pub raw: Versioned,
 }
 
 #[derive(Debug, Default)]
@@ -139,7 +142,7 @@ pub(crate) fn block_key(cidr: IpNet) -> String {
     cidr.to_string()
 }
 
-fn affinity_key(node: &str, cidr: IpNet) -> String {
+pub(crate) fn affinity_key(node: &str, cidr: IpNet) -> String {
     format!("{node}/{cidr}")
 }
 
@@ -155,20 +158,8 @@ fn corrupt(what: impl std::fmt::Display) -> IpamError {
 impl Ipam {
     /// Loads every block and affinity into memory and finishes claims a crash interrupted.
     pub fn open(store: Arc<Store>) -> Result<Ipam> {
-        let mut view = View::default();
-        for item in store.scan_blocks() {
-            let (_, raw) = item.map_err(StoreError::from)?;
-            let block: Block = serde_json::from_slice(&raw).map_err(corrupt)?;
-            for (ord, a) in &block.allocations {
-                view.handles.entry(a.handle.clone()).or_default().insert(block.ip(*ord));
-            }
-            view.blocks.insert(block.cidr, Cached { block: Arc::new(block), raw });
-        }
-        for item in store.affinities.iter() {
-            let (_, raw) = item.map_err(StoreError::from)?;
-            let aff: Affinity = serde_json::from_slice(&raw).map_err(corrupt)?;
-            view.affinities.insert((aff.node.clone(), aff.cidr), aff);
-        }
+        let view = load_view(&store)?;
+        let shared = store.is_shared();
         let ipam = Ipam {
             store,
             view: Mutex::new(view),
@@ -177,7 +168,10 @@ impl Ipam {
             settings: Mutex::new(None),
             copies: AtomicU64::new(0),
         };
-        ipam.recover()?;
+        // On etcd a claim and a give-back are single transactions: nothing is ever half done.
+        if !shared {
+            ipam.recover()?;
+        }
         Ok(ipam)
     }
 
@@ -216,8 +210,22 @@ impl Ipam {
         Ok(())
     }
 
+    /// The view, with every change the store's watch brought applied (etcd).
     pub(crate) fn view(&self) -> Result<MutexGuard<'_, View>> {
-        self.view.lock().map_err(|_| corrupt("IPAM view lock poisoned"))
+        let mut view = self.view.lock().map_err(|_| corrupt("IPAM view lock poisoned"))?;
+        if self.store.is_shared() {
+            for change in self.store.take_changes() {
+                apply_change(&self.store, &mut view, change)?;
+            }
+        }
+        Ok(view)
+    }
+
+    /// Makes every write acknowledged by any API server before now visible in the view
+    /// (etcd; nothing to do on sled, where this server is the only writer).
+    pub(crate) fn sync(&self) -> Result<()> {
+        self.store.barrier()?;
+        Ok(())
     }
 
     pub fn store(&self) -> &Arc<Store> {
@@ -291,13 +299,12 @@ impl Ipam {
             (Some(_), true) => EventType::Modified,
             (Some(_), false) => EventType::Added,
         };
-        self.store.put_with_event(
-            &self.store.affinities,
-            key.as_bytes(),
-            value,
-            event,
-            views::affinity_resource(&aff),
-        )?;
+        let revision =
+            self.store.write_affinity(&key, value, event, views::affinity_resource(&aff))?;
+        if self.store.is_shared() {
+            self.store.settle(revision)?;
+            return Ok(());
+        }
         let mut view = self.view()?;
         match state {
             Some(_) => view.affinities.insert((node.to_string(), cidr), aff),
@@ -307,23 +314,41 @@ impl Ipam {
     }
 
     /// Installs a block just written, unless the view already has a newer write of it.
-    pub(crate) fn install(&self, view: &mut View, block: Block, raw: IVec) {
+    pub(crate) fn install(&self, view: &mut View, block: Block, raw: Versioned) {
         let newer = view.blocks.get(&block.cidr).is_some_and(|c| c.block.sequence > block.sequence);
         if !newer {
-            view.blocks.insert(block.cidr, Cached { block: Arc::new(block), raw });
+            put_block(view, block, raw);
         }
     }
 
-    /// Re-reads one block from sled after a lost compare-and-swap.
-    pub(crate) fn refresh(&self, cidr: IpNet, current: Option<IVec>) -> Result<()> {
-        let mut view = self.view()?;
-        match current {
-            Some(raw) => {
-                let block: Block = serde_json::from_slice(&raw).map_err(corrupt)?;
-                self.install(&mut view, block, raw);
+    /// After a compare-and-swap: sled installs what it wrote or re-reads what won; etcd waits
+    /// for the watch to bring either back (the view follows the watch only).
+    pub(crate) fn landed(
+        &self,
+        cidr: IpNet,
+        outcome: &std::result::Result<(Block, Versioned), Lost>,
+    ) -> Result<()> {
+        if self.store.is_shared() {
+            let revision = match outcome {
+                Ok((_, v)) => v.rev,
+                Err(lost) => lost.at,
+            };
+            return Ok(self.store.settle(revision)?);
+        }
+        match outcome {
+            Ok((block, raw)) => {
+                let mut view = self.view()?;
+                self.install(&mut view, block.clone(), raw.clone());
             }
-            None => {
-                view.blocks.remove(&cidr);
+            Err(lost) => {
+                let mut view = self.view()?;
+                match &lost.current {
+                    Some(raw) => {
+                        let block: Block = serde_json::from_slice(&raw.bytes).map_err(corrupt)?;
+                        self.install(&mut view, block, raw.clone());
+                    }
+                    None => remove_block(&mut view, cidr),
+                }
             }
         }
         Ok(())
@@ -347,14 +372,12 @@ impl Ipam {
                 return Ok(None);
             };
             let raw = serde_json::to_vec(&block).map_err(corrupt)?;
-            match self.store.cas_block(&block_key(cidr), Some(&cached.raw), Some(raw.clone()))? {
-                Ok(()) => {
-                    let mut view = self.view()?;
-                    reindex_handles(&mut view, &cached.block, &block);
-                    self.install(&mut view, block, IVec::from(raw));
+            match self.store.cas_block(&block_key(cidr), Some(&cached.raw), Some(raw))? {
+                Ok(written) => {
+                    self.landed(cidr, &Ok((block, written)))?;
                     return Ok(Some(result));
                 }
-                Err(current) => self.refresh(cidr, current)?,
+                Err(lost) => self.landed(cidr, &Err(lost))?,
             }
         }
         Err(IpamError::Contended(cidr))
@@ -385,22 +408,89 @@ impl Ipam {
     }
 }
 
-/// Updates the handle index from a block's old and new allocations.
-fn reindex_handles(view: &mut View, old: &Block, new: &Block) {
-    for (ord, a) in &old.allocations {
-        if new.allocations.get(ord).is_none_or(|n| n.handle != a.handle) {
-            let ip = old.ip(*ord);
-            if let Some(set) = view.handles.get_mut(&a.handle) {
-                set.remove(&ip);
-                if set.is_empty() {
-                    view.handles.remove(&a.handle);
+/// Updates the handle index from a block's old and new allocations (`None`: no block).
+fn reindex_handles(view: &mut View, old: Option<&Block>, new: Option<&Block>) {
+    if let Some(old) = old {
+        for (ord, a) in &old.allocations {
+            if new.and_then(|n| n.allocations.get(ord)).is_none_or(|n| n.handle != a.handle) {
+                let ip = old.ip(*ord);
+                if let Some(set) = view.handles.get_mut(&a.handle) {
+                    set.remove(&ip);
+                    if set.is_empty() {
+                        view.handles.remove(&a.handle);
+                    }
                 }
             }
         }
     }
-    for (ord, a) in &new.allocations {
-        if old.allocations.get(ord).is_none_or(|o| o.handle != a.handle) {
-            view.handles.entry(a.handle.clone()).or_default().insert(new.ip(*ord));
+    if let Some(new) = new {
+        for (ord, a) in &new.allocations {
+            if old.and_then(|o| o.allocations.get(ord)).is_none_or(|o| o.handle != a.handle) {
+                view.handles.entry(a.handle.clone()).or_default().insert(new.ip(*ord));
+            }
         }
     }
+}
+
+/// Puts a block in the view, moving the handle index from the block it replaces.
+fn put_block(view: &mut View, block: Block, raw: Versioned) {
+    let old = view.blocks.get(&block.cidr).map(|c| c.block.clone());
+    reindex_handles(view, old.as_deref(), Some(&block));
+    view.blocks.insert(block.cidr, Cached { block: Arc::new(block), raw });
+}
+
+/// Removes a block from the view with its handles.
+fn remove_block(view: &mut View, cidr: IpNet) {
+    if let Some(old) = view.blocks.remove(&cidr) {
+        reindex_handles(view, Some(&old.block), None);
+    }
+}
+
+/// The whole view, from the store.
+fn load_view(store: &Store) -> Result<View> {
+    let mut view = View::default();
+    for (_, raw) in store.scan_blocks()? {
+        let block: Block = serde_json::from_slice(&raw.bytes).map_err(corrupt)?;
+        for (ord, a) in &block.allocations {
+            view.handles.entry(a.handle.clone()).or_default().insert(block.ip(*ord));
+        }
+        view.blocks.insert(block.cidr, Cached { block: Arc::new(block), raw });
+    }
+    for spec in store.scan_affinities()? {
+        let aff: Affinity = serde_json::from_value(spec).map_err(corrupt)?;
+        view.affinities.insert((aff.node.clone(), aff.cidr), aff);
+    }
+    Ok(view)
+}
+
+/// Applies one change another server made (etcd), in the watch's order.
+fn apply_change(store: &Store, view: &mut View, change: Change) -> Result<()> {
+    match change {
+        Change::Block { key, value } => {
+            let cidr: IpNet = key.parse().map_err(|_| corrupt(format!("block key {key:?}")))?;
+            match value {
+                Some(raw) => {
+                    let block: Block = serde_json::from_slice(&raw.bytes).map_err(corrupt)?;
+                    put_block(view, block, raw);
+                }
+                None => remove_block(view, cidr),
+            }
+        }
+        Change::Affinity { key, spec } => {
+            let (node, cidr) =
+                key.split_once('/').ok_or_else(|| corrupt(format!("affinity key {key:?}")))?;
+            let cidr: IpNet = cidr.parse().map_err(|_| corrupt(format!("affinity key {key:?}")))?;
+            match spec {
+                Some(spec) => {
+                    let aff: Affinity = serde_json::from_value(spec).map_err(corrupt)?;
+                    view.affinities.insert((node.to_string(), cidr), aff);
+                }
+                None => {
+                    view.affinities.remove(&(node.to_string(), cidr));
+                }
+            }
+        }
+        Change::Reload => *view = load_view(store)?,
+    }
+    Ok(())
 }

@@ -81,6 +81,7 @@ pub fn parse_host(text: &str) -> Option<IpAddr> {
 impl Ipam {
     /// Releases by handle or by address.
     pub fn release(&self, req: &ReleaseRequest) -> Result<Released> {
+        self.sync()?;
         let mut items: Vec<(IpAddr, Option<String>, Option<u64>)> = Vec::new();
         for item in &req.ips {
             let (text, handle, sequence) = match item {
@@ -163,11 +164,26 @@ impl Ipam {
                 return Ok(false);
             }
             let owner = cached.block.affinity.clone();
+            if self.store.is_shared() {
+                let aff = owner.as_deref().map(|n| super::affinity_key(n, cidr));
+                let outcome =
+                    self.store.give_back_block(&block_key(cidr), &cached.raw, aff.as_deref())?;
+                let done = outcome.is_ok();
+                self.landed(
+                    cidr,
+                    &outcome.map(|v| (super::block::Block::clone(&cached.block), v)),
+                )?;
+                if done {
+                    tracing::info!(block = %cidr, node = owner.as_deref().unwrap_or("-"), "gave back empty block");
+                    return Ok(true);
+                }
+                continue;
+            }
             if let Some(node) = &owner {
                 self.write_affinity(node, cidr, Some(AffinityState::PendingDeletion))?;
             }
             match self.store.cas_block(&block_key(cidr), Some(&cached.raw), None)? {
-                Ok(()) => {
+                Ok(_) => {
                     self.view()?.blocks.remove(&cidr);
                     if let Some(node) = &owner {
                         self.write_affinity(node, cidr, None)?;
@@ -175,11 +191,11 @@ impl Ipam {
                     tracing::info!(block = %cidr, node = owner.as_deref().unwrap_or("-"), "gave back empty block");
                     return Ok(true);
                 }
-                Err(current) => {
+                Err(lost) => {
                     if let Some(node) = &owner {
                         self.write_affinity(node, cidr, Some(AffinityState::Confirmed))?;
                     }
-                    self.refresh(cidr, current)?;
+                    self.landed(cidr, &Err(lost))?;
                 }
             }
         }
@@ -190,6 +206,9 @@ impl Ipam {
     /// with it, so a new pool can never meet an old pool's blocks.
     pub fn delete_pool(&self, name: &str, expected: Option<&str>) -> Result<RawResource> {
         let _pools = self.pools_lock.write().unwrap_or_else(PoisonError::into_inner);
+        self.sync()?;
+        // On etcd: the pool goes only if no block was claimed after its blocks were seen here.
+        let claims_seen = self.store.claims_revision();
         let Some(raw) = self.store.get(Kind::IpPool, name)? else {
             return Err(StoreError::NotFound { kind: Kind::IpPool, name: name.to_string() }.into());
         };
@@ -218,7 +237,7 @@ impl Ipam {
                 )));
             }
         }
-        Ok(self.store.delete(Kind::IpPool, name, expected)?)
+        Ok(self.store.delete_checked(Kind::IpPool, name, expected, claims_seen)?)
     }
 
     /// Blocks overlapping `cidr` whose size differs from `block_prefix` (left behind by an

@@ -1,4 +1,5 @@
-//! sled storage: resources with revisions, the watch log, blocks and affinities.
+//! The embedded backend: resources with revisions, the watch log, blocks and affinities in one
+//! sled database on the API server's disk (one server; the default for a lab or a rack).
 //!
 //! Trees: `resources` (`<Kind>/<name>` → JSON), `events` (revision, big-endian → JSON event),
 //! `blocks` (CIDR → JSON block), `affinities` (`<node>/<cidr>` → JSON).
@@ -6,86 +7,35 @@
 //! The event log is also the redo log: a resource or affinity write first appends its event
 //! (which carries the whole new object), then writes the value. sled recovers a prefix of the
 //! writes it was given, so after a crash only the last event can be missing its value, and
-//! [`Store::open`] re-applies it. The revision is the last event's. sled transactions are
+//! [`SledStore::open`] re-applies it. The revision is the last event's. sled transactions are
 //! deliberately not used: in sled 0.34 they switch every operation to a global lock that
 //! deadlocks against a concurrent `flush` (seen here under the IPAM benchmark).
 //!
-//! Blocks are changed only by compare-and-swap of the whole value ([`Store::cas_block`]).
-//! Acknowledged writes are made durable with [`Store::flush`] before the API answers.
+//! Blocks are changed only by compare-and-swap of the whole value ([`SledStore::cas_block`]).
+//! Acknowledged writes are made durable with [`SledStore::flush`] before the API answers.
 
 use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use serde::{Deserialize, Serialize};
 use sled::IVec;
 use tokio::sync::watch;
 
+use super::{Event, EventType, Lost, StoreError, Versioned, WriteMode};
 use crate::resources::{Kind, RawResource};
 use crate::time;
 
 /// Events kept for watchers; older ones are trimmed and a watch from before them gets 410.
 const EVENTS_KEPT: u64 = 50_000;
 
-/// Errors of the storage layer.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("{kind} {name:?} not found")]
-    NotFound { kind: Kind, name: String },
-    #[error("{kind} {name:?} already exists")]
-    AlreadyExists { kind: Kind, name: String },
-    #[error(
-        "{kind} {name:?} was changed by someone else (resourceVersion {expected}, now {current}); read it again and retry"
-    )]
-    Conflict { kind: Kind, name: String, expected: String, current: String },
-    #[error(
-        "revision {since} is too old: changes up to {oldest} are no longer kept; list again and watch from the list's revision"
-    )]
-    Gone { since: u64, oldest: u64 },
-    #[error("the database at {path} is in use or unreadable: {source}")]
-    Open { path: String, source: sled::Error },
-    #[error("storage: {0}")]
-    Sled(#[from] sled::Error),
-    #[error("stored data is corrupt: {0}")]
-    Corrupt(String),
-}
-
-/// One change, as the watch streams it.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-pub struct Event {
-    pub revision: u64,
-    #[serde(rename = "type")]
-    pub kind: EventType,
-    pub object: RawResource,
-}
-
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum EventType {
-    Added,
-    Modified,
-    Deleted,
-}
-
-/// How a write treats an existing resource.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WriteMode {
-    /// Fail if it exists.
-    Create,
-    /// Fail if it does not exist.
-    Replace,
-    /// Create or replace.
-    Apply,
-}
-
 /// The open database.
 #[derive(Debug)]
-pub struct Store {
+pub struct SledStore {
     db: sled::Db,
     resources: sled::Tree,
     events: sled::Tree,
-    pub(crate) blocks: sled::Tree,
-    pub(crate) affinities: sled::Tree,
+    blocks: sled::Tree,
+    affinities: sled::Tree,
     /// Serialises revision assignment so events are written in revision order.
     writer: Mutex<()>,
     revision_tx: watch::Sender<u64>,
@@ -108,9 +58,9 @@ fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(what.to_string())
 }
 
-impl Store {
+impl SledStore {
     /// Opens (or creates) the database in `dir`.
-    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+    pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
         // The lock on the database is let go only when its last user is gone: sled's flusher
         // thread outlives a dropped `Db` for a moment, so a store reopened at once in the same
         // process (or just after its previous owner exited) waits a little for it.
@@ -131,7 +81,7 @@ impl Store {
                 }
             }
         };
-        let store = Store {
+        let store = SledStore {
             resources: db.open_tree("resources")?,
             events: db.open_tree("events")?,
             blocks: db.open_tree("blocks")?,
@@ -321,9 +271,8 @@ impl Store {
     }
 
     /// Writes an affinity (or removes it, `value == None`) with its event.
-    pub(crate) fn put_with_event(
+    pub fn write_affinity(
         &self,
-        tree: &sled::Tree,
         tree_key: &[u8],
         value: Option<Vec<u8>>,
         kind: EventType,
@@ -333,7 +282,7 @@ impl Store {
         let rev = self.revision() + 1;
         let mut object = object;
         object.metadata.resource_version = Some(rev.to_string());
-        self.commit(rev, tree, tree_key, value, kind, object)
+        self.commit(rev, &self.affinities, tree_key, value, kind, object)
     }
 
     /// The event first (the redo record), then the value. Callers hold `writer`.
@@ -385,20 +334,34 @@ impl Store {
     }
 
     /// Replaces a block's value if it still is `old` (`None`: create only if absent;
-    /// new `None`: delete). `Ok(Err(current))` means someone else changed it first.
+    /// new `None`: delete). `Ok(Err(lost))` means someone else changed it first.
     pub fn cas_block(
         &self,
         cidr_key: &str,
-        old: Option<&IVec>,
+        old: Option<&Versioned>,
         new: Option<Vec<u8>>,
-    ) -> Result<Result<(), Option<IVec>>, StoreError> {
-        let result = self.blocks.compare_and_swap(cidr_key, old, new)?;
-        Ok(result.map_err(|e| e.current))
+    ) -> Result<Result<Versioned, Lost>, StoreError> {
+        let written = new.as_ref().map(|n| IVec::from(n.as_slice())).unwrap_or_default();
+        let result = self.blocks.compare_and_swap(cidr_key, old.map(|o| &o.bytes), new)?;
+        Ok(result.map(|()| Versioned { bytes: written, rev: 0 }).map_err(|e| Lost {
+            current: e.current.map(|bytes| Versioned { bytes, rev: 0 }),
+            at: 0,
+        }))
     }
 
-    /// Every block as stored.
-    pub fn scan_blocks(&self) -> impl Iterator<Item = Result<(IVec, IVec), sled::Error>> + '_ {
-        self.blocks.iter()
+    /// Every block as stored, by CIDR.
+    pub fn scan_blocks(&self) -> Result<Vec<(String, Versioned)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.blocks.iter() {
+            let (k, bytes) = item?;
+            out.push((String::from_utf8_lossy(&k).into_owned(), Versioned { bytes, rev: 0 }));
+        }
+        Ok(out)
+    }
+
+    /// Every affinity's JSON.
+    pub fn scan_affinities(&self) -> Result<Vec<IVec>, StoreError> {
+        self.affinities.iter().values().collect::<Result<_, _>>().map_err(StoreError::from)
     }
 }
 
@@ -424,7 +387,7 @@ mod tests {
             r
         };
         {
-            let store = Store::open(&dir.0).expect("open");
+            let store = SledStore::open(&dir.0).expect("open");
             store.put(Kind::Node, node(json!({"a": "1"})), WriteMode::Apply).expect("put");
             // The event of a second write lands; the crash takes its value.
             let mut next = node(json!({"a": "2"}));
@@ -436,7 +399,7 @@ mod tests {
                 .expect("insert");
             store.flush_now().expect("flush");
         }
-        let store = Store::open(&dir.0).expect("reopen");
+        let store = SledStore::open(&dir.0).expect("reopen");
         assert_eq!(store.revision(), 2);
         let n1 = store.get(Kind::Node, "n1").expect("get").expect("present");
         assert_eq!(n1.metadata.labels.get("a").map(String::as_str), Some("2"));
@@ -448,14 +411,14 @@ mod tests {
     fn a_store_reopened_while_its_last_owner_lets_go_waits_for_the_lock() {
         let dir =
             Dir(std::env::temp_dir().join(format!("tartan-store-lock-{}", std::process::id())));
-        let held = Store::open(&dir.0).expect("open");
+        let held = SledStore::open(&dir.0).expect("open");
         // Another holder keeps the lock for a moment, as sled's flusher does after a drop.
         let owner = std::thread::spawn(move || {
             std::thread::sleep(std::time::Duration::from_millis(300));
             drop(held);
         });
         let started = std::time::Instant::now();
-        let reopened = Store::open(&dir.0);
+        let reopened = SledStore::open(&dir.0);
         owner.join().expect("owner");
         assert!(reopened.is_ok(), "{:?}", reopened.err());
         assert!(started.elapsed() >= std::time::Duration::from_millis(250), "it did wait");

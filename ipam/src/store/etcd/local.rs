@@ -1,0 +1,201 @@
+//! Real etcd members on loopback, for tests, benches and labs: started from the `etcd` binary
+//! (Debian's `etcd-server`), killed by PID when dropped — and, should the process that started
+//! them die without dropping them (a test killed by its timeout), by a watchdog that follows it.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// One member.
+#[derive(Debug)]
+pub struct Member {
+    pub name: String,
+    pub client_port: u16,
+    pub peer_port: u16,
+    pub dir: PathBuf,
+    cluster: String,
+    child: Option<Child>,
+}
+
+/// A cluster of members on 127.0.0.1; the directory is removed on drop.
+#[derive(Debug)]
+pub struct LocalCluster {
+    pub members: Vec<Member>,
+    dir: PathBuf,
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Whether the `etcd` binary can be run (tests say what to install when not).
+pub fn available() -> bool {
+    Command::new("etcd")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Kills `pid` once the process `parent` is gone (a shell loop, so no thread of ours is needed).
+fn watchdog(parent: u32, pid: u32) {
+    let script = format!(
+        "while kill -0 {parent} 2>/dev/null; do sleep 1; done; kill -9 {pid} 2>/dev/null; true"
+    );
+    let _ = Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+}
+
+impl Member {
+    pub fn client_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// Starts (or starts again, on the same data) the member.
+    pub fn start(&mut self, state: &str) -> std::io::Result<()> {
+        if self.child.is_some() {
+            return Ok(());
+        }
+        std::fs::create_dir_all(&self.dir)?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.with_extension("log"))?;
+        let peer = format!("http://127.0.0.1:{}", self.peer_port);
+        let child = Command::new("etcd")
+            .args(["--name", &self.name])
+            .arg("--data-dir")
+            .arg(&self.dir)
+            .args(["--listen-client-urls", &self.client_url()])
+            .args(["--advertise-client-urls", &self.client_url()])
+            .args(["--listen-peer-urls", &peer])
+            .args(["--initial-advertise-peer-urls", &peer])
+            .args(["--initial-cluster", &self.cluster])
+            .args(["--initial-cluster-state", state])
+            .args(["--initial-cluster-token", "tartan-local"])
+            .arg("--pre-vote=true")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        watchdog(std::process::id(), child.id());
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// SIGKILL, as a crash.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Whether the member answers `/health` with a leader.
+    pub fn healthy(&self) -> bool {
+        let Ok(mut s) = TcpStream::connect_timeout(
+            &([127, 0, 0, 1], self.client_port).into(),
+            Duration::from_millis(200),
+        ) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+        if s.write_all(b"GET /health HTTP/1.0\r\nHost: etcd\r\n\r\n").is_err() {
+            return false;
+        }
+        let mut text = String::new();
+        let _ = s.read_to_string(&mut text);
+        text.contains("\"health\":\"true\"")
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+impl LocalCluster {
+    /// Starts `n` members in a new directory `dir` and waits until all are healthy.
+    pub fn start(dir: &Path, n: usize) -> std::io::Result<LocalCluster> {
+        let _ = std::fs::remove_dir_all(dir);
+        std::fs::create_dir_all(dir)?;
+        let mut members = Vec::new();
+        for i in 0..n {
+            members.push((format!("m{i}"), free_port()?, free_port()?));
+        }
+        let cluster = members
+            .iter()
+            .map(|(name, _, peer)| format!("{name}=http://127.0.0.1:{peer}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut out = LocalCluster { members: Vec::new(), dir: dir.to_path_buf() };
+        for (name, client_port, peer_port) in members {
+            let mut m = Member {
+                dir: dir.join(&name),
+                name,
+                client_port,
+                peer_port,
+                cluster: cluster.clone(),
+                child: None,
+            };
+            m.start("new")?;
+            out.members.push(m);
+        }
+        out.wait_healthy(Duration::from_secs(30))?;
+        Ok(out)
+    }
+
+    /// Every member's client URL.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.members.iter().map(Member::client_url).collect()
+    }
+
+    /// Waits until every running member is healthy.
+    pub fn wait_healthy(&self, within: Duration) -> std::io::Result<()> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if self.members.iter().filter(|m| m.is_running()).all(Member::healthy) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let logs: Vec<String> = self
+            .members
+            .iter()
+            .map(|m| {
+                let text = std::fs::read_to_string(m.dir.with_extension("log")).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(5).collect();
+                format!("{}: {}", m.name, tail.into_iter().rev().collect::<Vec<_>>().join(" | "))
+            })
+            .collect();
+        Err(std::io::Error::other(format!(
+            "etcd did not become healthy within {within:?}: {}",
+            logs.join("; ")
+        )))
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        for m in &mut self.members {
+            m.kill();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
