@@ -44,8 +44,8 @@ pub struct ApiServer {
     log: PathBuf,
 }
 
-fn free_port() -> Result<u16, LabError> {
-    let l = TcpListener::bind("127.0.0.1:0").map_err(LabError::io("finding a free port"))?;
+fn free_port(host: &str) -> Result<u16, LabError> {
+    let l = TcpListener::bind((host, 0)).map_err(LabError::io("finding a free port"))?;
     Ok(l.local_addr().map_err(LabError::io("finding a free port"))?.port())
 }
 
@@ -53,8 +53,47 @@ impl ApiServer {
     /// Starts a server on `data_dir` (kept as is: a restart on the same directory is how
     /// crash tests recover) and waits until it answers.
     pub fn start(tartan: &Path, data_dir: &Path) -> Result<ApiServer, LabError> {
+        ApiServer::start_with(tartan, data_dir, "127.0.0.1", &[])
+    }
+
+    /// A server on etcd (`endpoints`, under `prefix`) sharing `token_file` with its peers.
+    pub fn start_on_etcd(
+        tartan: &Path,
+        data_dir: &Path,
+        host: &str,
+        endpoints: &[String],
+        prefix: &str,
+        token_file: &Path,
+    ) -> Result<ApiServer, LabError> {
+        let args = [
+            "--datastore".to_string(),
+            "etcd".into(),
+            "--etcd-endpoints".into(),
+            endpoints.join(","),
+            "--etcd-prefix".into(),
+            prefix.into(),
+            "--token-file".into(),
+            token_file.display().to_string(),
+        ];
+        ApiServer::start_with(tartan, data_dir, host, &args)
+    }
+
+    /// Starts `tartan apiserver` listening on `host` (in the network namespace of the calling
+    /// thread) with extra arguments.
+    pub fn start_with(
+        tartan: &Path,
+        data_dir: &Path,
+        host: &str,
+        extra: &[String],
+    ) -> Result<ApiServer, LabError> {
         std::fs::create_dir_all(data_dir).map_err(LabError::io("creating the data directory"))?;
-        let port = free_port()?;
+        let port = free_port(host)?;
+        let token_file = extra
+            .iter()
+            .position(|a| a == "--token-file")
+            .and_then(|i| extra.get(i + 1))
+            .map(PathBuf::from)
+            .unwrap_or_else(|| data_dir.join("token"));
         let log = data_dir.with_extension("log");
         let out = std::fs::OpenOptions::new()
             .create(true)
@@ -65,7 +104,8 @@ impl ApiServer {
         let child = Command::new(tartan)
             .args(["apiserver", "--log-level", "warn", "--data-dir"])
             .arg(data_dir)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--listen", &format!("{host}:{port}")])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
@@ -74,7 +114,7 @@ impl ApiServer {
         let mut server = ApiServer {
             child: Some(child),
             data_dir: data_dir.to_path_buf(),
-            url: format!("http://127.0.0.1:{port}"),
+            url: format!("http://{host}:{port}"),
             token: String::new(),
             log,
         };
@@ -88,8 +128,8 @@ impl ApiServer {
                     });
                 }
             }
-            let token = std::fs::read_to_string(data_dir.join("token")).unwrap_or_default();
-            if !token.trim().is_empty() && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            let token = std::fs::read_to_string(&token_file).unwrap_or_default();
+            if !token.trim().is_empty() && std::net::TcpStream::connect((host, port)).is_ok()
             {
                 server.token = token.trim().to_string();
                 return Ok(server);
@@ -108,6 +148,10 @@ impl ApiServer {
     pub fn client(&self) -> Result<Client, LabError> {
         Client::new(&self.url, Some(self.token.clone()))
             .map_err(|e| LabError::Usage { message: e.to_string() })
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// SIGKILL, no chance to flush: what a crash looks like.

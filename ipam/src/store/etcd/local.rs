@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 #[derive(Debug)]
 pub struct Member {
     pub name: String,
+    /// The address it listens on (clients and peers).
+    pub host: String,
     pub client_port: u16,
     pub peer_port: u16,
     pub dir: PathBuf,
@@ -26,8 +28,8 @@ pub struct LocalCluster {
     dir: PathBuf,
 }
 
-fn free_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+fn free_port(host: &str) -> std::io::Result<u16> {
+    Ok(TcpListener::bind((host, 0))?.local_addr()?.port())
 }
 
 /// Whether the `etcd` binary can be run (tests say what to install when not).
@@ -55,7 +57,7 @@ fn watchdog(parent: u32, pid: u32) {
 
 impl Member {
     pub fn client_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        format!("http://{}:{}", self.host, self.client_port)
     }
 
     pub fn pid(&self) -> Option<u32> {
@@ -76,7 +78,7 @@ impl Member {
             .create(true)
             .append(true)
             .open(self.dir.with_extension("log"))?;
-        let peer = format!("http://127.0.0.1:{}", self.peer_port);
+        let peer = format!("http://{}:{}", self.host, self.peer_port);
         let child = Command::new("etcd")
             .args(["--name", &self.name])
             .arg("--data-dir")
@@ -108,10 +110,10 @@ impl Member {
 
     /// Whether the member answers `/health` with a leader.
     pub fn healthy(&self) -> bool {
-        let Ok(mut s) = TcpStream::connect_timeout(
-            &([127, 0, 0, 1], self.client_port).into(),
-            Duration::from_millis(200),
-        ) else {
+        let Ok(addr) = format!("{}:{}", self.host, self.client_port).parse() else {
+            return false;
+        };
+        let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
             return false;
         };
         let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
@@ -124,6 +126,23 @@ impl Member {
     }
 }
 
+impl Member {
+    /// One small blocking POST to the member (HTTP/1.0, body read to the end).
+    pub fn post(&self, path: &str, body: &str) -> Option<String> {
+        let addr = format!("{}:{}", self.host, self.client_port).parse().ok()?;
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(300)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        let req = format!(
+            "POST {path} HTTP/1.0\r\nHost: etcd\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(req.as_bytes()).ok()?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).ok()?;
+        text.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
+    }
+}
+
 impl Drop for Member {
     fn drop(&mut self) {
         self.kill();
@@ -131,24 +150,32 @@ impl Drop for Member {
 }
 
 impl LocalCluster {
-    /// Starts `n` members in a new directory `dir` and waits until all are healthy.
+    /// Starts `n` members on 127.0.0.1 in a new directory `dir` and waits until all are
+    /// healthy.
     pub fn start(dir: &Path, n: usize) -> std::io::Result<LocalCluster> {
+        LocalCluster::start_on(dir, &vec!["127.0.0.1".to_string(); n])
+    }
+
+    /// Starts one member on each address of `hosts` (in the network namespace of the calling
+    /// thread: the processes inherit it) and waits until all are healthy.
+    pub fn start_on(dir: &Path, hosts: &[String]) -> std::io::Result<LocalCluster> {
         let _ = std::fs::remove_dir_all(dir);
         std::fs::create_dir_all(dir)?;
         let mut members = Vec::new();
-        for i in 0..n {
-            members.push((format!("m{i}"), free_port()?, free_port()?));
+        for (i, host) in hosts.iter().enumerate() {
+            members.push((format!("m{i}"), host.clone(), free_port(host)?, free_port(host)?));
         }
         let cluster = members
             .iter()
-            .map(|(name, _, peer)| format!("{name}=http://127.0.0.1:{peer}"))
+            .map(|(name, host, _, peer)| format!("{name}=http://{host}:{peer}"))
             .collect::<Vec<_>>()
             .join(",");
         let mut out = LocalCluster { members: Vec::new(), dir: dir.to_path_buf() };
-        for (name, client_port, peer_port) in members {
+        for (name, host, client_port, peer_port) in members {
             let mut m = Member {
                 dir: dir.join(&name),
                 name,
+                host,
                 client_port,
                 peer_port,
                 cluster: cluster.clone(),
@@ -164,6 +191,26 @@ impl LocalCluster {
     /// Every member's client URL.
     pub fn endpoints(&self) -> Vec<String> {
         self.members.iter().map(Member::client_url).collect()
+    }
+
+    /// The member that leads, by asking each running one (`/v3/maintenance/status`).
+    pub fn leader(&self) -> Option<usize> {
+        for m in self.members.iter().filter(|m| m.is_running()) {
+            let Some(status) = m.post("/v3/maintenance/status", "{}") else { continue };
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(&status) else { continue };
+            let leader = v["leader"].as_str().unwrap_or_default();
+            if leader.is_empty() || leader == "0" {
+                continue;
+            }
+            for (i, other) in self.members.iter().enumerate().filter(|(_, m)| m.is_running()) {
+                let Some(s) = other.post("/v3/maintenance/status", "{}") else { continue };
+                let Ok(o) = serde_json::from_str::<serde_json::Value>(&s) else { continue };
+                if o["header"]["member_id"].as_str() == Some(leader) {
+                    return Some(i);
+                }
+            }
+        }
+        None
     }
 
     /// Waits until every running member is healthy.

@@ -37,6 +37,7 @@ use crate::time;
 /// How long a write waits for its revision to come back on the watch, and a barrier for
 /// the mirror to catch up, before the watch is opened again elsewhere.
 const SETTLE: Duration = Duration::from_secs(3);
+const SETTLE_FIRST: Duration = Duration::from_secs(1);
 /// How long an indeterminate transaction is retried before the caller is told.
 const RESOLVE: Duration = Duration::from_secs(10);
 /// Keys per page when listing the prefix.
@@ -155,8 +156,11 @@ impl EtcdStore {
     pub fn wait_for(&self, revision: u64) -> Result<(), StoreError> {
         let mut rx = self.subscribe();
         self.block_on(async {
-            for round in 0..2 {
-                let reached = tokio::time::timeout(SETTLE, rx.wait_for(|r| *r >= revision)).await;
+            // A healthy watch brings a revision back within milliseconds: after a second the
+            // member it reads from is likely cut off, so it is opened again elsewhere.
+            for (round, patience) in [SETTLE_FIRST, SETTLE].into_iter().enumerate() {
+                let reached =
+                    tokio::time::timeout(patience, rx.wait_for(|r| *r >= revision)).await;
                 match reached {
                     Ok(Ok(_)) => return Ok(()),
                     Ok(Err(_)) => break,
