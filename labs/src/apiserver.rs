@@ -129,8 +129,7 @@ impl ApiServer {
                 }
             }
             let token = std::fs::read_to_string(&token_file).unwrap_or_default();
-            if !token.trim().is_empty() && std::net::TcpStream::connect((host, port)).is_ok()
-            {
+            if !token.trim().is_empty() && std::net::TcpStream::connect((host, port)).is_ok() {
                 server.token = token.trim().to_string();
                 return Ok(server);
             }

@@ -95,8 +95,17 @@ enum BenchCommand {
     /// IPAM: durable allocations per second and latency percentiles through the HTTP API, N
     /// clients (one node each) against a fresh `tartan apiserver` on loopback, beside the
     /// reference CNI IPAM `host-local` executed one process per ADD as a runtime does.
-    #[command(after_help = "Example:\n  tartanlab bench ipam --clients 8 --allocs 20000")]
+    #[command(
+        after_help = "Examples:\n  tartanlab bench ipam --clients 8 --allocs 20000\n  tartanlab bench ipam --datastore etcd --allocs 20000    sled, then 3 etcd members"
+    )]
     Ipam {
+        /// `sled` (one server, embedded) or `etcd`: sled, then the same run on a fresh
+        /// three-member etcd cluster (Debian's etcd-server), each figure beside sled's.
+        #[arg(long, value_name = "sled|etcd", default_value = "sled")]
+        datastore: String,
+        /// API servers on etcd (with --datastore etcd); clients are spread over them.
+        #[arg(long, default_value_t = 1)]
+        replicas: usize,
         /// Concurrent clients, each allocating for its own node.
         #[arg(long, default_value_t = 8)]
         clients: usize,
@@ -526,6 +535,8 @@ fn run(command: Command) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(BenchCommand::Ipam {
+            datastore,
+            replicas,
             clients,
             allocs,
             reference_allocs,
@@ -538,6 +549,15 @@ fn run(command: Command) -> Result<ExitCode> {
                 reference_allocs,
                 work_dir: bench_dir(),
                 keep_files,
+                etcd_replicas: match datastore.as_str() {
+                    "sled" => 0,
+                    "etcd" => replicas.max(1),
+                    other => {
+                        return Err(LabError::Usage {
+                            message: format!("--datastore {other:?}: use sled or etcd"),
+                        });
+                    }
+                },
             };
             let results = tartan_labs::bench::ipam::run(&opts)?;
             println!(

@@ -287,8 +287,9 @@ fn run(fault: Fault) {
     if !root_tests_enabled() {
         return;
     }
-    let dir =
-        TempDir(std::env::temp_dir().join(format!("tartan-etcd-ha-{fault:?}-{}", std::process::id())));
+    let dir = TempDir(
+        std::env::temp_dir().join(format!("tartan-etcd-ha-{fault:?}-{}", std::process::id())),
+    );
     let ns = TempNetns::new("etcdha").expect("namespace");
     run_in(&ns.path, || {
         scenario(&dir.0, fault);

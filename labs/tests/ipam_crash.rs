@@ -175,10 +175,13 @@ fn the_ipam_benchmark_runs_and_reports_both_targets() {
         },
         work_dir: dir.0.clone(),
         keep_files: false,
+        etcd_replicas: 1,
     };
     let results = tartan_labs::bench::ipam::run(&opts).expect("bench");
     assert_eq!(results[0].allocations, 200);
     assert_eq!(results[0].errors, 0);
+    let on_etcd = results.iter().find(|r| r.target.contains("on etcd")).expect("etcd run");
+    assert_eq!((on_etcd.allocations, on_etcd.errors), (200, 0));
     let table = tartan_labs::bench::ipam::table(&results);
-    assert!(table.contains("tartan (HTTP API)"), "{table}");
+    assert!(table.contains("tartan on sled (HTTP API)"), "{table}");
 }

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use serde::Serialize;
 
 use super::AppState;
@@ -38,11 +38,16 @@ async fn blocking<T: Send + 'static>(
         .map_err(AppError::from)
 }
 
+/// The header a client sets when it sends a request again (see `AllocateRequest::retried`).
+pub const RETRY_HEADER: &str = "tartan-retry";
+
 pub async fn allocate(
     State(state): State<AppState>,
-    JsonBody(req): JsonBody<AllocateRequest>,
+    headers: HeaderMap,
+    JsonBody(mut req): JsonBody<AllocateRequest>,
 ) -> Result<Json<Allocated>, AppError> {
     let start = Instant::now();
+    req.retried = headers.contains_key(RETRY_HEADER);
     let result = blocking(&state, move |ipam| ipam.allocate(&req)).await;
     if let Ok(done) = &result {
         state.0.store.flush().await?;

@@ -215,7 +215,12 @@ impl Client {
         for i in 0..self.servers.len() {
             let index = (first + i) % self.servers.len();
             let server = &self.servers[index];
-            let req = self.build(server, &method, path, body.as_ref(), headers)?;
+            // A request sent again says so: the server then makes sure it sees what an earlier
+            // try may have done elsewhere.
+            let retry = [(crate::api::ipam::RETRY_HEADER, "1")];
+            let extra: Vec<(&str, &str)> =
+                headers.iter().copied().chain(retry.iter().copied().filter(|_| i > 0)).collect();
+            let req = self.build(server, &method, path, body.as_ref(), &extra)?;
             match self.attempt(server, req).await {
                 Attempt::Answered(status, bytes) => {
                     if index != first {

@@ -38,6 +38,11 @@ pub struct AllocateRequest {
     /// This exact address (counts as one of its family's addresses).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip: Option<IpAddr>,
+    /// An earlier try of this request may have been applied by another API server (the
+    /// client's `Tartan-Retry` header): the view is brought up to date with every server's
+    /// writes before the handle is looked up (etcd), so the retry finds what that try took.
+    #[serde(skip)]
+    pub retried: bool,
 }
 
 /// The addresses a handle holds after an allocation, as host networks.
@@ -80,9 +85,14 @@ impl Ipam {
         let lock = self.node_lock(&req.node)?;
         let _node = lock.lock().unwrap_or_else(PoisonError::into_inner);
         let _pools = self.pools_lock.read().unwrap_or_else(PoisonError::into_inner);
-        // Every allocation acknowledged by any server before this request is in the view, so
-        // a retried request finds its handle's addresses wherever it first went.
-        self.sync()?;
+        // A retried request must find what an earlier try took on another server: every write
+        // acknowledged anywhere is brought into the view first (a linearizable read of etcd's
+        // revision, then the watch caught up to it). A first try needs no such wait: no
+        // address can be given twice whatever the view (every block write is compare-and-swap),
+        // and the watch keeps the view milliseconds behind at most.
+        if req.retried {
+            self.sync()?;
+        }
 
         let held: Vec<IpAddr> =
             self.view()?.handles.get(&req.handle).into_iter().flatten().copied().collect();

@@ -1,7 +1,9 @@
 //! `tartanlab bench ipam`: durable allocations per second and their latency through the HTTP
 //! API — N clients, one node each, against a fresh `tartan apiserver` — beside the reference
 //! CNI IPAM, containernetworking-plugins' `host-local`, executed the way a runtime executes it
-//! (one process per ADD), in the same run.
+//! (one process per ADD), in the same run. With `--datastore etcd` the same clients then run
+//! against API servers on a fresh three-member etcd cluster (real `etcd` processes on
+//! loopback), reported beside the sled figure of the same run.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -10,6 +12,8 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::json;
 use tartan_ipam::client::Method;
+
+use tartan_ipam::store::etcd::local::LocalCluster;
 
 use crate::apiserver::{ApiServer, tartan_binary};
 use crate::error::LabError;
@@ -25,6 +29,8 @@ pub struct IpamBenchOptions {
     pub reference_allocs: usize,
     pub work_dir: PathBuf,
     pub keep_files: bool,
+    /// Also run on etcd (three members) with this many API servers; 0: sled only.
+    pub etcd_replicas: usize,
 }
 
 /// One target's figures.
@@ -89,14 +95,24 @@ pub fn run(o: &IpamBenchOptions) -> Result<Vec<IpamOutcome>, LabError> {
 
 fn run_in(o: &IpamBenchOptions, dir: &Path) -> Result<Vec<IpamOutcome>, LabError> {
     let clients = o.clients.max(1);
-    let server = ApiServer::start(&tartan_binary()?, &dir.join("data"))?;
+    let tartan_bin = tartan_binary()?;
+    let server = ApiServer::start(&tartan_bin, &dir.join("data"))?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(LabError::io("starting a runtime"))?;
-    let mut results = vec![rt.block_on(tartan(&server, clients, o.allocs))?];
+    let mut results = vec![rt.block_on(tartan(
+        "tartan on sled (HTTP API)",
+        std::slice::from_ref(&server),
+        clients,
+        o.allocs,
+    ))?];
     if let Some(kb) = server.rss_kb() {
         results[0].note = format!("fsync before every answer; server peak RSS {} MB", kb / 1024);
+    }
+    drop(server);
+    if o.etcd_replicas > 0 {
+        results.push(etcd(&rt, &tartan_bin, dir, o)?);
     }
     if o.reference_allocs > 0 {
         if Path::new(HOST_LOCAL).exists() {
@@ -110,11 +126,48 @@ fn run_in(o: &IpamBenchOptions, dir: &Path) -> Result<Vec<IpamOutcome>, LabError
     Ok(results)
 }
 
+/// Three etcd members on loopback and `o.etcd_replicas` API servers on them.
+fn etcd(
+    rt: &tokio::runtime::Runtime,
+    tartan_bin: &Path,
+    dir: &Path,
+    o: &IpamBenchOptions,
+) -> Result<IpamOutcome, LabError> {
+    let cluster =
+        LocalCluster::start(&dir.join("etcd"), 3).map_err(LabError::io("starting etcd"))?;
+    let token = dir.join("etcd-token");
+    let mut servers = Vec::new();
+    for r in 0..o.etcd_replicas {
+        servers.push(ApiServer::start_on_etcd(
+            tartan_bin,
+            &dir.join(format!("replica-{r}")),
+            "127.0.0.1",
+            &cluster.endpoints(),
+            "/tartan/",
+            &token,
+        )?);
+    }
+    let target = format!("tartan on etcd ({} members, {} API servers)", 3, servers.len());
+    let mut result = rt.block_on(tartan(&target, &servers, o.clients.max(1), o.allocs))?;
+    let db = cluster.members[0]
+        .post("/v3/maintenance/status", "{}")
+        .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
+        .and_then(|v| v["dbSize"].as_str().and_then(|s| s.parse::<u64>().ok()))
+        .unwrap_or(0);
+    result.note = format!(
+        "every write one etcd transaction; etcd database {:.1} MB of the 2 GiB default quota",
+        db as f64 / 1e6
+    );
+    Ok(result)
+}
+
 async fn tartan(
-    server: &ApiServer,
+    target: &str,
+    servers: &[ApiServer],
     clients: usize,
     allocs: usize,
 ) -> Result<IpamOutcome, LabError> {
+    let server = &servers[0];
     let setup = server.client()?;
     let pool = json!({"apiVersion": "tartan/v1", "kind": "IPPool", "metadata": {"name": "bench"},
         "spec": {"cidr": "10.128.0.0/10", "blockSize": 26}});
@@ -133,7 +186,7 @@ async fn tartan(
     let mut tasks = Vec::new();
     for c in 0..clients {
         let n = allocs / clients + usize::from(c < allocs % clients);
-        let client = server.client()?;
+        let client = servers[c % servers.len()].client()?;
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::with_capacity(n);
             let mut errors = 0;
@@ -156,7 +209,7 @@ async fn tartan(
         lat.extend(l);
         errors += e;
     }
-    Ok(outcome("tartan (HTTP API)", lat, errors, start.elapsed(), String::new()))
+    Ok(outcome(target, lat, errors, start.elapsed(), String::new()))
 }
 
 /// host-local, one process per ADD as a runtime runs it, `clients` at a time.
@@ -213,6 +266,7 @@ fn host_local(dir: &Path, clients: usize, allocs: usize) -> Result<IpamOutcome, 
 /// The results as a table, each target's rate beside host-local's.
 pub fn table(results: &[IpamOutcome]) -> String {
     let reference = results.iter().find(|r| r.target.starts_with("host-local"));
+    let sled = results.iter().find(|r| r.target.contains("on sled"));
     let mut rows = vec![
         [
             "TARGET",
@@ -225,6 +279,7 @@ pub fn table(results: &[IpamOutcome]) -> String {
             "P99",
             "MAX",
             "RATE VS HOST-LOCAL",
+            "VS SLED",
             "NOTE",
         ]
         .map(String::from)
@@ -243,6 +298,7 @@ pub fn table(results: &[IpamOutcome]) -> String {
             format!("{:.2} ms", r.max_ms),
             reference
                 .map_or("-".into(), |h| format!("{:.1}×", r.per_second / h.per_second.max(1e-9))),
+            sled.map_or("-".into(), |h| format!("{:.2}×", r.per_second / h.per_second.max(1e-9))),
             r.note.clone(),
         ]);
     }

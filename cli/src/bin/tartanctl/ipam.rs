@@ -277,6 +277,7 @@ pub async fn allocate(ctx: &Ctx, args: AllocateArgs) -> Result<()> {
         attributes,
         pools: Vec::new(),
         ip,
+        retried: false,
     };
     let api = ctx.connect()?;
     let out: Allocated = api.call(Method::POST, "/v1/ipam/allocate", Some(&request)).await?;

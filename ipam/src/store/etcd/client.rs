@@ -493,14 +493,20 @@ impl EtcdClient {
         }
     }
 
-    /// Opens a watch of every key under `prefix` from `start` (with the previous values), at
-    /// the member that answers first.
-    pub async fn watch(&self, prefix: &[u8], start: u64) -> Result<WatchStream, EtcdError> {
+    /// Opens a watch of every key under `prefix` from `start`, at the member that answers
+    /// first. `prev_kv`: with each change the value before it (costs etcd a second copy of
+    /// every value; the mirror knows them already, a history reader does not).
+    pub async fn watch(
+        &self,
+        prefix: &[u8],
+        start: u64,
+        prev_kv: bool,
+    ) -> Result<WatchStream, EtcdError> {
         let body = json!({"create_request": {
             "key": b64::encode(prefix),
             "range_end": b64::encode(&prefix_end(prefix)),
             "start_revision": start.to_string(),
-            "prev_kv": true,
+            "prev_kv": prev_kv,
         }});
         let first = self.preferred.load(Ordering::Relaxed);
         let n = self.endpoints.len();

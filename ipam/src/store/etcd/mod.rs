@@ -16,6 +16,7 @@
 //!   value read back is ours, which counts as applied. Never guessed.
 //! - A watch cut by a compaction lists the prefix again (once) and tells the IPAM to reload.
 
+mod batch;
 pub mod client;
 pub mod local;
 pub mod mirror;
@@ -38,6 +39,8 @@ use crate::time;
 /// the mirror to catch up, before the watch is opened again elsewhere.
 const SETTLE: Duration = Duration::from_secs(3);
 const SETTLE_FIRST: Duration = Duration::from_secs(1);
+/// How often the watch is checked against etcd's revision.
+const FRESHNESS: Duration = Duration::from_secs(1);
 /// How long an indeterminate transaction is retried before the caller is told.
 const RESOLVE: Duration = Duration::from_secs(10);
 /// Keys per page when listing the prefix.
@@ -72,6 +75,7 @@ struct Shared {
     /// Asks the watch task to open the watch again (it may be stuck on a cut-off member).
     restart: Notify,
     metrics: EtcdMetrics,
+    barrier: batch::Barrier,
 }
 
 /// The etcd datastore as one API server sees it.
@@ -80,11 +84,14 @@ pub struct EtcdStore {
     shared: Arc<Shared>,
     rt: tokio::runtime::Handle,
     watcher: tokio::task::JoinHandle<()>,
+    batcher: tokio::sync::mpsc::UnboundedSender<batch::Request>,
+    batch_task: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for EtcdStore {
     fn drop(&mut self) {
         self.watcher.abort();
+        self.batch_task.abort();
     }
 }
 
@@ -114,9 +121,19 @@ impl EtcdStore {
             revision_tx: watch::channel(page.revision).0,
             restart: Notify::new(),
             metrics: EtcdMetrics::default(),
+            barrier: batch::Barrier::default(),
         });
         let watcher = tokio::spawn(watch_loop(shared.clone()));
-        Ok(EtcdStore { shared, rt: tokio::runtime::Handle::current(), watcher })
+        tokio::spawn(freshness_loop(Arc::downgrade(&shared)));
+        let (batcher, requests) = tokio::sync::mpsc::unbounded_channel();
+        let batch_task = tokio::spawn(batch::run(shared.clone(), requests));
+        Ok(EtcdStore {
+            shared,
+            rt: tokio::runtime::Handle::current(),
+            watcher,
+            batcher,
+            batch_task,
+        })
     }
 
     pub fn client(&self) -> &EtcdClient {
@@ -159,8 +176,7 @@ impl EtcdStore {
             // A healthy watch brings a revision back within milliseconds: after a second the
             // member it reads from is likely cut off, so it is opened again elsewhere.
             for (round, patience) in [SETTLE_FIRST, SETTLE].into_iter().enumerate() {
-                let reached =
-                    tokio::time::timeout(patience, rx.wait_for(|r| *r >= revision)).await;
+                let reached = tokio::time::timeout(patience, rx.wait_for(|r| *r >= revision)).await;
                 match reached {
                     Ok(Ok(_)) => return Ok(()),
                     Ok(Err(_)) => break,
@@ -180,7 +196,7 @@ impl EtcdStore {
 
     /// Waits until the mirror holds every write acknowledged before the call.
     pub fn barrier(&self) -> Result<(), StoreError> {
-        let revision = self.block_on(self.shared.client.current_revision())?;
+        let revision = self.block_on(self.shared.barrier.revision(&self.shared.client))?;
         self.wait_for(revision)
     }
 
@@ -216,7 +232,7 @@ impl EtcdStore {
             return Ok((Vec::new(), since));
         }
         let prefix = self.shared.prefix.clone();
-        let mut stream = self.shared.client.watch(prefix.as_bytes(), since + 1).await?;
+        let mut stream = self.shared.client.watch(prefix.as_bytes(), since + 1, true).await?;
         let mut out = Vec::new();
         loop {
             // History arrives at once; a pause means it is all here.
@@ -275,9 +291,52 @@ impl EtcdStore {
         failure: &[Op],
         written: Option<&[u8]>,
     ) -> Result<TxnOutcome, StoreError> {
+        self.txn_from(compare, success, failure, written, false)
+    }
+
+    /// [`EtcdStore::txn`], grouped with concurrent writes into one transaction when it can be
+    /// ([`batch`]); alone (and resolved as usual) when the group did not apply.
+    fn txn_grouped(
+        &self,
+        compare: &[Compare],
+        success: &[Op],
+        failure: &[Op],
+        written: Option<&[u8]>,
+    ) -> Result<TxnOutcome, StoreError> {
+        let started = Instant::now();
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let request =
+            batch::Request { compare: compare.to_vec(), success: success.to_vec(), reply };
+        if self.batcher.send(request).is_ok() {
+            match self.block_on(answer) {
+                Ok(batch::Reply::Applied(revision)) => {
+                    let m = &self.shared.metrics;
+                    m.txns.fetch_add(1, Ordering::Relaxed);
+                    m.txn_micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+                    return Ok(batch::applied(revision));
+                }
+                Ok(batch::Reply::Alone { unsure }) => {
+                    return self.txn_from(compare, success, failure, written, unsure);
+                }
+                Err(_) => {}
+            }
+        }
+        self.txn(compare, success, failure, written)
+    }
+
+    /// The resolving loop; `unsure`: an earlier try of the same transaction may have been
+    /// applied.
+    fn txn_from(
+        &self,
+        compare: &[Compare],
+        success: &[Op],
+        failure: &[Op],
+        written: Option<&[u8]>,
+        unsure: bool,
+    ) -> Result<TxnOutcome, StoreError> {
         let metrics = &self.shared.metrics;
         let started = Instant::now();
-        let mut unsure = false;
+        let mut unsure = unsure;
         loop {
             let result = self.block_on(self.shared.client.txn(compare, success, failure));
             match result {
@@ -494,7 +553,7 @@ impl EtcdStore {
             Some(v) => Op::Put(key.clone(), v.clone()),
             None => Op::Delete(key.clone()),
         };
-        let o = self.txn(&compare, &[op], &[Op::Get(key)], new.as_deref())?;
+        let o = self.txn_grouped(&compare, &[op], &[Op::Get(key)], new.as_deref())?;
         if o.succeeded {
             let bytes = new.unwrap_or_default();
             return Ok(Ok(Versioned { bytes: bytes.as_slice().into(), rev: o.revision }));
@@ -576,7 +635,7 @@ async fn watch_loop(shared: Arc<Shared>) {
     let prefix = shared.prefix.clone();
     loop {
         let from = lock(&shared.mirror).revision + 1;
-        let mut stream = match shared.client.watch(prefix.as_bytes(), from).await {
+        let mut stream = match shared.client.watch(prefix.as_bytes(), from, false).await {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!("cannot watch etcd: {e}; retrying");
@@ -640,6 +699,22 @@ async fn watch_loop(shared: Arc<Shared>) {
         }
         shared.metrics.watch_restarts.fetch_add(1, Ordering::Relaxed);
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Once a second, checks that the watch keeps up with etcd (a linearizable read of the
+/// revision, then the mirror must reach it within a second) and opens it again elsewhere if
+/// not: a watch on a member cut off from the cluster stays open and silent.
+async fn freshness_loop(shared: std::sync::Weak<Shared>) {
+    loop {
+        tokio::time::sleep(FRESHNESS).await;
+        let Some(shared) = shared.upgrade() else { return };
+        let Ok(revision) = shared.barrier.revision(&shared.client).await else { continue };
+        let mut rx = shared.revision_tx.subscribe();
+        if tokio::time::timeout(FRESHNESS, rx.wait_for(|r| *r >= revision)).await.is_err() {
+            tracing::warn!(revision, "the etcd watch fell behind; opening it again");
+            shared.restart.notify_one();
+        }
     }
 }
 
