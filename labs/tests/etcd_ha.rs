@@ -261,7 +261,7 @@ fn scenario(dir: &Path, fault: Fault) {
         for t in tasks {
             t.await.expect("storm task");
         }
-        let l = ledger.lock().expect("ledger");
+        let l = std::mem::take(&mut *ledger.lock().expect("ledger"));
         let mut gap = Duration::ZERO;
         let mut acks = l.acks.clone();
         acks.sort();
