@@ -12,6 +12,7 @@ pub mod api;
 pub mod b64;
 pub mod client;
 pub mod ipam;
+pub mod migrate;
 pub mod resources;
 pub mod store;
 pub mod time;

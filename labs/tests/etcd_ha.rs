@@ -280,6 +280,27 @@ fn scenario(dir: &Path, fault: Fault) {
         assert!(gap < Duration::from_secs(15), "writes stopped for {gap:?}");
         let verifier = Client::new(&b.url, Some(b.token.clone())).expect("client");
         verify(&verifier, &l).await;
+        let health: Value = verifier.get_json("/healthz").await.expect("healthz");
+        assert_eq!(health["etcd"]["quorum"], true, "{health}");
+        if let Fault::Kill = fault {
+            // One member left of three: no quorum, and the replica says so.
+            let running: Vec<usize> = (0..3).filter(|i| etcd.members[*i].is_running()).collect();
+            etcd.members[running[0]].kill();
+            let deadline = Instant::now() + Duration::from_secs(15);
+            loop {
+                let status = verifier.send(Method::GET, "/healthz", None, &[]).await;
+                // The client hands a 503 back as an error (it would try another server).
+                let code = match &status {
+                    Ok((s, _)) => Some(s.as_u16()),
+                    Err(e) => e.status().map(|s| s.as_u16()),
+                };
+                if code == Some(503) {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "healthz still answers {status:?}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
     });
 }
 

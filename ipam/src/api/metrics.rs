@@ -159,6 +159,86 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
         "gauge",
         state.0.store.revision(),
     );
+    if let Some(etcd) = state.0.store.etcd() {
+        let e = etcd.metrics();
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        for (name, help, kind, value) in [
+            (
+                "tartan_etcd_transactions_total",
+                "etcd transactions answered.",
+                "counter",
+                load(&e.txns),
+            ),
+            (
+                "tartan_etcd_transaction_microseconds_total",
+                "Time spent in answered etcd transactions (divide by the count for the mean).",
+                "counter",
+                load(&e.txn_micros),
+            ),
+            (
+                "tartan_etcd_conflicts_total",
+                "Writes whose compare failed (someone else wrote first).",
+                "counter",
+                load(&e.conflicts),
+            ),
+            (
+                "tartan_etcd_retries_total",
+                "Transactions sent again to learn their outcome.",
+                "counter",
+                load(&e.retries),
+            ),
+            (
+                "tartan_etcd_indeterminate_total",
+                "Transactions without a clear answer (then resolved by reading).",
+                "counter",
+                load(&e.indeterminate),
+            ),
+            (
+                "tartan_etcd_relists_total",
+                "Full listings after the watch's history was compacted.",
+                "counter",
+                load(&e.relists),
+            ),
+            (
+                "tartan_etcd_watch_restarts_total",
+                "Times the etcd watch was opened again.",
+                "counter",
+                load(&e.watch_restarts),
+            ),
+            (
+                "tartan_etcd_db_size_bytes",
+                "The largest member's database size.",
+                "gauge",
+                load(&e.db_size),
+            ),
+            (
+                "tartan_etcd_db_quota_bytes",
+                "etcd's default backend quota (NOSPACE beyond it).",
+                "gauge",
+                crate::store::etcd::DEFAULT_QUOTA,
+            ),
+            (
+                "tartan_etcd_nospace",
+                "1 while etcd reports a NOSPACE alarm.",
+                "gauge",
+                load(&e.no_space),
+            ),
+            (
+                "tartan_etcd_compacted_revision",
+                "Revision etcd's history was compacted to.",
+                "gauge",
+                load(&e.compacted),
+            ),
+            (
+                "tartan_etcd_quorum",
+                "1 while linearizable reads succeed.",
+                "gauge",
+                u64::from(etcd.has_quorum()),
+            ),
+        ] {
+            counter(&mut out, name, help, kind, value);
+        }
+    }
     let per_pool = |out: &mut String, name: &str, help: &str, value: &dyn Fn(&PoolUsage) -> f64| {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
         for p in &usage.pools {

@@ -96,10 +96,25 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn healthz(State(state): State<AppState>) -> Json<serde_json::Value> {
-    Json(
-        serde_json::json!({"status": "ok", "version": env!("CARGO_PKG_VERSION"), "revision": state.0.store.revision()}),
-    )
+/// `ok` with the revision; on etcd also whether the cluster has quorum (a linearizable read
+/// succeeded in the last 5 s) — 503 when it has not, so a load balancer moves on.
+async fn healthz(State(state): State<AppState>) -> Response {
+    let store = &state.0.store;
+    let mut body = serde_json::json!({"status": "ok", "version": env!("CARGO_PKG_VERSION"),
+        "revision": store.revision(), "datastore": if store.is_shared() { "etcd" } else { "sled" }});
+    if let Some(etcd) = store.etcd() {
+        let quorum = etcd.has_quorum();
+        body["etcd"] = serde_json::json!({
+            "quorum": quorum,
+            "endpoints": etcd.client().endpoints(),
+            "dbSizeBytes": etcd.metrics().db_size.load(std::sync::atomic::Ordering::Relaxed),
+        });
+        if !quorum {
+            body["status"] = "unavailable".into();
+            return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+        }
+    }
+    Json(body).into_response()
 }
 
 async fn not_found() -> AppError {

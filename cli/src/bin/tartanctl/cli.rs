@@ -104,6 +104,9 @@ pub enum Command {
     /// Node commands: the BGP sessions each node reports.
     #[command(subcommand)]
     Node(NodeCommand),
+    /// Datastore commands: migrate a sled datastore into etcd.
+    #[command(subcommand)]
+    Datastore(DatastoreCommand),
     /// Print the client's version and the API server's.
     #[command(after_help = VERSION_EXAMPLES)]
     Version(VersionArgs),
@@ -237,6 +240,49 @@ pub struct LabelArgs {
     /// Remove this label (repeatable).
     #[arg(long, value_name = "KEY")]
     pub remove: Vec<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DatastoreCommand {
+    /// Copy a sled datastore into etcd (stop its API server first), verify, unlock.
+    #[command(long_about = MIGRATE_ABOUT, after_help = MIGRATE_EXAMPLES)]
+    Migrate(MigrateArgs),
+}
+
+const MIGRATE_ABOUT: &str = "\
+Copy a sled datastore into etcd, as `calicoctl datastore migrate` does.
+
+The sled database is opened directly, so its `tartan apiserver` must be stopped (the database
+stays locked while a server holds it): nothing can change under the copy. Under the etcd prefix
+a read-only marker is set first (API servers on etcd refuse writes while it exists), every key
+is created only if absent, everything is read back and compared byte for byte, and only then is
+the marker removed. The target prefix must be empty. On failure the marker stays, holding what
+went wrong; delete the prefix and run the migration again.";
+
+const MIGRATE_EXAMPLES: &str = "\
+Examples:
+  systemctl stop tartan-apiserver
+  tartanctl datastore migrate --from-data-dir /var/lib/tartan \\
+      --etcd-endpoints http://10.0.0.1:2379,http://10.0.0.2:2379,http://10.0.0.3:2379
+  tartan apiserver --datastore etcd --etcd-endpoints ... --token-file /var/lib/tartan/token";
+
+#[derive(clap::Args, Debug)]
+pub struct MigrateArgs {
+    /// The sled API server's data directory.
+    #[arg(long, value_name = "DIR")]
+    pub from_data_dir: PathBuf,
+    /// The etcd members, comma-separated.
+    #[arg(
+        long,
+        value_name = "URL[,URL...]",
+        env = "TARTAN_ETCD_ENDPOINTS",
+        value_delimiter = ',',
+        required = true
+    )]
+    pub etcd_endpoints: Vec<String>,
+    /// The key prefix to copy into (must be empty).
+    #[arg(long, value_name = "PREFIX", default_value = "/tartan/")]
+    pub etcd_prefix: String,
 }
 
 #[derive(Subcommand, Debug)]

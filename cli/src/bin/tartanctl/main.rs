@@ -21,7 +21,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser};
 use serde_json::Value;
 
-use cli::{Cli, Command, IpamCommand, NodeCommand, VersionArgs};
+use cli::{Cli, Command, DatastoreCommand, IpamCommand, NodeCommand, VersionArgs};
 use context::{Ctx, Error, Result};
 use output::emit;
 use resources::Write;
@@ -62,6 +62,9 @@ async fn run(cli: Cli) -> Result<()> {
         emit(&client_version());
         return Ok(());
     }
+    if let Command::Datastore(DatastoreCommand::Migrate(args)) = &cli.command {
+        return migrate(args).await;
+    }
     let ctx = Ctx::resolve(&cli.global)?;
     match cli.command {
         Command::Get(args) => resources::get(&ctx, args).await,
@@ -78,6 +81,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Ipam(IpamCommand::Allocate(args)) => ipam::allocate(&ctx, args).await,
         Command::Node(NodeCommand::Status(args)) => node::status(&ctx, args).await,
         Command::Version(args) => version(&ctx, args).await,
+        Command::Datastore(_) => Ok(()),
         Command::Completion(_) => Ok(()),
     }
 }
@@ -113,6 +117,23 @@ async fn version(ctx: &Ctx, args: VersionArgs) -> Result<()> {
     emit(&format!(
         "Server Version:    {server}\nAPI:               {} (revision {revision})\n",
         api.url()
+    ));
+    Ok(())
+}
+
+/// `tartanctl datastore migrate`: sled into etcd, step by step on stderr.
+async fn migrate(args: &cli::MigrateArgs) -> Result<()> {
+    let target = tartan_ipam::store::etcd::EtcdConfig {
+        endpoints: args.etcd_endpoints.clone(),
+        prefix: args.etcd_prefix.clone(),
+    };
+    let mut progress = |step: &str| eprintln!("migrate: {step}");
+    let done = tartan_ipam::migrate::sled_to_etcd(&args.from_data_dir, &target, &mut progress)
+        .await
+        .map_err(|e| Error::new(format!("datastore migrate: {e}")))?;
+    emit(&format!(
+        "Copied {} resources, {} blocks and {} affinities into etcd under {} ({} keys verified).\n",
+        done.resources, done.blocks, done.affinities, args.etcd_prefix, done.verified
     ));
     Ok(())
 }

@@ -64,7 +64,22 @@ pub struct EtcdMetrics {
     pub indeterminate: AtomicU64,
     pub relists: AtomicU64,
     pub watch_restarts: AtomicU64,
+    /// Unix ms of the last linearizable read that succeeded (the cluster had a quorum).
+    pub quorum_seen_ms: AtomicU64,
+    /// The largest member database, bytes (refreshed every minute).
+    pub db_size: AtomicU64,
+    /// 1 while etcd reports a NOSPACE alarm.
+    pub no_space: AtomicU64,
+    /// The revision history was compacted up to.
+    pub compacted: AtomicU64,
 }
+
+/// etcd's default backend quota (`--quota-backend-bytes`).
+pub const DEFAULT_QUOTA: u64 = 2 << 30;
+/// History kept for watchers to resume from (older revisions are compacted).
+const RETENTION: Duration = Duration::from_secs(300);
+/// How often the database size, the alarms and compaction are looked at.
+const MAINTENANCE: Duration = Duration::from_secs(60);
 
 #[derive(Debug)]
 struct Shared {
@@ -123,8 +138,11 @@ impl EtcdStore {
             metrics: EtcdMetrics::default(),
             barrier: batch::Barrier::default(),
         });
+        // The listing was a linearizable read: the cluster had quorum just now.
+        shared.metrics.quorum_seen_ms.store(time::now_millis(), Ordering::Relaxed);
         let watcher = tokio::spawn(watch_loop(shared.clone()));
         tokio::spawn(freshness_loop(Arc::downgrade(&shared)));
+        tokio::spawn(maintenance_loop(Arc::downgrade(&shared)));
         let (batcher, requests) = tokio::sync::mpsc::unbounded_channel();
         let batch_task = tokio::spawn(batch::run(shared.clone(), requests));
         Ok(EtcdStore {
@@ -146,6 +164,13 @@ impl EtcdStore {
 
     pub fn prefix(&self) -> &str {
         &self.shared.prefix
+    }
+
+    /// Whether a linearizable read succeeded within the last few seconds (etcd has quorum and
+    /// this server reaches it).
+    pub fn has_quorum(&self) -> bool {
+        let seen = self.shared.metrics.quorum_seen_ms.load(Ordering::Relaxed);
+        time::now_millis().saturating_sub(seen) < 5_000
     }
 
     fn key(&self, section: &str, rest: &str) -> Vec<u8> {
@@ -710,11 +735,59 @@ async fn freshness_loop(shared: std::sync::Weak<Shared>) {
         tokio::time::sleep(FRESHNESS).await;
         let Some(shared) = shared.upgrade() else { return };
         let Ok(revision) = shared.barrier.revision(&shared.client).await else { continue };
+        shared.metrics.quorum_seen_ms.store(time::now_millis(), Ordering::Relaxed);
         let mut rx = shared.revision_tx.subscribe();
         if tokio::time::timeout(FRESHNESS, rx.wait_for(|r| *r >= revision)).await.is_err() {
             tracing::warn!(revision, "the etcd watch fell behind; opening it again");
             shared.restart.notify_one();
         }
+    }
+}
+
+/// Every minute: the database size and alarms for health and metrics, and compaction of the
+/// history older than [`RETENTION`] (every server does it; compacting twice is harmless).
+/// Without compaction etcd keeps every version of every block until its quota is full.
+async fn maintenance_loop(shared: std::sync::Weak<Shared>) {
+    let mut samples: std::collections::VecDeque<(Instant, u64)> = Default::default();
+    loop {
+        {
+            let Some(shared) = shared.upgrade() else { return };
+            let m = &shared.metrics;
+            let size = shared.client.statuses().await.iter().flatten().map(|s| s.db_size).max();
+            if let Some(size) = size {
+                m.db_size.store(size, Ordering::Relaxed);
+            }
+            if let Ok(alarms) = shared.client.alarms().await {
+                let full = alarms.iter().any(|a| a == "NOSPACE");
+                if full {
+                    tracing::error!(
+                        "etcd raised NOSPACE: writes are refused until it is compacted, defragmented \
+                         (etcdctl defrag) and the alarm disarmed (etcdctl alarm disarm)"
+                    );
+                }
+                m.no_space.store(u64::from(full), Ordering::Relaxed);
+            }
+            let now = Instant::now();
+            samples.push_back((now, lock(&shared.mirror).revision));
+            let mut target = None;
+            while let Some((at, rev)) = samples.front().copied() {
+                if now.duration_since(at) < RETENTION {
+                    break;
+                }
+                target = Some(rev);
+                samples.pop_front();
+            }
+            if let Some(rev) = target.filter(|r| *r > m.compacted.load(Ordering::Relaxed)) {
+                match shared.client.compact(rev).await {
+                    Ok(()) => {
+                        m.compacted.store(rev, Ordering::Relaxed);
+                        tracing::info!(revision = rev, "compacted etcd's history");
+                    }
+                    Err(e) => tracing::warn!("cannot compact etcd: {e}"),
+                }
+            }
+        }
+        tokio::time::sleep(MAINTENANCE).await;
     }
 }
 
