@@ -4,7 +4,8 @@
 # Debian packages the labs need: routing daemons that nodes run, tools the tests call.
 # containernetworking-plugins: the reference `host-local` IPAM of `tartanlab bench ipam`.
 # podman, runc, busybox-static: podman as a real runtime on lab hosts (labs/tests/podman.rs).
-TARTAN_PACKAGES=(iproute2 bird2 frr gobgpd iputils-ping util-linux procps containernetworking-plugins socat nftables podman runc busybox-static)
+# etcd-server: real etcd members for the datastore tests, `bench ipam --datastore etcd` and labs.
+TARTAN_PACKAGES=(iproute2 bird2 frr gobgpd iputils-ping util-linux procps containernetworking-plugins socat nftables podman runc busybox-static etcd-server)
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }

@@ -328,3 +328,108 @@ fn etcd_leader_and_api_replica_killed_mid_storm_lose_nothing() {
 fn etcd_leader_then_follower_partitioned_lose_nothing() {
     run(Fault::Partition);
 }
+
+async fn put_node(c: &Client, name: &str) {
+    let node = json!({"apiVersion": "tartan/v1", "kind": "Node", "metadata": {"name": name}});
+    c.call::<Value>(Method::PUT, &format!("/v1/nodes/{name}"), Some(&node)).await.expect("node");
+}
+
+/// The next `n` Node events of a watch (bookmarks skipped): (revision, name).
+async fn node_events(w: &mut tartan_ipam::client::Watch, n: usize) -> Vec<(u64, String)> {
+    let mut out = Vec::new();
+    while out.len() < n {
+        let ev = tokio::time::timeout(Duration::from_secs(10), w.next())
+            .await
+            .expect("an event within 10 s")
+            .expect("the stream stays open");
+        if ev["type"] == "BOOKMARK" {
+            continue;
+        }
+        let name = ev["object"]["metadata"]["name"].as_str().unwrap_or_default().to_string();
+        out.push((ev["revision"].as_u64().unwrap_or(0), name));
+    }
+    out
+}
+
+#[test]
+fn a_watcher_resumes_on_another_replica_and_relists_once_after_compaction() {
+    let dir =
+        TempDir(std::env::temp_dir().join(format!("tartan-etcd-watch-{}", std::process::id())));
+    let etcd = LocalCluster::start(&dir.0.join("etcd"), 3).expect("etcd");
+    let tartan = tartan_binary().expect("tartan binary");
+    let token = dir.0.join("token");
+    let start = |name: &str| {
+        ApiServer::start_on_etcd(
+            &tartan,
+            &dir.0.join(name),
+            "127.0.0.1",
+            &etcd.endpoints(),
+            "/tartan/",
+            &token,
+        )
+        .expect("api server")
+    };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let mut a = start("a");
+    let writer = start("c");
+    rt.block_on(async {
+        let ca = a.client().expect("client");
+        let cw = writer.client().expect("client");
+        let list: Value = ca.get_json("/v1/nodes").await.expect("list");
+        let since = list["revision"].as_u64().expect("revision");
+        let mut w = ca.watch(since, "nodes").await.expect("watch on a");
+        for i in 0..5 {
+            put_node(&cw, &format!("n{i}")).await;
+        }
+        let seen = node_events(&mut w, 5).await;
+        let last = seen.last().map(|(r, _)| *r).expect("events");
+        // The replica being watched dies; changes go on elsewhere; a replica that starts only
+        // now must still give the watcher everything after its last revision.
+        a.kill();
+        for i in 5..10 {
+            put_node(&cw, &format!("n{i}")).await;
+        }
+        let b = start("b");
+        let cb = b.client().expect("client");
+        let mut w = cb.watch(last, "nodes").await.expect("resume on b");
+        let resumed = node_events(&mut w, 5).await;
+        let names: Vec<&str> = resumed.iter().map(|(_, n)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            ["n5", "n6", "n7", "n8", "n9"],
+            "events lost or repeated across the replica loss"
+        );
+        // Compaction removes the history: a watcher from before it gets 410, lists once, and
+        // goes on from the list's revision without another relist.
+        let current: Value = cb.get_json("/v1/nodes").await.expect("list");
+        let rev = current["revision"].as_u64().expect("revision");
+        let answer = etcd.members[0]
+            .post("/v3/kv/compaction", &format!("{{\"revision\":\"{rev}\",\"physical\":true}}"))
+            .expect("compaction");
+        assert!(!answer.contains("error"), "{answer}");
+        put_node(&cw, "n10").await;
+        let d = start("d");
+        let cd = d.client().expect("client");
+        let mut relists = 0;
+        let mut from = last;
+        let mut watch = loop {
+            match cd.watch(from, "nodes").await {
+                Ok(w) => break w,
+                Err(e) if e.status().map(|s| s.as_u16()) == Some(410) => {
+                    relists += 1;
+                    assert!(relists <= 1, "relisted twice");
+                    let list: Value = cd.get_json("/v1/nodes").await.expect("relist");
+                    assert_eq!(list["items"].as_array().map(Vec::len), Some(11));
+                    from = list["revision"].as_u64().expect("revision");
+                }
+                Err(e) => panic!("watch: {e}"),
+            }
+        };
+        assert_eq!(relists, 1, "a watch from before the compaction must be told to list again");
+        put_node(&cw, "n11").await;
+        let after = node_events(&mut watch, 1).await;
+        assert_eq!(after[0].1, "n11");
+        drop(d);
+        drop(b);
+    });
+}
