@@ -344,3 +344,48 @@ both! {
     assert!(ipam.affinities().expect("affinities").is_empty());
 }
 }
+
+both! {
+    fn attributes_and_handles_are_bounded_and_a_block_never_outgrows_the_limit(backend: Backend) {
+        let dir = TempDir::with("ipam-limits", backend);
+        let (store, ipam) = open(&dir);
+        put(&store, Kind::IpPool, "big", json!({"cidr": "10.80.0.0/20", "blockSize": 20}));
+        nodes(&store, 1);
+        let req = |handle: &str, attrs: Vec<(String, String)>| AllocateRequest {
+            node: "n0".into(),
+            handle: handle.into(),
+            ipv4: 1,
+            attributes: attrs.into_iter().collect(),
+            ..AllocateRequest::default()
+        };
+        let too_many: Vec<(String, String)> = (0..17).map(|i| (format!("k{i}"), "v".into())).collect();
+        assert!(matches!(ipam.allocate(&req("a", too_many)), Err(IpamError::Invalid(_))));
+        let too_big = vec![("k".to_string(), "x".repeat(3000))];
+        assert!(matches!(ipam.allocate(&req("a", too_big)), Err(IpamError::Invalid(_))));
+        assert!(matches!(ipam.allocate(&req("bad\nhandle", vec![])), Err(IpamError::Invalid(_))));
+        // Near-limit attributes on every address: the block stops growing at the limit (lowered
+        // here from 1 MiB so the test writes 30 blocks, not 500).
+        ipam.limit_block_bytes(64 << 10);
+        let attrs = || vec![("note".to_string(), "y".repeat(2000))];
+        let mut refused = None;
+        for i in 0..1000 {
+            match ipam.allocate(&req(&format!("h{i}"), attrs())) {
+                Ok(_) => {}
+                Err(IpamError::Refused(m)) => {
+                    refused = Some((i, m));
+                    break;
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        let (i, message) = refused.expect("the block limit is reached");
+        assert!(i > 15, "refused after {i}: {message}");
+        assert!(message.contains("smaller blockSize"), "{message}");
+        for b in ipam.raw_blocks().expect("blocks") {
+            let bytes = serde_json::to_vec(&b).expect("json").len();
+            assert!(bytes <= 64 << 10, "{bytes}");
+        }
+        // Without attributes the same block still takes allocations.
+        ipam.allocate(&req("plain", vec![])).expect("a plain allocation fits");
+    }
+}

@@ -65,6 +65,33 @@ fn fnv(text: &str) -> u64 {
         .fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
 }
 
+/// Attributes are stored in the block with the address, and every write of the block carries
+/// them: bounded, so one caller cannot make every allocation of a block slow (or, on etcd,
+/// push the block past etcd's request limit).
+pub const MAX_ATTRIBUTES: usize = 16;
+pub const MAX_ATTRIBUTE_BYTES: usize = 2048;
+
+fn check_attributes(attributes: &BTreeMap<String, String>) -> Result<()> {
+    if attributes.len() > MAX_ATTRIBUTES {
+        return Err(IpamError::Invalid(format!(
+            "at most {MAX_ATTRIBUTES} attributes per allocation ({} given)",
+            attributes.len()
+        )));
+    }
+    let bytes: usize = attributes.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if bytes > MAX_ATTRIBUTE_BYTES {
+        return Err(IpamError::Invalid(format!(
+            "attributes take {bytes} bytes; at most {MAX_ATTRIBUTE_BYTES} per allocation"
+        )));
+    }
+    if let Some(k) = attributes.keys().find(|k| k.is_empty() || k.chars().any(char::is_control)) {
+        return Err(IpamError::Invalid(format!(
+            "attribute name {k:?} must be printable and not empty"
+        )));
+    }
+    Ok(())
+}
+
 impl Ipam {
     /// Allocates addresses for `req.handle` on `req.node`.
     pub fn allocate(&self, req: &AllocateRequest) -> Result<Allocated> {
@@ -72,6 +99,12 @@ impl Ipam {
         if req.handle.is_empty() || req.handle.len() > 256 {
             return Err(IpamError::Invalid("handle must be 1 to 256 characters".into()));
         }
+        if req.handle.chars().any(|c| c.is_control()) {
+            return Err(IpamError::Invalid(
+                "handle must be printable (no control characters)".into(),
+            ));
+        }
+        check_attributes(&req.attributes)?;
         if req.ipv4 > MAX_PER_REQUEST || req.ipv6 > MAX_PER_REQUEST {
             return Err(IpamError::Invalid(format!(
                 "at most {MAX_PER_REQUEST} addresses per family per request"

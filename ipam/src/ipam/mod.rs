@@ -35,6 +35,11 @@ use serde::{Deserialize, Serialize};
 /// How often a compare-and-swap is retried before giving up (Calico's `datastoreRetries`).
 const CAS_RETRIES: usize = 100;
 
+/// The largest a stored block may grow. etcd refuses requests over 1.5 MiB and keeps every
+/// superseded version until compaction, so a block is kept well under that on any backend
+/// (a /20 of bare allocations is about 350 KB; attributes are what could pass this).
+pub const MAX_BLOCK_BYTES: usize = 1 << 20;
+
 /// Errors of the IPAM layer.
 #[derive(Debug, thiserror::Error)]
 pub enum IpamError {
@@ -129,6 +134,8 @@ pub struct Ipam {
     settings: Mutex<Option<Settings>>,
     /// Blocks copied to be changed: the IPAM's cost per write (see `block_copies`).
     copies: AtomicU64,
+    /// The largest a stored block may grow ([`MAX_BLOCK_BYTES`] unless lowered).
+    block_limit: std::sync::atomic::AtomicUsize,
 }
 
 #[derive(Clone, Debug)]
@@ -167,6 +174,7 @@ impl Ipam {
             pools_lock: RwLock::new(()),
             settings: Mutex::new(None),
             copies: AtomicU64::new(0),
+            block_limit: std::sync::atomic::AtomicUsize::new(MAX_BLOCK_BYTES),
         };
         // On etcd a claim and a give-back are single transactions: nothing is ever half done.
         if !shared {
@@ -372,6 +380,14 @@ impl Ipam {
                 return Ok(None);
             };
             let raw = serde_json::to_vec(&block).map_err(corrupt)?;
+            let limit = self.block_limit.load(Ordering::Relaxed);
+            if raw.len() > limit && raw.len() > cached.raw.bytes.len() {
+                return Err(IpamError::Refused(format!(
+                    "block {cidr} would grow to {} bytes, over the {limit}-byte limit of a stored \
+                     block: allocate with fewer attributes, or use a pool with a smaller blockSize",
+                    raw.len()
+                )));
+            }
             match self.store.cas_block(&block_key(cidr), Some(&cached.raw), Some(raw))? {
                 Ok(written) => {
                     self.landed(cidr, &Ok((block, written)))?;
@@ -381,6 +397,11 @@ impl Ipam {
             }
         }
         Err(IpamError::Contended(cidr))
+    }
+
+    /// Lowers the largest size a stored block may grow to (never above [`MAX_BLOCK_BYTES`]).
+    pub fn limit_block_bytes(&self, bytes: usize) {
+        self.block_limit.store(bytes.min(MAX_BLOCK_BYTES), Ordering::Relaxed);
     }
 
     /// How many blocks were copied to be changed since open. A copy costs the whole block, so
