@@ -7,6 +7,10 @@
 # IPAM and a ping matrix between all the containers. Needs root. Installs the Debian packages
 # it needs when missing. The lab keeps running afterwards; the last lines say how to explore
 # and remove it. The BGP speaker's labs with FRR, BIRD and GoBGP are scripts/demo-bgp.sh.
+#
+#   scripts/demo.sh           the API server on sled (containerlab/quickstart.clab.yml)
+#   scripts/demo.sh --etcd    two API replicas on a three-member etcd cluster
+#                             (containerlab/quickstart-etcd.clab.yml), then their health
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -16,13 +20,25 @@ prepare
 say "building (release)"
 cargo build --release -q -p tartan-labs -p tartan-cli
 LAB=target/release/tartanlab
+ETCD=0
+case "${1:-}" in
+  "") ;;
+  --etcd) ETCD=1 ;;
+  *) die "usage: $0 [--etcd]" ;;
+esac
 TOPO=containerlab/quickstart.clab.yml
 LOGS=containerlab/clab-quickstart/
+CTL_NODE=apiserver                     # where tartanctl runs (it finds the API by name)
+if [ "$ETCD" -eq 1 ]; then
+  TOPO=containerlab/quickstart-etcd.clab.yml
+  LOGS=containerlab/clab-quickstart-etcd/
+  CTL_NODE=host1                       # TARTAN_API names both replicas there
+fi
 HOSTS=(host1 host2 host3)              # the topology's hosts, two containers each
 CONTAINERS=6
 SESSIONS=$((2 * (${#HOSTS[@]} - 1)))   # an IPv4 and an IPv6 session to every other host
 in_node() { "$LAB" exec -t "$TOPO" "$@"; }
-ctl() { in_node apiserver -- tartanctl "$@"; }
+ctl() { in_node "$CTL_NODE" -- tartanctl "$@"; }
 
 say "deploying $TOPO"
 "$LAB" deploy --reconfigure -t "$TOPO" >/dev/null   # its table is the "nodes" section below
@@ -141,6 +157,14 @@ for h in "${HOSTS[@]}"; do
 done
 section "IPAM: tartanctl ipam show --show-blocks"
 ctl ipam show --show-blocks
+if [ "$ETCD" -eq 1 ]; then
+  section "the control plane: two API replicas on three etcd members (/healthz)"
+  for api in api1 api2; do
+    printf '%s: ' "$api"
+    in_node host1 -- curl -s "http://$api:7180/healthz" || echo unreachable
+    echo
+  done
+fi
 
 mapfile -t WL < <(workloads)
 section "containers"
@@ -198,7 +222,7 @@ read -r far_name far_host far_v4 _ <<<"${WL[-1]}"
 cat <<MSG
 
 The lab keeps running. Try:
-  sudo $LAB exec -t $TOPO host1 -- tartan sandbox add web7
+$( [ "$ETCD" -eq 1 ] && printf '%s\n' "  sudo $LAB exec -t $TOPO etcd1 -- pkill -KILL -x etcd; sudo $LAB exec -t $TOPO api1 -- pkill -KILL -x tartan    # containers still start:" )  sudo $LAB exec -t $TOPO host1 -- tartan sandbox add web7
   sudo $LAB exec -t $TOPO host1 -- tartan sandbox exec web7 -- ping -c3 $far_v4    # $far_name on $far_host
   sudo $LAB exec -t $TOPO $far_host -- tartan sandbox exec $far_name -- ping -c3 $first_v6    # $first on $first_host
   sudo $LAB exec -t $TOPO $far_host -- tartan sandbox exec $far_name -- ip route    # via 169.254.1.1

@@ -114,6 +114,38 @@ pub fn load_or_create_token(path: &Path) -> Result<String, String> {
     ))
 }
 
+/// Opens the etcd datastore, waiting for etcd while no member answers (servers and etcd
+/// often start together); any other failure ends the start.
+async fn open_etcd(etcd: &EtcdConfig) -> Result<Store, String> {
+    let started = std::time::Instant::now();
+    let mut told = None::<std::time::Instant>;
+    loop {
+        match Store::open_etcd(etcd.clone()).await {
+            Ok(store) => return Ok(store),
+            Err(crate::store::StoreError::Etcd(crate::store::etcd::EtcdError::Unavailable {
+                last,
+                ..
+            })) => {
+                if told.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+                    eprintln!(
+                        "tartan apiserver: waiting for etcd ({}) for {} s: {last}",
+                        etcd.endpoints.join(","),
+                        started.elapsed().as_secs()
+                    );
+                    told = Some(std::time::Instant::now());
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => {
+                return Err(format!(
+                    "cannot open the datastore in etcd ({}): {e}",
+                    etcd.endpoints.join(",")
+                ));
+            }
+        }
+    }
+}
+
 /// Runs the server until SIGTERM or SIGINT.
 pub async fn run(config: ServerConfig) -> Result<(), String> {
     std::fs::create_dir_all(&config.data_dir).map_err(|e| {
@@ -127,9 +159,7 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
                 config.data_dir.display()
             )
         })?,
-        Datastore::Etcd(etcd) => Store::open_etcd(etcd.clone()).await.map_err(|e| {
-            format!("cannot open the datastore in etcd ({}): {e}", etcd.endpoints.join(","))
-        })?,
+        Datastore::Etcd(etcd) => open_etcd(etcd).await?,
     };
     let store = Arc::new(store);
     let ipam = {

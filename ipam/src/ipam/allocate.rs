@@ -384,7 +384,7 @@ impl Ipam {
                 super::views::affinity_resource(&aff),
             )?;
             let won = outcome.is_ok();
-            self.landed(cidr, &outcome.map(|v| (block, v)))?;
+            self.landed(cidr, outcome.map(|v| (block, v)))?;
             if won {
                 tracing::info!(%node, block = %cidr, "claimed block");
             }
@@ -393,13 +393,13 @@ impl Ipam {
         self.write_affinity(node, cidr, Some(AffinityState::Pending))?;
         match self.store.cas_block(&block_key(cidr), None, Some(raw))? {
             Ok(written) => {
-                self.landed(cidr, &Ok((block, written)))?;
+                self.landed(cidr, Ok((block, written)))?;
                 self.write_affinity(node, cidr, Some(AffinityState::Confirmed))?;
                 tracing::info!(%node, block = %cidr, "claimed block");
                 Ok(true)
             }
             Err(lost) => {
-                self.landed(cidr, &Err(lost))?;
+                self.landed(cidr, Err(lost))?;
                 self.write_affinity(node, cidr, None)?;
                 Ok(false)
             }

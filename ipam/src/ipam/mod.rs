@@ -334,7 +334,7 @@ impl Ipam {
     pub(crate) fn landed(
         &self,
         cidr: IpNet,
-        outcome: &std::result::Result<(Block, Versioned), Lost>,
+        outcome: std::result::Result<(Block, Versioned), Lost>,
     ) -> Result<()> {
         if self.store.is_shared() {
             let revision = match outcome {
@@ -346,14 +346,14 @@ impl Ipam {
         match outcome {
             Ok((block, raw)) => {
                 let mut view = self.view()?;
-                self.install(&mut view, block.clone(), raw.clone());
+                self.install(&mut view, block, raw);
             }
             Err(lost) => {
                 let mut view = self.view()?;
-                match &lost.current {
+                match lost.current {
                     Some(raw) => {
                         let block: Block = serde_json::from_slice(&raw.bytes).map_err(corrupt)?;
-                        self.install(&mut view, block, raw.clone());
+                        self.install(&mut view, block, raw);
                     }
                     None => remove_block(&mut view, cidr),
                 }
@@ -390,10 +390,10 @@ impl Ipam {
             }
             match self.store.cas_block(&block_key(cidr), Some(&cached.raw), Some(raw))? {
                 Ok(written) => {
-                    self.landed(cidr, &Ok((block, written)))?;
+                    self.landed(cidr, Ok((block, written)))?;
                     return Ok(Some(result));
                 }
-                Err(lost) => self.landed(cidr, &Err(lost))?,
+                Err(lost) => self.landed(cidr, Err(lost))?,
             }
         }
         Err(IpamError::Contended(cidr))

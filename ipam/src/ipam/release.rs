@@ -169,10 +169,11 @@ impl Ipam {
                 let outcome =
                     self.store.give_back_block(&block_key(cidr), &cached.raw, aff.as_deref())?;
                 let done = outcome.is_ok();
-                self.landed(
-                    cidr,
-                    &outcome.map(|v| (super::block::Block::clone(&cached.block), v)),
-                )?;
+                // The view follows the watch: wait for it to bring the outcome back.
+                self.store.settle(match &outcome {
+                    Ok(v) => v.rev,
+                    Err(lost) => lost.at,
+                })?;
                 if done {
                     tracing::info!(block = %cidr, node = owner.as_deref().unwrap_or("-"), "gave back empty block");
                     return Ok(true);
@@ -195,7 +196,7 @@ impl Ipam {
                     if let Some(node) = &owner {
                         self.write_affinity(node, cidr, Some(AffinityState::Confirmed))?;
                     }
-                    self.landed(cidr, &Err(lost))?;
+                    self.landed(cidr, Err(lost))?;
                 }
             }
         }

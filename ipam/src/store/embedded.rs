@@ -341,7 +341,8 @@ impl SledStore {
         old: Option<&Versioned>,
         new: Option<Vec<u8>>,
     ) -> Result<Result<Versioned, Lost>, StoreError> {
-        let written = new.as_ref().map(|n| IVec::from(n.as_slice())).unwrap_or_default();
+        let new: Option<IVec> = new.map(IVec::from);
+        let written = new.clone().unwrap_or_default();
         let result = self.blocks.compare_and_swap(cidr_key, old.map(|o| &o.bytes), new)?;
         Ok(result.map(|()| Versioned { bytes: written, rev: 0 }).map_err(|e| Lost {
             current: e.current.map(|bytes| Versioned { bytes, rev: 0 }),

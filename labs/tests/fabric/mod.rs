@@ -10,6 +10,12 @@ use tartan_labs::harness::TestLab;
 
 pub const CONVERGE: Duration = Duration::from_secs(60);
 
+/// The node `tartanctl` runs in: the lab's `apiserver` if it has one, else `host1` (whose
+/// TARTAN_API names every API replica, as in quickstart-etcd).
+pub fn ctl_node(lab: &TestLab) -> &'static str {
+    if lab.topology().nodes.iter().any(|n| n.name == "apiserver") { "apiserver" } else { "host1" }
+}
+
 pub fn json(lab: &TestLab, node: &str, cmd: &str) -> Result<Value, String> {
     let out = lab.sh(node, cmd);
     if !out.success() {
@@ -29,7 +35,7 @@ pub struct Workload {
 }
 
 pub fn workloads(lab: &TestLab) -> Result<BTreeMap<String, Workload>, String> {
-    let v = json(lab, "apiserver", "tartanctl get workloadendpoints -o json")?;
+    let v = json(lab, ctl_node(lab), "tartanctl get workloadendpoints -o json")?;
     let mut out = BTreeMap::new();
     for item in v["items"].as_array().into_iter().flatten() {
         let spec = &item["spec"];
@@ -72,7 +78,7 @@ pub fn has_route(routes: &[Value], dst: &str, check: impl Fn(&Value) -> bool) ->
 
 /// Each host's confirmed blocks and its BGP addresses.
 pub fn blocks(lab: &TestLab) -> Result<BTreeMap<String, Vec<String>>, String> {
-    let v = json(lab, "apiserver", "tartanctl get blockaffinities -o json")?;
+    let v = json(lab, ctl_node(lab), "tartanctl get blockaffinities -o json")?;
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for a in v["items"].as_array().into_iter().flatten() {
         if a["spec"]["state"] == "confirmed" {
@@ -86,7 +92,7 @@ pub fn blocks(lab: &TestLab) -> Result<BTreeMap<String, Vec<String>>, String> {
 }
 
 pub fn node_addresses(lab: &TestLab) -> Result<BTreeMap<String, (String, String)>, String> {
-    let v = json(lab, "apiserver", "tartanctl get nodes -o json")?;
+    let v = json(lab, ctl_node(lab), "tartanctl get nodes -o json")?;
     let mut out = BTreeMap::new();
     for n in v["items"].as_array().into_iter().flatten() {
         let bgp = &n["spec"]["bgp"];
@@ -102,7 +108,7 @@ pub fn node_addresses(lab: &TestLab) -> Result<BTreeMap<String, (String, String)
 }
 
 pub fn sessions_established(lab: &TestLab, hosts: &[&str], per_host: usize) -> Result<(), String> {
-    let v = json(lab, "apiserver", "tartanctl get nodestatus -o json")?;
+    let v = json(lab, ctl_node(lab), "tartanctl get nodestatus -o json")?;
     for host in hosts {
         let status = v["items"]
             .as_array()
