@@ -183,8 +183,9 @@ struct ApiserverArgs {
     #[arg(long, value_name = "FILE")]
     etcd_key_file: Option<PathBuf>,
     /// The bearer token's file: read, or created with a random token (mode 0600) when missing.
-    /// Default: <data-dir>/token.
-    #[arg(long, value_name = "FILE", env = "TARTAN_TOKEN_FILE")]
+    /// Default: <data-dir>/token. (Not TARTAN_TOKEN_FILE: that names the file clients read,
+    /// often a read-only copy.)
+    #[arg(long, value_name = "FILE")]
     token_file: Option<PathBuf>,
     /// Seconds between leak-collection rounds.
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]

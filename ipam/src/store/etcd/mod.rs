@@ -695,7 +695,11 @@ async fn watch_loop(shared: Arc<Shared>) {
                         compacted = at,
                         "etcd compacted the history the watch needed; listing again"
                     );
-                    relist(&shared).await
+                    // etcd cancelled this watch: list, then watch again from the listing.
+                    if let Ok(rev) = relist(&shared).await {
+                        publish(&shared, rev);
+                    }
+                    break;
                 }
                 Some(Ok(WatchMessage::Events { events, .. })) => {
                     // The header may name a later revision than the events (while the watch
@@ -708,13 +712,7 @@ async fn watch_loop(shared: Arc<Shared>) {
                 }
             };
             match applied {
-                Ok(rev) => {
-                    shared.revision_tx.send_if_modified(|r| {
-                        let moved = rev > *r;
-                        *r = (*r).max(rev);
-                        moved
-                    });
-                }
+                Ok(rev) => publish(&shared, rev),
                 Err(e) => {
                     tracing::error!("cannot apply the etcd watch: {e}; listing again");
                     let _ = relist(&shared).await;
@@ -789,6 +787,15 @@ async fn maintenance_loop(shared: std::sync::Weak<Shared>) {
         }
         tokio::time::sleep(MAINTENANCE).await;
     }
+}
+
+/// Tells waiters the mirror reached `rev`.
+fn publish(shared: &Shared, rev: u64) {
+    shared.revision_tx.send_if_modified(|r| {
+        let moved = rev > *r;
+        *r = (*r).max(rev);
+        moved
+    });
 }
 
 /// Lists the whole prefix again into the mirror; returns its revision.
