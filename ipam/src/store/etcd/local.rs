@@ -42,11 +42,10 @@ pub fn available() -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// Kills `pid` once the process `parent` is gone (a shell loop, so no thread of ours is needed).
-fn watchdog(parent: u32, pid: u32) {
-    let script = format!(
-        "while kill -0 {parent} 2>/dev/null; do sleep 1; done; kill -9 {pid} 2>/dev/null; true"
-    );
+/// Once the process `parent` is gone, runs `then` (a shell loop, so no thread of ours is
+/// needed, and it works however the parent ended).
+fn after_exit(parent: u32, then: &str) {
+    let script = format!("while kill -0 {parent} 2>/dev/null; do sleep 1; done; {then}; true");
     let _ = Command::new("sh")
         .args(["-c", &script])
         .stdin(Stdio::null())
@@ -95,7 +94,7 @@ impl Member {
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()?;
-        watchdog(std::process::id(), child.id());
+        after_exit(std::process::id(), &format!("kill -9 {} 2>/dev/null", child.id()));
         self.child = Some(child);
         Ok(())
     }
@@ -184,6 +183,10 @@ impl LocalCluster {
             m.start("new")?;
             out.members.push(m);
         }
+        // A cluster kept for the life of a test process (a static) is never dropped: its
+        // directory goes once the process is gone and the members with it.
+        let quoted = dir.display().to_string().replace('\'', "'\\''");
+        after_exit(std::process::id(), &format!("sleep 2; rm -rf '{quoted}'"));
         out.wait_healthy(Duration::from_secs(30))?;
         Ok(out)
     }
