@@ -193,30 +193,15 @@ impl SledStore {
         let _w = self.writer.lock().map_err(|_| corrupt("writer lock poisoned"))?;
         let name = res.metadata.name.clone();
         let existing = self.get(kind, &name)?;
-        let kind_of_event = match (&existing, mode) {
-            (Some(_), WriteMode::Create) => return Err(StoreError::AlreadyExists { kind, name }),
-            (None, WriteMode::Replace) => return Err(StoreError::NotFound { kind, name }),
-            (Some(_), _) => EventType::Modified,
-            (None, _) => EventType::Added,
-        };
-        if let (Some(expected), Some(current)) = (&res.metadata.resource_version, &existing) {
-            let now = current.metadata.resource_version.clone().unwrap_or_default();
-            if *expected != now {
-                return Err(StoreError::Conflict {
-                    kind,
-                    name,
-                    expected: expected.clone(),
-                    current: now,
-                });
-            }
-        }
-        if existing.is_none()
-            && mode != WriteMode::Create
-            && res.metadata.resource_version.is_some()
-        {
-            // Writing with a version to something that is gone: it was deleted meanwhile.
-            return Err(StoreError::NotFound { kind, name });
-        }
+        let stored =
+            existing.as_ref().map(|e| e.metadata.resource_version.clone().unwrap_or_default());
+        let kind_of_event = super::check_put(
+            kind,
+            &name,
+            stored.as_deref(),
+            res.metadata.resource_version.as_deref(),
+            mode,
+        )?;
         res.metadata.creation_timestamp = existing
             .as_ref()
             .and_then(|e| e.metadata.creation_timestamp.clone())
@@ -247,16 +232,7 @@ impl SledStore {
             return Err(StoreError::NotFound { kind, name: name.to_string() });
         };
         let current = existing.metadata.resource_version.clone().unwrap_or_default();
-        if let Some(expected) = expected {
-            if expected != current {
-                return Err(StoreError::Conflict {
-                    kind,
-                    name: name.to_string(),
-                    expected: expected.to_string(),
-                    current,
-                });
-            }
-        }
+        super::check_delete(kind, name, &current, expected)?;
         let rev = self.revision() + 1;
         existing.metadata.resource_version = Some(rev.to_string());
         self.commit(

@@ -81,6 +81,55 @@ pub enum WriteMode {
     Apply,
 }
 
+/// Whether a write may go ahead against what is stored (`existing`: the stored
+/// `resourceVersion`, `None` when absent; `expected`: the one the caller sent), and the event
+/// it makes. Both backends decide by this, before their own conditional write.
+pub(crate) fn check_put(
+    kind: Kind,
+    name: &str,
+    existing: Option<&str>,
+    expected: Option<&str>,
+    mode: WriteMode,
+) -> Result<EventType, StoreError> {
+    let name = || name.to_string();
+    let event = match (existing, mode) {
+        (Some(_), WriteMode::Create) => {
+            return Err(StoreError::AlreadyExists { kind, name: name() });
+        }
+        (None, WriteMode::Replace) => return Err(StoreError::NotFound { kind, name: name() }),
+        (Some(_), _) => EventType::Modified,
+        (None, _) => EventType::Added,
+    };
+    match (expected, existing) {
+        (Some(expected), Some(current)) => check_delete(kind, &name(), current, Some(expected))?,
+        // Writing with a version to something that is gone: it was deleted meanwhile.
+        (Some(_), None) if mode != WriteMode::Create => {
+            return Err(StoreError::NotFound { kind, name: name() });
+        }
+        _ => {}
+    }
+    Ok(event)
+}
+
+/// Whether a delete (or a versioned write) may go ahead: `expected`, when given, must be the
+/// stored `current` version.
+pub(crate) fn check_delete(
+    kind: Kind,
+    name: &str,
+    current: &str,
+    expected: Option<&str>,
+) -> Result<(), StoreError> {
+    match expected {
+        Some(expected) if expected != current => Err(StoreError::Conflict {
+            kind,
+            name: name.to_string(),
+            expected: expected.to_string(),
+            current: current.to_string(),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// A stored block value and its version: sled compares the bytes, etcd the `mod_revision`
 /// (`rev`, 0 on sled).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -434,31 +434,9 @@ impl EtcdStore {
         let expected = res.metadata.resource_version.take();
         for attempt in 0..5 {
             let existing = lock(&self.shared.mirror).resources.get(&rkey).cloned();
-            let event = match (&existing, mode) {
-                (Some(_), WriteMode::Create) => {
-                    return Err(StoreError::AlreadyExists { kind, name });
-                }
-                (None, WriteMode::Replace) => return Err(StoreError::NotFound { kind, name }),
-                (Some(_), _) => EventType::Modified,
-                (None, _) => EventType::Added,
-            };
             let current_rev = existing.as_ref().and_then(|e| e.metadata.resource_version.clone());
-            if let Some(expected) = &expected {
-                match &current_rev {
-                    Some(now) if now != expected => {
-                        return Err(StoreError::Conflict {
-                            kind,
-                            name,
-                            expected: expected.clone(),
-                            current: now.clone(),
-                        });
-                    }
-                    None if mode != WriteMode::Create => {
-                        return Err(StoreError::NotFound { kind, name });
-                    }
-                    _ => {}
-                }
-            }
+            let event =
+                super::check_put(kind, &name, current_rev.as_deref(), expected.as_deref(), mode)?;
             res.metadata.creation_timestamp = existing
                 .as_ref()
                 .and_then(|e| e.metadata.creation_timestamp.clone())
@@ -512,16 +490,7 @@ impl EtcdStore {
                 return Err(StoreError::NotFound { kind, name: name.to_string() });
             };
             let current = existing.metadata.resource_version.clone().unwrap_or_default();
-            if let Some(expected) = expected {
-                if expected != current {
-                    return Err(StoreError::Conflict {
-                        kind,
-                        name: name.to_string(),
-                        expected: expected.to_string(),
-                        current,
-                    });
-                }
-            }
+            super::check_delete(kind, name, &current, expected)?;
             let mut compare = vec![
                 Compare::Mod(key.clone(), current.parse().map_err(corrupt)?),
                 self.read_only_guard(),
