@@ -158,6 +158,19 @@ impl LocalCluster {
     /// Starts one member on each address of `hosts` (in the network namespace of the calling
     /// thread: the processes inherit it) and waits until all are healthy.
     pub fn start_on(dir: &Path, hosts: &[String]) -> std::io::Result<LocalCluster> {
+        // The ports are free when chosen but may be taken before etcd binds them (other test
+        // processes pick ports too): a cluster that does not come up is started again afresh.
+        let mut last = None;
+        for _ in 0..3 {
+            match LocalCluster::start_once(dir, hosts) {
+                Ok(c) => return Ok(c),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| std::io::Error::other("etcd did not start")))
+    }
+
+    fn start_once(dir: &Path, hosts: &[String]) -> std::io::Result<LocalCluster> {
         let _ = std::fs::remove_dir_all(dir);
         std::fs::create_dir_all(dir)?;
         let mut members = Vec::new();
