@@ -426,7 +426,11 @@ fn ipam_allocate_show_check_release_configure() {
     // No workload uses these: check finds 4 leaks and writes a report.
     let report = s.dir.0.join("report.json");
     let report_arg = report.to_string_lossy().into_owned();
-    let check = s.ctl(&["ipam", "check", "-o", &report_arg]).ok();
+    // Problems found: the report is printed and written, and the exit status is 2.
+    let check = s.ctl(&["ipam", "check", "-o", &report_arg]);
+    assert_eq!(check.code, 2, "{check:#?}");
+    assert!(check.stderr.contains("ipam check found 4 problem(s)"), "{check:#?}");
+    let check = check.stdout;
     assert!(check.starts_with("Checking IPAM for inconsistencies...\n"), "{check}");
     assert!(check.contains("Found 2 IPAM blocks.\n"), "{check}");
     assert!(check.contains("Found 4 allocated IPs.\n"), "{check}");

@@ -5,6 +5,7 @@
 //! - [`store`]: sled storage — resources with revisions, the watch log, blocks and affinities.
 //! - [`ipam`]: block IPAM — claim, allocate, release, borrow, leak collection, `check`.
 //! - [`api`]: the HTTP API (`fn app(state) -> Router`) and [`client`]: its client.
+//! - [`tls`]: certificates and rustls configurations for the API and for etcd.
 //!
 //! The invariants the IPAM keeps, and why, are in `ipam/DESIGN.md`.
 
@@ -16,3 +17,4 @@ pub mod migrate;
 pub mod resources;
 pub mod store;
 pub mod time;
+pub mod tls;

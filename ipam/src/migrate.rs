@@ -83,7 +83,8 @@ pub async fn sled_to_etcd(
     if !prefix.ends_with('/') {
         prefix.push('/');
     }
-    let client = EtcdClient::new(&target.endpoints).map_err(StoreError::Corrupt)?;
+    let client = EtcdClient::new(&target.endpoints, target.tls.as_deref().cloned())
+        .map_err(StoreError::Corrupt)?;
     progress(&format!("reading the sled datastore in {}", data_dir.display()));
     let dir = data_dir.to_path_buf();
     let items = tokio::task::spawn_blocking(move || export(&dir))

@@ -135,20 +135,29 @@ Datastores:
                               --auto-compaction-retention 10000); docs/datastore.md has more.
 
 On first start the server writes a random bearer token to --token-file (default
-<data-dir>/token, mode 0600); servers of one fabric share the file. Every request except
-/healthz must carry it: `Authorization: Bearer <token>`. tartanctl finds it with --token-file or
+<data-dir>/token, mode 0600); servers of one fabric share the file. A token shorter than 32
+characters, or a file others can read, is refused. Every request except /healthz must carry a
+token: `Authorization: Bearer <token>`. This admin token may do everything; each node agent
+should get its own credential instead (`tartanctl node credential issue NODE`), which writes
+only that node's status, endpoints and addresses. tartanctl finds a token with --token-file or
 TARTAN_TOKEN_FILE.
+
+Transport: with --tls-cert and --tls-key the server speaks HTTPS only (TLS 1.2 and 1.3);
+clients trust its CA with --ca-file or TARTAN_CA_FILE and check its name. A new certificate is
+put in use on SIGHUP or within seconds of the files changing; connections keep theirs. Without
+them the API is plain HTTP: keep it on loopback or a private network. Clients must finish their
+headers within --header-timeout seconds; at most --max-connections are open at once.
 
 Leaked addresses (of nodes that are gone, or no longer used by any workload their node reports)
 and empty blocks are given back after IPAMConfig's leakGracePeriodSeconds (default 900 s).
 
 Examples:
   tartan apiserver --data-dir /var/lib/tartan
-  tartan apiserver --data-dir ./data --listen 0.0.0.0:7180
+  tartan apiserver --data-dir ./data --listen 0.0.0.0:7180 --tls-cert api.pem --tls-key api.key
   tartan apiserver --apply pools.yaml           start with these pools (applied each start)
   tartan apiserver --datastore etcd --etcd-endpoints http://10.0.0.1:2379,http://10.0.0.2:2379,http://10.0.0.3:2379 \
       --token-file /etc/tartan/token --listen 0.0.0.0:7180    one of several servers on etcd
-  TARTAN_TOKEN_FILE=./data/token tartanctl get pools";
+  TARTAN_TOKEN_FILE=./data/token TARTAN_CA_FILE=ca.pem tartanctl --api https://api1:7180 get pools";
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
 enum DatastoreKind {
@@ -173,15 +182,28 @@ struct ApiserverArgs {
     /// The key prefix of this fabric in etcd (several fabrics can share one cluster).
     #[arg(long, value_name = "PREFIX", env = "TARTAN_ETCD_PREFIX", default_value = "/tartan/")]
     etcd_prefix: String,
-    /// The CA that signs etcd's certificates (TLS to etcd; not built yet: refused).
-    #[arg(long, value_name = "FILE")]
+    /// The CA that signs etcd's certificates (for https:// endpoints; PEM).
+    #[arg(long, value_name = "FILE", env = "TARTAN_ETCD_CA_FILE")]
     etcd_ca_file: Option<PathBuf>,
-    /// Client certificate for etcd (TLS; not built yet: refused).
-    #[arg(long, value_name = "FILE")]
+    /// Client certificate for etcd (when etcd runs with --client-cert-auth; PEM).
+    #[arg(long, value_name = "FILE", env = "TARTAN_ETCD_CERT_FILE", requires = "etcd_key_file")]
     etcd_cert_file: Option<PathBuf>,
-    /// Client key for etcd (TLS; not built yet: refused).
-    #[arg(long, value_name = "FILE")]
+    /// The client certificate's key (PEM).
+    #[arg(long, value_name = "FILE", env = "TARTAN_ETCD_KEY_FILE", requires = "etcd_cert_file")]
     etcd_key_file: Option<PathBuf>,
+    /// Serve HTTPS only, with this certificate (chain, PEM). Replaced without a restart: on
+    /// SIGHUP, or within seconds of the file changing.
+    #[arg(long, value_name = "FILE", env = "TARTAN_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE", env = "TARTAN_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Connections open at once; beyond it a new one is closed at once.
+    #[arg(long, value_name = "N", default_value_t = 4096)]
+    max_connections: usize,
+    /// Seconds a client has to finish its TLS handshake and each request's headers.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5)]
+    header_timeout: u64,
     /// The bearer token's file: read, or created with a random token (mode 0600) when missing.
     /// Default: <data-dir>/token. (Not TARTAN_TOKEN_FILE: that names the file clients read,
     /// often a read-only copy.)
@@ -222,19 +244,21 @@ fn apiserver(args: ApiserverArgs) -> ExitCode {
                 );
                 return ExitCode::FAILURE;
             }
-            if args.etcd_ca_file.is_some()
-                || args.etcd_cert_file.is_some()
-                || args.etcd_key_file.is_some()
-            {
-                eprintln!(
-                    "tartan apiserver: TLS to etcd (--etcd-ca-file, --etcd-cert-file, --etcd-key-file) \
-                     is not built yet; reach etcd over http:// on a private network"
-                );
-                return ExitCode::FAILURE;
-            }
+            let tls = match tartan_ipam::tls::client_config_from(
+                args.etcd_ca_file.as_deref(),
+                args.etcd_cert_file.as_deref(),
+                args.etcd_key_file.as_deref(),
+            ) {
+                Ok(tls) => tls,
+                Err(e) => {
+                    eprintln!("tartan apiserver: TLS to etcd: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
             Datastore::Etcd(tartan_ipam::store::etcd::EtcdConfig {
                 endpoints: args.etcd_endpoints,
                 prefix: args.etcd_prefix,
+                tls,
             })
         }
     };
@@ -245,6 +269,14 @@ fn apiserver(args: ApiserverArgs) -> ExitCode {
         listen: args.listen,
         gc_interval: std::time::Duration::from_secs(args.gc_interval.max(1)),
         seed,
+        tls: match (args.tls_cert, args.tls_key) {
+            (Some(cert), Some(key)) => Some(tartan_ipam::api::server::TlsFiles { cert, key }),
+            _ => None,
+        },
+        limits: tartan_ipam::api::listen::Limits {
+            header_timeout: std::time::Duration::from_secs(args.header_timeout.max(1)),
+            max_connections: args.max_connections.max(1),
+        },
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,

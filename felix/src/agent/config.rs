@@ -27,6 +27,8 @@ pub struct AgentConfig {
     pub token: Option<String>,
     /// Read the token from here (waiting for the file when it is not there yet).
     pub token_file: Option<PathBuf>,
+    /// The CA that signs the API servers' certificates (for https:// addresses).
+    pub ca_file: Option<PathBuf>,
     pub ipv4: AddressSource,
     pub ipv6: AddressSource,
     pub asn: Option<u32>,
@@ -58,6 +60,7 @@ impl AgentConfig {
             node_name: node_name.to_string(),
             api: api.to_string(),
             token: None,
+            ca_file: None,
             token_file: None,
             ipv4: AddressSource::Detect(Detect::FirstFound),
             ipv6: AddressSource::None,

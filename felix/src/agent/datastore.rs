@@ -45,6 +45,40 @@ async fn list<S: Spec>(
     })
 }
 
+/// The API shows a BGPPeer's inline password as `(redacted)`: read the password itself for
+/// a peer that applies to this node.
+async fn reveal_password(
+    client: &Client,
+    me: Option<&NodeInfo>,
+    peer: &mut Resource<BgpPeerSpec>,
+) -> Result<(), AgentError> {
+    let redacted = peer.spec.password.as_ref().and_then(|p| p.value.as_deref())
+        == Some(tartan_ipam::api::secrets::REDACTED);
+    let applies = me.is_some_and(|me| match (&peer.spec.node, &peer.spec.node_selector) {
+        (Some(n), _) => *n == me.name,
+        (None, Some(sel)) => {
+            tartan_ipam::resources::Selector::parse(sel).is_ok_and(|s| s.matches(&me.labels))
+        }
+        (None, None) => true,
+    });
+    if !redacted || !applies {
+        return Ok(());
+    }
+    let path =
+        format!("/v1/bgppeers/{}/password", tartan_ipam::client::encode(&peer.metadata.name));
+    let secret: serde_json::Value = client
+        .get_json(&path)
+        .await
+        .map_err(api(format!("reading the password of BGPPeer {}", peer.metadata.name)))?;
+    let value = secret["value"].as_str().ok_or_else(|| {
+        AgentError::Config(format!("the password of BGPPeer {} is not text", peer.metadata.name))
+    })?;
+    if let Some(p) = peer.spec.password.as_mut() {
+        p.value = Some(value.to_string());
+    }
+    Ok(())
+}
+
 /// Reads what the agent needs from the API.
 pub(crate) async fn snapshot(client: &Client, node: &str) -> Result<Snapshot, AgentError> {
     let nodes = list::<NodeSpec>(client, None).await?;
@@ -60,8 +94,10 @@ pub(crate) async fn snapshot(client: &Client, node: &str) -> Result<Snapshot, Ag
     if let Some(c) = configs.items.into_iter().find(|c| c.metadata.name == "default") {
         snap.config = c.spec;
     }
-    snap.peers =
-        list::<BgpPeerSpec>(client, None).await?.items.into_iter().map(|p| p.spec).collect();
+    for mut p in list::<BgpPeerSpec>(client, None).await?.items {
+        reveal_password(client, snap.me.as_ref(), &mut p).await?;
+        snap.peers.push(p.spec);
+    }
     snap.pools =
         list::<IpPoolSpec>(client, None).await?.items.into_iter().map(|p| p.spec).collect();
     let mine = format!("node == '{node}'");

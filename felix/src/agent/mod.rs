@@ -350,7 +350,8 @@ async fn start(cfg: &AgentConfig) -> Result<(Arc<Shared>, speaker::Bgp, u64, boo
         (None, Some(f)) => Some(read_token(f).await),
         (None, None) => None,
     };
-    let client = Client::new(&cfg.api, token).map_err(api("the API address"))?;
+    let client =
+        Client::with_ca(&cfg.api, token, cfg.ca_file.as_deref()).map_err(api("the API address"))?;
     wait_for_api(&client).await;
     let me = register(&client, cfg).await?;
     tracing::info!(node = %me.name, ipv4 = ?me.ipv4, ipv6 = ?me.ipv6, "registered");

@@ -78,6 +78,27 @@ fn export_policy(pools: &[IpPoolSpec]) -> Policy {
     Policy { rules, default: Action::Reject }
 }
 
+/// The longest TCP-MD5 key (RFC 2385 keys are at most 80 bytes in Linux).
+const PASSWORD_LIMIT: u64 = 80;
+
+/// A password file: a regular file (not a device or a FIFO) of at most [`PASSWORD_LIMIT`]
+/// bytes, one line.
+fn read_password_file(path: &std::path::Path) -> Result<String, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let meta = file.metadata().map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    let mut text = String::new();
+    file.take(PASSWORD_LIMIT + 3).read_to_string(&mut text).map_err(|e| e.to_string())?;
+    let text = text.trim_end_matches(['\n', '\r']);
+    if text.is_empty() || text.len() as u64 > PASSWORD_LIMIT {
+        return Err(format!("a TCP-MD5 password is 1 to {PASSWORD_LIMIT} bytes"));
+    }
+    Ok(text.to_string())
+}
+
 fn peer_config(p: &Peering, port: u16, export: &Arc<Policy>) -> Result<PeerConfig, String> {
     let mut pc = PeerConfig::new(p.peer, Asn(p.remote_as));
     pc.port = port;
@@ -101,10 +122,8 @@ fn peer_config(p: &Peering, port: u16, export: &Arc<Policy>) -> Result<PeerConfi
         Some(pw) => match (&pw.value, &pw.file) {
             (Some(v), _) => Some(v.clone()),
             (None, Some(f)) => Some(
-                std::fs::read_to_string(f)
-                    .map_err(|e| format!("reading the password of {} from {f}: {e}", p.peer))?
-                    .trim_end_matches(['\n', '\r'])
-                    .to_string(),
+                read_password_file(std::path::Path::new(f))
+                    .map_err(|e| format!("reading the password of {} from {f}: {e}", p.peer))?,
             ),
             (None, None) => None,
         },

@@ -26,9 +26,28 @@ pub struct AppError {
     pub message: String,
 }
 
+/// The longest message an error body carries: a message quoting the request (a 100 KB name,
+/// an unknown field's value) is cut, so an error never echoes megabytes back.
+pub const MESSAGE_LIMIT: usize = 1024;
+
+/// `message` cut to [`MESSAGE_LIMIT`] bytes (on a character boundary), saying how much went.
+fn bounded(mut message: String) -> String {
+    if message.len() <= MESSAGE_LIMIT {
+        return message;
+    }
+    let total = message.len();
+    let mut cut = MESSAGE_LIMIT;
+    while !message.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    message.truncate(cut);
+    message.push_str(&format!("… ({} more bytes not shown)", total - cut));
+    message
+}
+
 impl AppError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> AppError {
-        AppError { status, code, message: message.into() }
+        AppError { status, code, message: bounded(message.into()) }
     }
 
     pub fn invalid(message: impl Into<String>) -> AppError {
@@ -109,5 +128,19 @@ impl From<BytesRejection> for AppError {
 impl From<QueryRejection> for AppError {
     fn from(r: QueryRejection) -> AppError {
         AppError::invalid(format!("bad query string: {}", r.body_text()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_messages_are_cut_on_a_character_boundary() {
+        let short = AppError::invalid("short");
+        assert_eq!(short.message, "short");
+        let long = AppError::invalid(format!("name {:?} is bad", "é".repeat(100_000)));
+        assert!(long.message.len() < MESSAGE_LIMIT + 64, "{}", long.message.len());
+        assert!(long.message.ends_with("more bytes not shown)"));
     }
 }

@@ -11,6 +11,7 @@ use axum::http::{HeaderMap, StatusCode};
 use serde::Serialize;
 
 use super::AppState;
+use super::auth::Caller;
 use super::body::JsonBody;
 use super::error::AppError;
 use crate::ipam::allocate::{AllocateRequest, Allocated};
@@ -43,9 +44,11 @@ pub const RETRY_HEADER: &str = "tartan-retry";
 
 pub async fn allocate(
     State(state): State<AppState>,
+    caller: Caller,
     headers: HeaderMap,
     JsonBody(mut req): JsonBody<AllocateRequest>,
 ) -> Result<Json<Allocated>, AppError> {
+    caller.may_act_for(&req.node)?;
     let start = Instant::now();
     req.retried = headers.contains_key(RETRY_HEADER);
     let result = blocking(&state, move |ipam| ipam.allocate(&req)).await;
@@ -60,8 +63,18 @@ pub async fn allocate(
 
 pub async fn release(
     State(state): State<AppState>,
+    caller: Caller,
     JsonBody(req): JsonBody<ReleaseRequest>,
 ) -> Result<Json<Released>, AppError> {
+    if let Caller::Node(node) = &caller {
+        let (node, req) = (node.clone(), req.clone());
+        let foreign = blocking(&state, move |ipam| ipam.held_by_others(&req, &node)).await?;
+        if let Some((ip, holder)) = foreign {
+            return Err(super::auth::forbidden(format!(
+                "{ip} is allocated to node {holder:?}: {caller} releases only its own addresses"
+            )));
+        }
+    }
     let out = blocking(&state, move |ipam| ipam.release(&req)).await?;
     state.0.store.flush().await?;
     state.0.metrics.released(out.released.len());

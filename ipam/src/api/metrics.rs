@@ -159,6 +159,26 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
         "gauge",
         state.0.store.revision(),
     );
+    let conns = &state.0.conns;
+    for (name, help, kind, value) in [
+        ("tartan_api_connections_open", "Client connections open.", "gauge", {
+            conns.open.load(Ordering::Relaxed) as u64
+        }),
+        (
+            "tartan_api_connections_refused_total",
+            "Connections closed at once because the connection limit was reached.",
+            "counter",
+            conns.refused.load(Ordering::Relaxed),
+        ),
+        (
+            "tartan_api_tls_handshake_failures_total",
+            "TLS handshakes that failed or did not finish in time.",
+            "counter",
+            conns.handshake_failures.load(Ordering::Relaxed),
+        ),
+    ] {
+        counter(&mut out, name, help, kind, value);
+    }
     if let Some(etcd) = state.0.store.etcd() {
         let e = etcd.metrics();
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);

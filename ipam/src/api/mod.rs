@@ -5,12 +5,15 @@
 //! (`openapi.rs`). Every write is made durable before it is answered. Every error is an
 //! [`error::AppError`]; no input is meant to reach a panic or a 500.
 
+pub mod auth;
 pub mod body;
 pub mod error;
 pub mod ipam;
+pub mod listen;
 pub mod metrics;
 pub mod openapi;
 pub mod resources;
+pub mod secrets;
 pub mod server;
 pub mod watch;
 
@@ -19,7 +22,6 @@ use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::StatusCode;
-use axum::http::header::AUTHORIZATION;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -49,6 +51,8 @@ pub struct Shared {
     /// The leak collector's memory between rounds (candidates, when each was first seen),
     /// shared by the periodic rounds and `POST /v1/ipam/gc`.
     pub gc: std::sync::Mutex<crate::ipam::gc::GcState>,
+    /// Open and refused connections (the accept loop writes, `/metrics` reads).
+    pub conns: Arc<listen::ConnStats>,
 }
 
 impl AppState {
@@ -59,6 +63,7 @@ impl AppState {
             token,
             metrics: Metrics::default(),
             gc: Default::default(),
+            conns: Default::default(),
         }))
     }
 }
@@ -75,6 +80,8 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/ipam/usage", get(ipam::usage))
         .route("/v1/ipam/ips/{ip}", get(ipam::lookup_ip))
         .route("/v1/ipam/handles/{handle}", get(ipam::handle))
+        .route("/v1/credentials/{node}", post(auth::issue))
+        .route("/v1/bgppeers/{name}/password", get(secrets::peer_password))
         .route("/v1/{plural}", get(resources::list).post(resources::create))
         .route(
             "/v1/{plural}/{name}",
@@ -85,7 +92,7 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/metrics", get(metrics::metrics))
         .route("/openapi.json", get(openapi::openapi))
-        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::authenticate));
     Router::new()
         .merge(api)
         .route("/healthz", get(healthz))
@@ -127,30 +134,6 @@ async fn method_not_allowed() -> AppError {
         "method_not_allowed",
         "this endpoint does not take that method",
     )
-}
-
-/// Bearer-token check, in constant time.
-async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    if let Some(token) = &state.0.token {
-        let given = req
-            .headers()
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
-        let same = given.len() == token.len()
-            && given.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
-        if !same {
-            return AppError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "missing or wrong bearer token: send `Authorization: Bearer <token>` with the token from \
-                 the server's data directory (`<data-dir>/token`)",
-            )
-            .into_response();
-        }
-    }
-    next.run(req).await
 }
 
 /// Timeout, request metrics.

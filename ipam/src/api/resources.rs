@@ -12,10 +12,13 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::AppState;
+use super::auth::Caller;
 use super::body::JsonBody;
 use super::error::AppError;
+use super::secrets::{keep_stored, redact};
 use crate::ipam::views::affinity_resource;
 use crate::ipam::{Ipam, cidr_name};
+use crate::resources::kinds::Writer;
 use crate::resources::validate::{Context, validate};
 use crate::resources::{API_VERSION, IpPoolSpec, Kind, List, RawResource, Selector};
 use crate::store::{EventType, WriteMode};
@@ -101,7 +104,14 @@ pub async fn list(
     } else {
         (views(&state.0.ipam, kind)?, state.0.store.revision())
     };
-    let items = items.into_iter().filter(|r| selector.matches(&r.metadata.labels)).collect();
+    let items = items
+        .into_iter()
+        .filter(|r| selector.matches(&r.metadata.labels))
+        .map(|mut r| {
+            redact(&mut r);
+            r
+        })
+        .collect();
     Ok(Json(List {
         api_version: API_VERSION.into(),
         kind: format!("{}List", kind.info().kind),
@@ -120,18 +130,41 @@ pub async fn get(
     } else {
         views(&state.0.ipam, kind)?.into_iter().find(|r| r.metadata.name == name)
     };
-    found.map(Json).ok_or_else(|| AppError::not_found(format!("{kind} {name:?} not found")))
+    let mut found =
+        found.ok_or_else(|| AppError::not_found(format!("{kind} {name:?} not found")))?;
+    redact(&mut found);
+    Ok(Json(found))
 }
 
 /// Validates against the store and writes; shared by POST, PUT and PATCH.
 async fn write(
     state: &AppState,
+    caller: &Caller,
     kind: Kind,
     raw: RawResource,
     mode: WriteMode,
 ) -> Result<Response, AppError> {
     if !kind.is_stored() {
         return Err(read_only(kind));
+    }
+    if kind.info().writer == Writer::Server {
+        return Err(AppError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "read_only",
+            format!(
+                "a {kind} is issued by the server: `tartanctl node credential issue NODE` \
+                 (POST /v1/credentials/<node>); revoke it by deleting it"
+            ),
+        ));
+    }
+    if kind == Kind::WorkloadEndpoint {
+        match raw.spec.get("node").and_then(serde_json::Value::as_str) {
+            Some(node) => caller.may_act_for(node)?,
+            None if *caller != Caller::Admin => {
+                return Err(AppError::invalid("spec.node is missing"));
+            }
+            None => {}
+        }
     }
     // Pool writes hold the pools lock exclusively from validation to write, so two pools that
     // overlap cannot both pass the overlap check, and no allocation sees a half-written pool.
@@ -146,13 +179,15 @@ async fn write(
             })??;
     state.0.store.flush().await?;
     let status = if event == EventType::Added { StatusCode::CREATED } else { StatusCode::OK };
+    let mut stored = stored;
+    redact(&mut stored);
     Ok((status, Json(stored)).into_response())
 }
 
 fn write_blocking(
     shared: &super::Shared,
     kind: Kind,
-    raw: RawResource,
+    mut raw: RawResource,
     mode: WriteMode,
 ) -> Result<(RawResource, EventType), AppError> {
     let _pools = (kind == Kind::IpPool)
@@ -160,6 +195,7 @@ fn write_blocking(
     shared.store.barrier()?;
     let (pools, pools_revision) = shared.store.list(Kind::IpPool)?;
     let existing = shared.store.get(kind, &raw.metadata.name)?;
+    keep_stored(&mut raw, existing.as_ref())?;
     let ctx = Context { existing: existing.as_ref(), pools: &pools };
     let valid = validate(kind, raw, &ctx).map_err(AppError::invalid)?;
     if kind == Kind::IpPool && existing.is_none() {
@@ -193,15 +229,17 @@ fn check_path(kind: Kind, name: &str, raw: &RawResource) -> Result<(), AppError>
 
 pub async fn create(
     State(state): State<AppState>,
+    caller: Caller,
     Path(plural): Path<String>,
     JsonBody(raw): JsonBody<RawResource>,
 ) -> Result<Response, AppError> {
     let kind = kind_of(&plural)?;
-    write(&state, kind, raw, WriteMode::Create).await
+    write(&state, &caller, kind, raw, WriteMode::Create).await
 }
 
 pub async fn put(
     State(state): State<AppState>,
+    caller: Caller,
     Path((plural, name)): Path<(String, String)>,
     headers: HeaderMap,
     JsonBody(raw): JsonBody<RawResource>,
@@ -215,7 +253,7 @@ pub async fn put(
     } else {
         WriteMode::Apply
     };
-    write(&state, kind, raw, mode).await
+    write(&state, &caller, kind, raw, mode).await
 }
 
 /// RFC 7396 JSON merge patch.
@@ -236,6 +274,7 @@ fn merge(target: &mut serde_json::Value, patch: &serde_json::Value) {
 
 pub async fn patch(
     State(state): State<AppState>,
+    caller: Caller,
     Path((plural, name)): Path<(String, String)>,
     JsonBody(patch): JsonBody<serde_json::Value>,
 ) -> Result<Response, AppError> {
@@ -260,7 +299,7 @@ pub async fn patch(
     if patch.pointer("/metadata/resourceVersion").is_none() {
         raw.metadata.resource_version = version;
     }
-    write(&state, kind, raw, WriteMode::Replace).await
+    write(&state, &caller, kind, raw, WriteMode::Replace).await
 }
 
 pub async fn delete(
@@ -286,5 +325,7 @@ pub async fn delete(
     .await
     .map_err(|e| AppError::new(StatusCode::SERVICE_UNAVAILABLE, "internal", e.to_string()))??;
     state.0.store.flush().await?;
+    let mut deleted = deleted;
+    redact(&mut deleted);
     Ok(Json(deleted))
 }

@@ -11,10 +11,12 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
+use super::listen::{self, Limits};
 use super::{AppState, app};
 use crate::ipam::Ipam;
 use crate::store::Store;
 use crate::store::etcd::EtcdConfig;
+use crate::tls::ReloadingCert;
 
 /// Where the data lives.
 #[derive(Clone, Debug, Default)]
@@ -39,7 +41,23 @@ pub struct ServerConfig {
     /// Resources applied (created or replaced, validated as any write) before the server
     /// starts listening, so clients never see it without them.
     pub seed: Vec<serde_json::Value>,
+    /// HTTPS with this certificate and key (reloaded on SIGHUP or when the files change);
+    /// `None` serves plain HTTP.
+    pub tls: Option<TlsFiles>,
+    pub limits: Limits,
 }
+
+/// The server's certificate (chain) and key, PEM.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// The shortest token accepted (the one made on first start has 64 characters).
+pub const MIN_TOKEN_LEN: usize = 32;
+/// How often the certificate files are looked at for a change.
+const CERT_POLL: Duration = Duration::from_secs(2);
 
 /// Applies one seed resource through the API itself (same validation, same events).
 async fn apply_seed(
@@ -82,7 +100,7 @@ pub fn token_path(data_dir: &Path) -> PathBuf {
 pub fn load_or_create_token(path: &Path) -> Result<String, String> {
     for _ in 0..50 {
         match std::fs::read_to_string(path) {
-            Ok(t) if !t.trim().is_empty() => return Ok(t.trim().to_string()),
+            Ok(t) if !t.trim().is_empty() => return check_token(path, t.trim()),
             // Another server is between creating and writing it.
             Ok(_) => std::thread::sleep(Duration::from_millis(20)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -112,6 +130,32 @@ pub fn load_or_create_token(path: &Path) -> Result<String, String> {
         "the token file {} stays empty: remove it or write a token into it",
         path.display()
     ))
+}
+
+/// Refuses a token that can be guessed or read by others.
+fn check_token(path: &Path, token: &str) -> Result<String, String> {
+    if token.len() < MIN_TOKEN_LEN {
+        return Err(format!(
+            "the token in {} has {} characters; use at least {MIN_TOKEN_LEN}: remove the file and a \
+             random one is made, or write one with `(umask 077; openssl rand -hex 32 > {})`",
+            path.display(),
+            token.chars().count(),
+            path.display()
+        ));
+    }
+    let mode = std::fs::metadata(path)
+        .map_err(|e| format!("cannot read the token file {}: {e}", path.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "the token file {} is readable by others (mode {:o}): `chmod 600 {}`",
+            path.display(),
+            mode & 0o777,
+            path.display()
+        ));
+    }
+    Ok(token.to_string())
 }
 
 /// Opens the etcd datastore, waiting for etcd while no member answers (servers and etcd
@@ -171,6 +215,12 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
     };
     let token_file = config.token_file.clone().unwrap_or_else(|| token_path(&config.data_dir));
     let token = load_or_create_token(&token_file)?;
+    let tls = match &config.tls {
+        Some(files) => {
+            Some(ReloadingCert::load(&files.cert, &files.key).map_err(|e| e.to_string())?)
+        }
+        None => None,
+    };
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
@@ -183,7 +233,8 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
         eprintln!("tartan apiserver: applied {} resource(s) from --apply", config.seed.len());
     }
     eprintln!(
-        "tartan apiserver: listening on http://{} (data in {}, token in {})",
+        "tartan apiserver: listening on {}://{} (data in {}, token in {})",
+        if tls.is_some() { "https" } else { "http" },
         listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
         match &config.datastore {
             Datastore::Sled => config.data_dir.display().to_string(),
@@ -191,6 +242,9 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
         },
         token_file.display()
     );
+    if let Some(cert) = &tls {
+        tokio::spawn(reload_loop(cert.clone()));
+    }
     let shared = state.0.clone();
     let interval = config.gc_interval;
     tokio::spawn(async move {
@@ -214,10 +268,8 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
         }
     });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let server = axum::serve(listener, router).with_graceful_shutdown(async move {
-        let mut rx = stop_rx;
-        let _ = rx.wait_for(|s| *s).await;
-    });
+    let server =
+        listen::serve(listener, router, tls, config.limits, state.0.conns.clone(), stop_rx);
     let signals = async move {
         shutdown_signal().await;
         let _ = stop_tx.send(true);
@@ -231,6 +283,36 @@ pub async fn run(config: ServerConfig) -> Result<(), String> {
     store.flush_now().map_err(|e| e.to_string())?;
     eprintln!("tartan apiserver: stopped");
     Ok(())
+}
+
+/// Puts a new certificate in use on SIGHUP, or when its files change; a pair that cannot be
+/// used is logged and the old one keeps serving.
+pub async fn reload_loop(cert: Arc<ReloadingCert>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = signal(SignalKind::hangup()).ok();
+    loop {
+        let hup_seen = match hup.as_mut() {
+            Some(h) => tokio::select! {
+                r = h.recv() => r.is_some(),
+                () = tokio::time::sleep(CERT_POLL) => false,
+            },
+            None => {
+                tokio::time::sleep(CERT_POLL).await;
+                false
+            }
+        };
+        if !hup_seen && !cert.changed() {
+            continue;
+        }
+        match cert.reload() {
+            Ok(()) => {
+                tracing::info!(cert = %cert.cert_path().display(), "TLS certificate reloaded")
+            }
+            Err(e) => {
+                tracing::warn!("TLS certificate not reloaded, the old one keeps serving: {e}")
+            }
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
+use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -37,6 +38,11 @@ struct Watcher {
     kinds: Vec<Kind>,
     pending: VecDeque<Bytes>,
     done: bool,
+}
+
+/// An event's line, its secrets hidden.
+fn event_line(e: &Event) -> Bytes {
+    line(&serde_json::to_value(super::secrets::redact_event(e)).unwrap_or_default())
 }
 
 fn line(value: &serde_json::Value) -> Bytes {
@@ -66,8 +72,7 @@ impl Watcher {
                     for e in events {
                         self.last = e.revision;
                         if wanted(&self.kinds, &e) {
-                            self.pending
-                                .push_back(line(&serde_json::to_value(&e).unwrap_or_default()));
+                            self.pending.push_back(event_line(&e));
                         }
                     }
                     continue;
@@ -98,6 +103,7 @@ impl Watcher {
 
 pub async fn watch(
     State(state): State<AppState>,
+    caller: super::auth::Caller,
     query: Result<Query<WatchQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, AppError> {
     let Query(query) = query?;
@@ -109,6 +115,35 @@ pub async fn watch(
             Kind::lookup(name)
                 .ok_or_else(|| AppError::invalid(format!("kinds: unknown kind {name:?}")))?,
         );
+    }
+    // Credentials are the admin's business.
+    if caller != super::auth::Caller::Admin {
+        if kinds.contains(&Kind::NodeCredential) {
+            return Err(super::auth::forbidden("a node credential cannot watch NodeCredentials"));
+        }
+        if kinds.is_empty() {
+            kinds = Kind::all().filter(|k| *k != Kind::NodeCredential).collect();
+        }
+    }
+    if since > store.revision() {
+        // On etcd this server may lag the one the watcher came from: catch up first.
+        if store.is_shared() {
+            let s = store.clone();
+            tokio::task::spawn_blocking(move || s.barrier()).await.map_err(|e| {
+                AppError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string())
+            })??;
+        }
+        let now = store.revision();
+        if since > now {
+            return Err(AppError::new(
+                StatusCode::GONE,
+                "gone",
+                format!(
+                    "since={since} is ahead of the datastore (revision {now}): it was restored or \
+                     replaced; list again and watch from the list's revision"
+                ),
+            ));
+        }
     }
     // The first line says where the stream starts, so a client knows it is connected.
     let mut pending =
@@ -122,7 +157,7 @@ pub async fn watch(
             if let Some(etcd) = store.etcd() {
                 let (history, upto) = etcd.history(since).await?;
                 for e in history.iter().filter(|e| wanted(&kinds, e)) {
-                    pending.push_back(line(&serde_json::to_value(e).unwrap_or_default()));
+                    pending.push_back(event_line(e));
                 }
                 last = upto;
             }

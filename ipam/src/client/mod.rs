@@ -14,6 +14,7 @@
 mod typed;
 mod watch;
 
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -22,6 +23,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE};
 pub use hyper::{Method, StatusCode};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -45,9 +47,17 @@ const IDLE_PER_SERVER: usize = 32;
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error(
-        "{0:?} is not an API address: use http://HOST:PORT (several: http://A:PORT,http://B:PORT)"
+        "{0:?} is not an API address: use https://HOST:PORT or http://HOST:PORT (several: \
+         https://A:PORT,https://B:PORT)"
     )]
     BadAddress(String),
+    #[error(
+        "TLS with {url} failed: {reason}. Give the CA that signed the server's certificate with \
+         --ca-file FILE (or TARTAN_CA_FILE), and use a host name or address the certificate names"
+    )]
+    Tls { url: String, reason: String },
+    #[error("TLS setup: {0}")]
+    TlsSetup(String),
     #[error("cannot reach {url}: is `tartan apiserver` running? ({reason})")]
     Unreachable { url: String, reason: String },
     #[error("{message}")]
@@ -78,7 +88,7 @@ impl ClientError {
 /// One API server.
 #[derive(Debug, Clone)]
 struct Server {
-    /// `http://HOST:PORT`, for messages and URIs.
+    /// `https://HOST:PORT` or `http://HOST:PORT`, for messages and URIs.
     url: String,
 }
 
@@ -89,7 +99,7 @@ pub struct Client {
     /// The server that answered last: calls start there.
     preferred: AtomicUsize,
     token: Option<String>,
-    http: HttpClient<HttpConnector, Full<Bytes>>,
+    http: HttpClient<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
 /// How one try at one server ended.
@@ -102,29 +112,46 @@ enum Attempt {
     MaybeSent(ClientError),
 }
 
-/// Parses one `http://HOST:PORT` (or `HOST:PORT`).
+/// Parses one `https://HOST:PORT`, `http://HOST:PORT` or `HOST:PORT` (plain HTTP).
 fn parse_server(api: &str, whole: &str) -> Result<Server, ClientError> {
     let trimmed = api.trim().trim_end_matches('/');
-    let authority = match trimmed.strip_prefix("http://") {
-        Some(rest) => rest,
-        None if trimmed.contains("://") => return Err(ClientError::BadAddress(whole.to_string())),
-        None => trimmed,
+    let (scheme, authority) = match trimmed.split_once("://") {
+        Some((scheme @ ("http" | "https"), rest)) => (scheme, rest),
+        Some(_) => return Err(ClientError::BadAddress(whole.to_string())),
+        None => ("http", trimmed),
     };
     if authority.is_empty() || authority.contains('/') || !authority.contains(':') {
         return Err(ClientError::BadAddress(whole.to_string()));
     }
-    Ok(Server { url: format!("http://{authority}") })
+    Ok(Server { url: format!("{scheme}://{authority}") })
 }
 
 impl Client {
-    /// `api` is `http://HOST:PORT` (or `HOST:PORT`), or several separated by commas: API
-    /// servers on one datastore, tried in turn.
+    /// `api` is `https://HOST:PORT` or `http://HOST:PORT`, or several separated by commas:
+    /// API servers on one datastore, tried in turn. `https://` trusts the system's CAs.
     pub fn new(api: &str, token: Option<String>) -> Result<Client, ClientError> {
+        Client::with_ca(api, token, None)
+    }
+
+    /// [`Client::new`] trusting the CA certificates in `ca_file` for `https://` servers
+    /// (the server's name is checked against its certificate either way).
+    pub fn with_ca(
+        api: &str,
+        token: Option<String>,
+        ca_file: Option<&Path>,
+    ) -> Result<Client, ClientError> {
         let servers =
             api.split(',').map(|one| parse_server(one, api)).collect::<Result<Vec<_>, _>>()?;
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        let tls = if ca_file.is_some() || servers.iter().any(|s| s.url.starts_with("https://")) {
+            Some(
+                crate::tls::client_config(ca_file, None)
+                    .map_err(|e| ClientError::TlsSetup(e.to_string()))?,
+            )
+        } else {
+            None
+        };
+        let connector = crate::tls::connector(tls, CONNECT_TIMEOUT)
+            .map_err(|e| ClientError::TlsSetup(e.to_string()))?;
         let http = HttpClient::builder(TokioExecutor::new())
             .pool_max_idle_per_host(IDLE_PER_SERVER)
             .pool_idle_timeout(Duration::from_secs(60))
@@ -172,9 +199,19 @@ impl Client {
             let resp = match self.http.request(req).await {
                 Ok(resp) => resp,
                 Err(e) => {
-                    let reason = std::error::Error::source(&e)
-                        .map_or_else(|| e.to_string(), |s| format!("{e}: {s}"));
-                    let err = ClientError::Unreachable { url: url.clone(), reason };
+                    let reason = error_chain(&e);
+                    let err = if reason.contains("certificate") || reason.contains("Certificate") {
+                        ClientError::Tls { url: url.clone(), reason }
+                    } else if url.starts_with("http://")
+                        && (reason.contains("closed before") || reason.contains("invalid HTTP"))
+                    {
+                        ClientError::Unreachable {
+                            url: url.clone(),
+                            reason: format!("{reason}; if it serves HTTPS, use https://"),
+                        }
+                    } else {
+                        ClientError::Unreachable { url: url.clone(), reason }
+                    };
                     return if e.is_connect() {
                         Attempt::NotSent(err)
                     } else {
@@ -318,6 +355,20 @@ impl Client {
             reason: e.to_string(),
         })
     }
+}
+
+/// An error and its causes, as one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        cause = c.source();
+    }
+    text
 }
 
 /// An error answer as [`ClientError::Api`]; a body that is not the API's error shape is shown

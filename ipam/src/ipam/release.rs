@@ -79,6 +79,33 @@ pub fn parse_host(text: &str) -> Option<IpAddr> {
 }
 
 impl Ipam {
+    /// The first address `req` names that is allocated to a node other than `node` (a node
+    /// credential may release only its own).
+    pub fn held_by_others(
+        &self,
+        req: &ReleaseRequest,
+        node: &str,
+    ) -> Result<Option<(IpAddr, String)>> {
+        let mut ips: Vec<IpAddr> = req
+            .ips
+            .iter()
+            .filter_map(|item| match item {
+                ReleaseItem::Address(t) | ReleaseItem::Guarded { ip: t, .. } => parse_host(t),
+            })
+            .collect();
+        if let Some(h) = &req.handle {
+            ips.extend(self.handle(h)?);
+        }
+        for ip in ips {
+            if let Some(a) = self.lookup_ip(ip)? {
+                if a.node != node {
+                    return Ok(Some((ip, a.node)));
+                }
+            }
+        }
+        Ok(None)
+    }
+
     /// Releases by handle or by address.
     pub fn release(&self, req: &ReleaseRequest) -> Result<Released> {
         self.sync()?;

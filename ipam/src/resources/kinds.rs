@@ -13,6 +13,7 @@ pub enum Kind {
     Node,
     WorkloadEndpoint,
     NodeStatus,
+    NodeCredential,
     IpamBlock,
     BlockAffinity,
     IpamHandle,
@@ -27,6 +28,8 @@ pub enum Writer {
     Agent,
     /// A read-only view computed by the IPAM; changed only through `/v1/ipam/...`.
     Ipam,
+    /// Issued by the server (`POST /v1/credentials/<node>`), read and revoked by the admin.
+    Server,
 }
 
 /// Static facts about a kind.
@@ -117,6 +120,17 @@ const KINDS: &[(Kind, KindInfo)] = &[
             writer: Writer::Agent,
             singleton: None,
             summary: "a node's BGP sessions and agent state, as the node reports it",
+        },
+    ),
+    (
+        Kind::NodeCredential,
+        KindInfo {
+            kind: "NodeCredential",
+            plural: "nodecredentials",
+            aliases: &["nodecredential", "nodecredentials", "credential", "credentials"],
+            writer: Writer::Server,
+            singleton: None,
+            summary: "a node agent's credential (its token's hash; issue and revoke with `tartanctl node credential`)",
         },
     ),
     (

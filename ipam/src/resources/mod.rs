@@ -41,6 +41,7 @@ spec_of! {
     NodeSpec => Node,
     WorkloadEndpointSpec => WorkloadEndpoint,
     NodeStatusSpec => NodeStatus,
+    NodeCredentialSpec => NodeCredential,
 }
 
 /// The only API version this build speaks.

@@ -271,6 +271,16 @@ pub struct WorkloadEndpointSpec {
     pub attributes: BTreeMap<String, String>,
 }
 
+/// `NodeCredential` (named after its node): the SHA-256 of the secret part of a node agent's
+/// token. The token itself is shown once, when issued.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NodeCredentialSpec {
+    pub node: String,
+    /// Lower-case hex.
+    pub token_sha256: String,
+}
+
 /// `NodeStatus`: what a node's agent last reported about itself.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]

@@ -58,6 +58,9 @@ pub fn validate(kind: Kind, raw: RawResource, ctx: &Context<'_>) -> Result<RawRe
             typed(&raw, |r: &mut Resource<WorkloadEndpointSpec>| workload(&r.spec))
         }
         Kind::NodeStatus => typed(&raw, |_: &mut Resource<NodeStatusSpec>| Ok(())),
+        Kind::NodeCredential => {
+            typed(&raw, |r: &mut Resource<NodeCredentialSpec>| node_credential(r))
+        }
         Kind::IpamBlock | Kind::BlockAffinity | Kind::IpamHandle => Err(format!(
             "{kind} is a read-only view of the IPAM; change it through `tartanctl ipam ...`"
         )),
@@ -125,6 +128,19 @@ fn check_as(field: &str, asn: u32) -> Result<(), String> {
     }
 }
 
+fn node_credential(r: &Resource<NodeCredentialSpec>) -> Result<(), String> {
+    if r.spec.node != r.metadata.name {
+        return Err(
+            "a NodeCredential is named after its node: spec.node must equal metadata.name".into()
+        );
+    }
+    let hash = &r.spec.token_sha256;
+    if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        return Err("spec.tokenSha256 must be 64 lower-case hex digits".into());
+    }
+    Ok(())
+}
+
 fn masked(field: &str, net: IpNet) -> Result<(), String> {
     if net.trunc() != net {
         return Err(format!("{field} {net} is not masked: did you mean {}?", net.trunc()));
@@ -136,11 +152,18 @@ fn pool(r: &mut Resource<IpPoolSpec>, ctx: &Context<'_>) -> Result<(), String> {
     let spec = &mut r.spec;
     let cidr = spec.cidr;
     masked("spec.cidr", cidr)?;
-    let reserved: [(&str, IpNet); 4] = [
+    let reserved: [(&str, IpNet); 10] = [
+        ("\"this network\" (RFC 791)", "0.0.0.0/8".parse().map_err(|_| "internal")?),
         ("link-local", "169.254.0.0/16".parse().map_err(|_| "internal")?),
         ("link-local", "fe80::/10".parse().map_err(|_| "internal")?),
         ("loopback", "127.0.0.0/8".parse().map_err(|_| "internal")?),
+        ("loopback", "::1/128".parse().map_err(|_| "internal")?),
+        ("unspecified", "::/128".parse().map_err(|_| "internal")?),
         ("multicast", "224.0.0.0/4".parse().map_err(|_| "internal")?),
+        ("multicast", "ff00::/8".parse().map_err(|_| "internal")?),
+        // 255.255.255.255, the limited broadcast address, is in it.
+        ("reserved (RFC 1112) and broadcast", "240.0.0.0/4".parse().map_err(|_| "internal")?),
+        ("IPv4-mapped IPv6", "::ffff:0:0/96".parse().map_err(|_| "internal")?),
     ];
     for (what, net) in reserved {
         if overlaps(cidr, net) {
@@ -277,6 +300,16 @@ fn bgp_peer(spec: &BgpPeerSpec) -> Result<(), String> {
                     "spec.password.value must be 1 to 80 characters (the TCP-MD5 key limit)".into(),
                 );
             }
+            (None, Some(f)) if !f.starts_with('/') || f.len() > 4096 || f.contains('\0') => {
+                return Err(format!(
+                    "spec.password.file {f:?} must be an absolute path (the agent reads it on its host)"
+                ));
+            }
+            (None, Some(f)) if f.starts_with("/dev/") || f.starts_with("/proc/") => {
+                return Err(format!(
+                    "spec.password.file {f:?} must be a regular file holding the password"
+                ));
+            }
             (Some(_), None) | (None, Some(_)) => {}
             _ => return Err("spec.password needs exactly one of `value` or `file`".into()),
         }
@@ -377,6 +410,13 @@ mod tests {
             (json!({"cidr": "10.65.0.0/16", "blockSize": 19}), "out of range"),
             (json!({"cidr": "10.65.0.0/28", "blockSize": 26}), "larger than the pool"),
             (json!({"cidr": "169.254.0.0/16"}), "link-local"),
+            (json!({"cidr": "0.0.0.0/8"}), "\"this network\""),
+            (json!({"cidr": "0.0.0.0/24"}), "\"this network\""),
+            (json!({"cidr": "240.0.0.0/4"}), "broadcast"),
+            (json!({"cidr": "255.255.255.0/24"}), "broadcast"),
+            (json!({"cidr": "::ffff:0:0/96", "blockSize": 122}), "IPv4-mapped"),
+            (json!({"cidr": "::ffff:10.0.0.0/120", "blockSize": 122}), "IPv4-mapped"),
+            (json!({"cidr": "ff02::/16", "blockSize": 122}), "multicast"),
             (json!({"cidr": "10.65.0.0/16", "nodeSelector": "rack = 'a'"}), "spec.nodeSelector"),
             (json!({"cidr": "10.65.0.0/16", "natOutgoin": true}), "unknown field `natOutgoin`"),
             (json!({"cidr": "nonsense"}), "spec.cidr"),
@@ -453,6 +493,13 @@ mod tests {
             .is_err()
         );
         assert!(peer(json!({"peerIP": "10.0.0.254", "asNumber": 1, "password": {}})).is_err());
+        for bad in ["/dev/zero", "relative/md5", "/proc/self/environ"] {
+            let p = json!({"peerIP": "10.0.0.254", "asNumber": 1, "password": {"file": bad}});
+            assert!(peer(p).expect_err(bad).contains("spec.password.file"), "{bad}");
+        }
+        let ok =
+            json!({"peerIP": "10.0.0.254", "asNumber": 1, "password": {"file": "/etc/tartan/md5"}});
+        assert!(peer(ok).is_ok());
         for source in ["UseNodeIP", "None"] {
             let spec = json!({"peerIP": "10.0.0.254", "asNumber": 1, "sourceAddress": source});
             assert_eq!(peer(spec).expect("valid").spec["sourceAddress"], source);

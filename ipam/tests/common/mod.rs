@@ -149,7 +149,11 @@ fn open_at(path: &Path, backend: Backend, prefix: &str) -> (Arc<Store>, Ipam) {
         Backend::Sled => Store::open(path).expect("open store"),
         Backend::Etcd => {
             let (cluster, rt) = etcd();
-            let config = EtcdConfig { endpoints: cluster.endpoints(), prefix: prefix.to_string() };
+            let config = EtcdConfig {
+                endpoints: cluster.endpoints(),
+                prefix: prefix.to_string(),
+                tls: None,
+            };
             rt.block_on(Store::open_etcd(config)).expect("open the etcd store")
         }
     };

@@ -43,9 +43,14 @@ pub struct NodeArgs {
         default_value = "http://127.0.0.1:7180"
     )]
     api: String,
-    /// The API token file (written by `tartan apiserver` in its data directory).
+    /// The API token file: this node's credential (`tartanctl node credential issue NODE`), or
+    /// the admin token `tartan apiserver` writes in its data directory.
     #[arg(long, env = "TARTAN_TOKEN_FILE", default_value = "/var/lib/tartan/token")]
     token_file: PathBuf,
+    /// The CA that signs the API servers' certificates, for https:// addresses (default: the
+    /// system's CAs).
+    #[arg(long, env = "TARTAN_CA_FILE", value_name = "FILE")]
+    ca_file: Option<PathBuf>,
     /// The IPv4 BGP address: `autodetect`, `none`, or an address with its prefix length.
     #[arg(long, env = "IP", default_value = "autodetect")]
     ip: String,
@@ -156,6 +161,7 @@ pub fn node(args: NodeArgs) -> ExitCode {
         }
     }
     cfg.token_file = Some(args.token_file);
+    cfg.ca_file = args.ca_file;
     cfg.asn = args.asn;
     cfg.rr_cluster_id = args.route_reflector_cluster_id;
     cfg.labels = args.labels.into_iter().collect();

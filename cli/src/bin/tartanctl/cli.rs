@@ -15,7 +15,7 @@ Operate a Tartan fabric: resources, IP address management, BGP status.
 tartanctl talks to the API server (`tartan apiserver`) over HTTP with a bearer token. Where to
 find both, highest precedence first: the --api / --token-file options, the TARTAN_API /
 TARTAN_TOKEN_FILE variables, the config file (-c, TARTANCTL_CONFIG, else
-/etc/tartan/tartanctl.yaml if it exists; YAML `{api: URL, tokenFile: FILE}`), and the defaults
+/etc/tartan/tartanctl.yaml if it exists; YAML `{api: URL, tokenFile: FILE, caFile: FILE}`), and the defaults
 http://127.0.0.1:7180 and /var/lib/tartan/token.
 
 Resources (IPPool, BGPPeer, Node, ...) are YAML or JSON documents in calicoctl's shape:
@@ -63,7 +63,11 @@ pub struct Global {
     /// /var/lib/tartan/token if readable].
     #[arg(long, global = true, env = "TARTAN_TOKEN_FILE", value_name = "FILE")]
     pub token_file: Option<PathBuf>,
-    /// tartanctl's config file, YAML `{api: URL, tokenFile: FILE}` [default:
+    /// The CA that signs the API servers' certificates, for https:// addresses [default:
+    /// `caFile` from the config file, else the system's CAs].
+    #[arg(long, global = true, env = "TARTAN_CA_FILE", value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// tartanctl's config file, YAML `{api: URL, tokenFile: FILE, caFile: FILE}` [default:
     /// /etc/tartan/tartanctl.yaml if it exists].
     #[arg(
         short = 'c',
@@ -283,6 +287,15 @@ pub struct MigrateArgs {
     /// The key prefix to copy into (must be empty).
     #[arg(long, value_name = "PREFIX", default_value = "/tartan/")]
     pub etcd_prefix: String,
+    /// The CA that signs etcd's certificates (for https:// endpoints).
+    #[arg(long, value_name = "FILE", env = "TARTAN_ETCD_CA_FILE")]
+    pub etcd_ca_file: Option<PathBuf>,
+    /// Client certificate for etcd (when etcd asks for one).
+    #[arg(long, value_name = "FILE", env = "TARTAN_ETCD_CERT_FILE", requires = "etcd_key_file")]
+    pub etcd_cert_file: Option<PathBuf>,
+    /// The client certificate's key.
+    #[arg(long, value_name = "FILE", env = "TARTAN_ETCD_KEY_FILE", requires = "etcd_cert_file")]
+    pub etcd_key_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -333,9 +346,13 @@ Compares the blocks with the pools, the nodes and the workload endpoints the age
 address allocated but used by no workload is a leak; the server also collects leaks by itself
 after IPAMConfig's leakGracePeriodSeconds.
 
+Exit status: 0 when nothing is wrong, 2 when problems were found (the report is still printed
+and written), 1 when the check could not run. So it can gate CI or an alert.
+
 Examples:
   tartanctl ipam check
-  tartanctl ipam check -o report.json && tartanctl ipam release --from-report report.json";
+  tartanctl ipam check || alert 'IPAM has problems'
+  tartanctl ipam check -o report.json; tartanctl ipam release --from-report report.json";
 
 #[derive(Args, Debug)]
 pub struct CheckArgs {
@@ -432,6 +449,48 @@ pub enum NodeCommand {
     /// The BGP sessions of every node, or of one, as its agent last reported them.
     #[command(after_help = NODE_STATUS_EXAMPLES)]
     Status(NodeStatusArgs),
+    /// A node agent's own credential: issue (or replace), revoke, list.
+    #[command(subcommand)]
+    Credential(CredentialCommand),
+}
+
+const CREDENTIAL_ABOUT: &str = "\
+A node credential lets one node's agent (`tartan node`) read what it needs and write only its
+own Node, NodeStatus, WorkloadEndpoints and addresses; the admin token (the API server's token
+file) does everything. Give each agent its own instead of the admin token:
+
+  1. tartanctl node credential issue host1 --output /etc/tartan/host1.token   (as admin)
+  2. copy the file to host1 (mode 0600) and run `tartan node --token-file FILE` there
+  3. to revoke: tartanctl node credential revoke host1 (the token stops working at once)
+
+Issuing again replaces the node's credential: the old token stops working. The server keeps
+only the SHA-256 of the secret; the token is shown once.";
+
+#[derive(Subcommand, Debug)]
+#[command(about = "A node agent's own credential", long_about = CREDENTIAL_ABOUT)]
+pub enum CredentialCommand {
+    /// Issue a credential for NODE (replacing any earlier one); print the token or write it.
+    #[command(long_about = CREDENTIAL_ABOUT)]
+    Issue(CredentialIssueArgs),
+    /// Revoke NODE's credential: its token stops working at once.
+    Revoke(CredentialNodeArgs),
+    /// The nodes that have a credential, and when each was issued.
+    List,
+}
+
+#[derive(Args, Debug)]
+pub struct CredentialIssueArgs {
+    /// The node's name (its Node resource's, usually its hostname).
+    pub node: String,
+    /// Write the token to this file (created with mode 0600) instead of printing it.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct CredentialNodeArgs {
+    /// The node's name.
+    pub node: String,
 }
 
 const NODE_STATUS_EXAMPLES: &str = "\

@@ -22,11 +22,21 @@ pub const DEFAULT_TOKEN_FILE: &str = "/var/lib/tartan/token";
 pub struct Error {
     pub message: String,
     pub code: Option<String>,
+    /// The exit status (1 unless the command says otherwise).
+    pub exit: u8,
 }
+
+/// The exit status of `ipam check` when it found problems (1 stays "could not check").
+pub const EXIT_PROBLEMS: u8 = 2;
 
 impl Error {
     pub fn new(message: impl Into<String>) -> Error {
-        Error { message: message.into(), code: None }
+        Error { message: message.into(), code: None, exit: 1 }
+    }
+
+    /// A failure with its own exit status.
+    pub fn with_exit(message: impl Into<String>, exit: u8) -> Error {
+        Error { exit, ..Error::new(message) }
     }
 
     /// The API answered with this error code (`not_found`, `already_exists`, ...).
@@ -55,6 +65,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 struct FileConfig {
     api: Option<String>,
     token_file: Option<PathBuf>,
+    ca_file: Option<PathBuf>,
 }
 
 /// The resolved settings; the token file is read only by commands that need it.
@@ -63,6 +74,8 @@ pub struct Ctx {
     pub api: String,
     /// The token file and where its name came from.
     token_file: Option<(PathBuf, String)>,
+    /// The CA to trust for https:// servers.
+    ca_file: Option<PathBuf>,
 }
 
 impl Ctx {
@@ -77,22 +90,23 @@ impl Ctx {
         };
         let file = file.unwrap_or_default();
         let api = global.api.clone().or(file.api).unwrap_or_else(|| DEFAULT_API.to_string());
+        // Relative to the config file's directory, like most tools' config files.
+        let beside_config = |path: PathBuf| match from.parent() {
+            Some(dir) if path.is_relative() => dir.join(path),
+            _ => path,
+        };
+        let ca_file = global.ca_file.clone().or_else(|| file.ca_file.map(beside_config));
         let token_file = match (&global.token_file, file.token_file) {
             (Some(path), _) => Some((path.clone(), "--token-file / TARTAN_TOKEN_FILE".to_string())),
             (None, Some(path)) => {
-                // Relative to the config file's directory, like most tools' config files.
-                let path = match from.parent() {
-                    Some(dir) if path.is_relative() => dir.join(path),
-                    _ => path,
-                };
-                Some((path, format!("tokenFile in {}", from.display())))
+                Some((beside_config(path), format!("tokenFile in {}", from.display())))
             }
             (None, None) if std::fs::File::open(DEFAULT_TOKEN_FILE).is_ok() => {
                 Some((PathBuf::from(DEFAULT_TOKEN_FILE), "the default location".to_string()))
             }
             (None, None) => None,
         };
-        Ok(Ctx { api, token_file })
+        Ok(Ctx { api, token_file, ca_file })
     }
 
     /// A client with the token: what every command but `version` and `completion` uses.
@@ -111,8 +125,9 @@ impl Ctx {
     }
 
     fn client(&self, token: Option<String>) -> Result<Api> {
-        let client = Client::new(&self.api, token)
-            .map_err(|e| Error::new(format!("{e} (from --api, TARTAN_API or the config file)")))?;
+        let client = Client::with_ca(&self.api, token, self.ca_file.as_deref()).map_err(|e| {
+            Error::new(format!("{e} (from --api, --ca-file, their variables or the config file)"))
+        })?;
         Ok(Api { client, token_file: self.token_file.as_ref().map(|(p, _)| p.clone()) })
     }
 }
@@ -121,7 +136,7 @@ fn load_config(path: &Path) -> Result<FileConfig> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         Error::new(format!(
             "cannot read the config file {}: {e}; fix -c / TARTANCTL_CONFIG or create the file \
-             (YAML: `api: http://HOST:PORT` and `tokenFile: FILE`)",
+             (YAML: `api: https://HOST:PORT`, `tokenFile: FILE`, `caFile: FILE`)",
             path.display()
         ))
     })?;
@@ -130,7 +145,7 @@ fn load_config(path: &Path) -> Result<FileConfig> {
     }
     serde_yaml::from_str(&text).map_err(|e| {
         Error::new(format!(
-            "the config file {} is not valid: {e}; it takes `api: http://HOST:PORT` and `tokenFile: FILE`",
+            "the config file {} is not valid: {e}; it takes `api: https://HOST:PORT`, `tokenFile: FILE` and `caFile: FILE`",
             path.display()
         ))
     })
@@ -216,10 +231,10 @@ impl Api {
                     self.url()
                 ),
             };
-            return Error { message, code: Some("unauthorized".into()) };
+            return Error { code: Some("unauthorized".into()), ..Error::new(message) };
         }
         let code = e.code().map(str::to_string);
-        Error { message: e.to_string(), code }
+        Error { code, ..Error::new(e.to_string()) }
     }
 }
 

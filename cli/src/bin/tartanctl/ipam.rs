@@ -98,6 +98,12 @@ pub async fn check(ctx: &Ctx, args: CheckArgs) -> Result<()> {
         }
     }
     emit(&out);
+    if !report.problems.is_empty() {
+        return Err(Error::with_exit(
+            format!("ipam check found {} problem(s) (exit status 2)", report.problems.len()),
+            crate::context::EXIT_PROBLEMS,
+        ));
+    }
     Ok(())
 }
 

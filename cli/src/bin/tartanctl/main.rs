@@ -8,6 +8,7 @@
 
 mod cli;
 mod context;
+mod credential;
 mod docs;
 mod ipam;
 mod ipam_show;
@@ -46,7 +47,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("tartanctl: {e}");
-            ExitCode::FAILURE
+            ExitCode::from(e.exit)
         }
     }
 }
@@ -80,6 +81,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Ipam(IpamCommand::Configure(args)) => ipam::configure(&ctx, args).await,
         Command::Ipam(IpamCommand::Allocate(args)) => ipam::allocate(&ctx, args).await,
         Command::Node(NodeCommand::Status(args)) => node::status(&ctx, args).await,
+        Command::Node(NodeCommand::Credential(cmd)) => credential::run(&ctx, cmd).await,
         Command::Version(args) => version(&ctx, args).await,
         Command::Datastore(_) => Ok(()),
         Command::Completion(_) => Ok(()),
@@ -123,9 +125,16 @@ async fn version(ctx: &Ctx, args: VersionArgs) -> Result<()> {
 
 /// `tartanctl datastore migrate`: sled into etcd, step by step on stderr.
 async fn migrate(args: &cli::MigrateArgs) -> Result<()> {
+    let tls = tartan_ipam::tls::client_config_from(
+        args.etcd_ca_file.as_deref(),
+        args.etcd_cert_file.as_deref(),
+        args.etcd_key_file.as_deref(),
+    )
+    .map_err(|e| Error::new(format!("datastore migrate: TLS to etcd: {e}")))?;
     let target = tartan_ipam::store::etcd::EtcdConfig {
         endpoints: args.etcd_endpoints.clone(),
         prefix: args.etcd_prefix.clone(),
+        tls,
     };
     let mut progress = |step: &str| eprintln!("migrate: {step}");
     let done = tartan_ipam::migrate::sled_to_etcd(&args.from_data_dir, &target, &mut progress)

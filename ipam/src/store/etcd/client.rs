@@ -16,9 +16,11 @@ use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use hyper::body::Incoming;
 use hyper::header::CONTENT_TYPE;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use rustls::ClientConfig;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -139,7 +141,7 @@ pub struct WatchEvent {
 pub struct EtcdClient {
     endpoints: Vec<String>,
     preferred: AtomicUsize,
-    http: HttpClient<HttpConnector, Full<Bytes>>,
+    http: HttpClient<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
 fn num(v: &Value) -> u64 {
@@ -246,35 +248,35 @@ fn classify(url: &str, status: hyper::StatusCode, body: &[u8]) -> Attempt {
 }
 
 impl EtcdClient {
-    /// `endpoints`: `http://HOST:PORT` of each member (or `HOST:PORT`).
-    pub fn new(endpoints: &[String]) -> Result<EtcdClient, String> {
+    /// `endpoints`: `https://HOST:PORT` or `http://HOST:PORT` of each member (`HOST:PORT` is
+    /// plain HTTP); `tls` for the `https://` ones (the CA, and a client certificate when etcd
+    /// asks for one).
+    pub fn new(endpoints: &[String], tls: Option<ClientConfig>) -> Result<EtcdClient, String> {
         let mut urls = Vec::new();
         for e in endpoints {
             let e = e.trim().trim_end_matches('/');
             if e.is_empty() {
                 continue;
             }
-            let url = match e.strip_prefix("http://") {
-                Some(rest) => format!("http://{rest}"),
-                None if e.starts_with("https://") => {
-                    return Err(format!(
-                        "{e}: TLS to etcd is not built yet; use http:// endpoints on a private network"
-                    ));
-                }
-                None if e.contains("://") => return Err(format!("{e:?} is not an etcd endpoint")),
-                None => format!("http://{e}"),
+            let (scheme, authority) = match e.split_once("://") {
+                Some((scheme @ ("http" | "https"), rest)) => (scheme, rest),
+                Some(_) => return Err(format!("{e:?} is not an etcd endpoint")),
+                None => ("http", e),
             };
-            if !url["http://".len()..].contains(':') {
-                return Err(format!("{e:?} is not an etcd endpoint: use http://HOST:PORT"));
+            if !authority.contains(':') || authority.contains('/') {
+                return Err(format!("{e:?} is not an etcd endpoint: use https://HOST:PORT"));
             }
-            urls.push(url);
+            if scheme == "https" && tls.is_none() {
+                return Err(format!(
+                    "{e}: https:// needs the CA that signs etcd's certificates: --etcd-ca-file FILE"
+                ));
+            }
+            urls.push(format!("{scheme}://{authority}"));
         }
         if urls.is_empty() {
             return Err("no etcd endpoint given: --etcd-endpoints http://HOST:2379[,...]".into());
         }
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        let connector = crate::tls::connector(tls, CONNECT_TIMEOUT).map_err(|e| e.to_string())?;
         let http = HttpClient::builder(TokioExecutor::new())
             .pool_max_idle_per_host(64)
             .pool_idle_timeout(Duration::from_secs(60))

@@ -52,6 +52,9 @@ pub struct EtcdConfig {
     pub endpoints: Vec<String>,
     /// Key prefix, ending in `/`.
     pub prefix: String,
+    /// For `https://` endpoints: the CA to trust, and the client certificate etcd's
+    /// `--client-cert-auth` asks for.
+    pub tls: Option<Box<rustls::ClientConfig>>,
 }
 
 /// Counters for `/metrics`.
@@ -121,7 +124,8 @@ fn lock(m: &Mutex<Mirror>) -> MutexGuard<'_, Mirror> {
 impl EtcdStore {
     /// Connects, lists the prefix and starts the watch.
     pub async fn open(config: EtcdConfig) -> Result<EtcdStore, StoreError> {
-        let client = EtcdClient::new(&config.endpoints).map_err(StoreError::Corrupt)?;
+        let client = EtcdClient::new(&config.endpoints, config.tls.as_deref().cloned())
+            .map_err(StoreError::Corrupt)?;
         let mut prefix = config.prefix.clone();
         if !prefix.ends_with('/') {
             prefix.push('/');
