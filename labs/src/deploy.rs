@@ -108,6 +108,10 @@ pub fn deploy(file: &Path, opts: &DeployOptions) -> Result<Deployed> {
     let state = plan(&topo, &lab_dir, opts, &bin_dir);
     fs::create_dir_all(state.run_dir().join("ns"))
         .map_err(LabError::io("creating the lab's run directory"))?;
+    // Before the bind sources are looked at: nodes bind their certificates.
+    for cert in crate::pki::issue_certificates(&topo, &lab_dir)? {
+        tracing::info!("issued {}", cert.display());
+    }
     for node in &topo.nodes {
         let dir = state.node_dir(&node.name);
         fs::create_dir_all(&dir).map_err(LabError::io(format!("creating {}", dir.display())))?;

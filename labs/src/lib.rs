@@ -36,6 +36,7 @@ pub mod inspect;
 pub mod netns;
 pub mod node_init;
 pub mod pidns;
+pub mod pki;
 pub mod procfs;
 pub mod profile;
 pub mod state;

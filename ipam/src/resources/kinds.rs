@@ -227,7 +227,7 @@ mod tests {
                 assert_eq!(Kind::lookup(alias), Some(kind));
             }
         }
-        assert_eq!(KINDS.len(), 10);
+        assert_eq!(KINDS.len(), 11);
         assert_eq!(Kind::lookup("IPPool"), Some(Kind::IpPool));
         assert_eq!(Kind::lookup("bgpPeer"), Some(Kind::BgpPeer));
         assert_eq!(Kind::lookup("nonsense"), None);

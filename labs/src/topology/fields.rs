@@ -218,7 +218,7 @@ pub(super) const NODE_KEYS: &[(&str, Rule)] = &[
     ("cap-add", Rule::Ignore("node processes run as root with every capability")),
     ("privileged", Rule::Ignore("node processes run as root with every capability")),
     ("security-opts", Rule::Ignore("node processes run as root with every capability")),
-    ("certificate", Rule::Ignore("no TLS certificates are generated")),
+    ("certificate", Rule::Use),
     ("cgroup-parent", Rule::Ignore("resource limits are not applied")),
     ("cgroupns-mode", Rule::Ignore("resource limits are not applied")),
     ("cpu", Rule::Ignore("resource limits are not applied")),

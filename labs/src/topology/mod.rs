@@ -267,6 +267,9 @@ fn resolve(
             network_mode,
             startup_delay_secs: levels.scalar(|d| &d.startup_delay).unwrap_or(0),
             hostname,
+            certificate: levels
+                .scalar(|d| &d.certificate)
+                .and_then(|(issue, sans)| issue.then_some(sans)),
         });
     }
 

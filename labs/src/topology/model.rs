@@ -141,6 +141,9 @@ pub struct Node {
     pub startup_delay_secs: u64,
     pub hostname: String,
     pub profile: Profile,
+    /// `certificate: {issue: true}`: the extra names (`sans`) of the certificate the lab's CA
+    /// signs for this node at deploy time; `None` when it gets none.
+    pub certificate: Option<Vec<String>>,
 }
 
 /// One end of a link.

@@ -37,7 +37,17 @@ pub(super) struct NodeDef {
     pub exec: Vec<String>,
     pub labels: BTreeMap<String, String>,
     pub sysctls: BTreeMap<String, String>,
+    /// `certificate.issue`: a certificate signed by the lab's CA, with `certificate.sans`.
+    pub certificate: Option<(bool, Vec<String>)>,
 }
+
+/// The keys of a node's `certificate`.
+const CERTIFICATE_KEYS: &[(&str, super::fields::Rule)] = &[
+    ("issue", super::fields::Rule::Use),
+    ("sans", super::fields::Rule::Use),
+    ("key-size", super::fields::Rule::Ignore("certificates use ECDSA P-256 keys")),
+    ("validity-duration", super::fields::Rule::Ignore("certificates are valid for a year")),
+];
 
 impl NodeDef {
     pub fn parse(ctx: &mut Ctx, at: &Where, value: Option<&Value>) -> NodeDef {
@@ -70,6 +80,18 @@ impl NodeDef {
             exec: ctx.string_list(at, map, "exec"),
             labels: ctx.string_map(at, map, "labels"),
             sysctls: ctx.string_map(at, map, "sysctls"),
+            certificate: ctx.mapping(at, map, "certificate").map(|c| {
+                ctx.check_keys(at, c, CERTIFICATE_KEYS);
+                let issue = match ctx.string(at, c, "issue").as_deref() {
+                    None | Some("false") => false,
+                    Some("true") => true,
+                    Some(_) => {
+                        ctx.bad(at, "certificate.issue", "must be true or false");
+                        false
+                    }
+                };
+                (issue, ctx.string_list(at, c, "sans"))
+            }),
         };
         if !matches!(at, Where::Node(_)) {
             for key in ["mgmt-ipv4", "mgmt-ipv6"] {

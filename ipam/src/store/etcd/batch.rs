@@ -125,7 +125,8 @@ async fn send(client: &EtcdClient, batch: Vec<Request>) {
     }
 }
 
-/// Shares linearizable revision reads between concurrent callers.
+/// Shares fence writes between concurrent callers: one write answers every caller that came
+/// before it was sent.
 #[derive(Debug, Default)]
 pub struct Barrier {
     tickets: AtomicU64,
@@ -135,15 +136,15 @@ pub struct Barrier {
 }
 
 impl Barrier {
-    /// The cluster's revision, read after this call began.
-    pub async fn revision(&self, client: &EtcdClient) -> Result<u64, EtcdError> {
+    /// A revision of the prefix (the fence `key`'s write) taken after this call began.
+    pub async fn revision(&self, client: &EtcdClient, key: &[u8]) -> Result<u64, EtcdError> {
         let ticket = self.tickets.fetch_add(1, Ordering::SeqCst) + 1;
         let _reader = self.reader.lock().await;
         if self.served.load(Ordering::SeqCst) >= ticket {
             return Ok(self.revision.load(Ordering::SeqCst));
         }
         let covers = self.tickets.load(Ordering::SeqCst);
-        let revision = client.current_revision().await?;
+        let revision = client.fence(key).await?;
         self.revision.store(revision, Ordering::SeqCst);
         self.served.store(covers, Ordering::SeqCst);
         Ok(revision)

@@ -38,6 +38,8 @@ pub const POOLS_GUARD: &str = "meta/pools";
 pub const CLAIMS_GUARD: &str = "meta/claims";
 /// Present while `tartanctl datastore migrate` copies into this prefix.
 pub const READ_ONLY: &str = "meta/read-only";
+/// Written by barriers: its revisions reach this prefix's watch (see `EtcdClient::fence`).
+pub const FENCE: &str = "meta/fence";
 
 pub fn classify<'a>(prefix: &str, key: &'a [u8]) -> Key<'a> {
     let Ok(key) = std::str::from_utf8(key) else { return Key::Other };

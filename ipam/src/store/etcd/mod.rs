@@ -96,6 +96,13 @@ struct Shared {
     barrier: batch::Barrier,
 }
 
+impl Shared {
+    /// The key barriers write (see [`batch::Barrier`]).
+    fn fence_key(&self) -> Vec<u8> {
+        format!("{}{}", self.prefix, mirror::FENCE).into_bytes()
+    }
+}
+
 /// The etcd datastore as one API server sees it.
 #[derive(Debug)]
 pub struct EtcdStore {
@@ -225,7 +232,8 @@ impl EtcdStore {
 
     /// Waits until the mirror holds every write acknowledged before the call.
     pub fn barrier(&self) -> Result<(), StoreError> {
-        let revision = self.block_on(self.shared.barrier.revision(&self.shared.client))?;
+        let fence = self.shared.fence_key();
+        let revision = self.block_on(self.shared.barrier.revision(&self.shared.client, &fence))?;
         self.wait_for(revision)
     }
 
@@ -705,7 +713,8 @@ async fn freshness_loop(shared: std::sync::Weak<Shared>) {
     loop {
         tokio::time::sleep(FRESHNESS).await;
         let Some(shared) = shared.upgrade() else { return };
-        let Ok(revision) = shared.barrier.revision(&shared.client).await else { continue };
+        let fence = shared.fence_key();
+        let Ok(revision) = shared.barrier.revision(&shared.client, &fence).await else { continue };
         shared.metrics.quorum_seen_ms.store(time::now_millis(), Ordering::Relaxed);
         let mut rx = shared.revision_tx.subscribe();
         if tokio::time::timeout(FRESHNESS, rx.wait_for(|r| *r >= revision)).await.is_err() {
