@@ -37,6 +37,21 @@ fn quickstart_fabric_routes_containers_across_hosts_over_bgp() {
     });
     lab.wait_for("every host's routes", CONVERGE, || fabric_routes(&lab, &HOSTS));
 
+    // The API speaks HTTPS only, with a certificate of the lab's CA (made at deploy time):
+    // plain HTTP gets nothing, and a client that does not trust the CA is told what to give.
+    let plain = lab.sh("host1", "tartanctl --api http://apiserver:7180 get nodes");
+    assert!(!plain.success() && plain.stderr.contains("https://"), "{plain:?}");
+    let untrusted = lab.sh("host1", "env -u TARTAN_CA_FILE tartanctl get nodes");
+    assert!(!untrusted.success() && untrusted.stderr.contains("--ca-file"), "{untrusted:?}");
+    // A node credential writes its own node, and nothing of another's.
+    lab.sh_ok("host1", "tartanctl node credential issue host1 -o /tmp/host1.token");
+    let own = "TARTAN_TOKEN_FILE=/tmp/host1.token tartanctl label node host1 probe=yes";
+    lab.sh_ok("host1", own);
+    let other =
+        lab.sh("host1", "TARTAN_TOKEN_FILE=/tmp/host1.token tartanctl label node host2 probe=yes");
+    assert!(!other.success() && other.stderr.contains("may not"), "{other:?}");
+    lab.sh_ok("host1", "tartanctl node credential revoke host1");
+
     // Ping matrix between containers on different hosts, IPv4 and IPv6.
     ping_matrix(&lab, &wls);
 
