@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds the fuzz targets and runs each one for a while: the BGP codec and streaming framer
 # (bgp/fuzz, seeded with the real FRR, BIRD and GoBGP messages in
-# bgp/tests/captures/messages.txt), and felix's netlink parsers and the selector parser
-# (felix/fuzz).
+# bgp/tests/captures/messages.txt), felix's netlink parsers and the selector parser, and the
+# API's request decoding (any method, path, query and body through the router; felix/fuzz).
 #
 #   scripts/fuzz.sh            # 30 s per target (what CI runs)
 #   scripts/fuzz.sh 3600       # an hour per target
@@ -62,5 +62,17 @@ for t in "${targets[@]}"; do
   (cd bgp && seed "fuzz/corpus/$t")
 done
 fuzz_crate bgp "${targets[@]}"
-fuzz_crate felix netlink selector
+# The API's request decoding runs against a real sled datastore made for the run.
+api_store=$(mktemp -d /tmp/tartan-fuzz-api.XXXXXX)
+trap 'rm -rf "$api_store"' EXIT
+mkdir -p felix/fuzz/corpus/api_request
+printf '\x01v1/ippools\n{"apiVersion":"tartan/v1","kind":"IPPool","metadata":{"name":"p"},"spec":{"cidr":"10.9.0.0/16"}}' \
+  >felix/fuzz/corpus/api_request/pool
+printf '\x01v1/ipam/allocate\n{"node":"n1","handle":"h","ipv4":1,"attributes":{"a":"b"}}' \
+  >felix/fuzz/corpus/api_request/allocate
+printf '\x00v1/watch?since=0&kinds=ippools,nodes\n' >felix/fuzz/corpus/api_request/watch
+printf '\x00v1/ippools?labelSelector=a%%20%%3D%%3D%%20%%27b%%27\n' >felix/fuzz/corpus/api_request/list
+printf '\x03v1/bgppeers/tor\n{"spec":{"password":{"value":"(redacted)"}}}' >felix/fuzz/corpus/api_request/patch
+export TARTAN_FUZZ_DIR=$api_store
+fuzz_crate felix netlink selector api_request
 say "fuzzing passed"

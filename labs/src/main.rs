@@ -327,9 +327,13 @@ fn main() -> ExitCode {
         (_, 1) => tracing::Level::DEBUG,
         _ => tracing::Level::TRACE,
     };
+    // Colour only on a terminal, and never with NO_COLOR set (no escapes in log files).
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_ansi(colour)
         .with_max_level(level)
         .init();
     match run(cli.command) {

@@ -6,6 +6,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+#[path = "tartan/logging.rs"]
+mod logging;
 #[path = "tartan/node.rs"]
 mod node;
 use tartan_bgp::daemon::{self, control, show};
@@ -94,6 +96,9 @@ struct BgpArgs {
     /// Log level: error, warn, info, debug, trace.
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     log_level: tracing_subscriber::filter::LevelFilter,
+    /// Log lines as text (coloured only on a terminal) or JSON, one object per line.
+    #[arg(long, value_name = "FORMAT", default_value = "text")]
+    log_format: logging::LogFormat,
     #[command(subcommand)]
     command: Option<BgpCommand>,
 }
@@ -216,13 +221,17 @@ struct ApiserverArgs {
     /// or a fresh cluster's pools and BGP configuration. Repeatable.
     #[arg(long, value_name = "FILE")]
     apply: Vec<PathBuf>,
-    /// Log level: error, warn, info, debug, trace.
+    /// Log level: error, warn, info, debug, trace. At info every write and every refused
+    /// credential is logged (who, what, result).
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     log_level: tracing_subscriber::filter::LevelFilter,
+    /// Log lines as text (coloured only on a terminal) or JSON, one object per line.
+    #[arg(long, value_name = "FORMAT", default_value = "text")]
+    log_format: logging::LogFormat,
 }
 
 fn apiserver(args: ApiserverArgs) -> ExitCode {
-    tracing_subscriber::fmt().with_max_level(args.log_level).with_writer(std::io::stderr).init();
+    logging::init(args.log_level, args.log_format, true);
     let mut seed = Vec::new();
     for file in &args.apply {
         match read_documents(file) {
@@ -401,11 +410,7 @@ fn bgp(args: BgpArgs) -> ExitCode {
                     Err(e) => fail(e),
                 };
             }
-            tracing_subscriber::fmt()
-                .with_writer(std::io::stderr)
-                .with_target(false)
-                .with_max_level(args.log_level)
-                .init();
+            logging::init(args.log_level, args.log_format, false);
             let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
                 Ok(rt) => rt,
                 Err(e) => return fail(e),

@@ -110,6 +110,9 @@ pub struct NodeArgs {
     /// Log level: error, warn, info, debug, trace.
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     log_level: tracing_subscriber::filter::LevelFilter,
+    /// Log lines as text (coloured only on a terminal) or JSON, one object per line.
+    #[arg(long, value_name = "FORMAT", default_value = "text")]
+    log_format: crate::logging::LogFormat,
 }
 
 fn source(text: &str, method: &Method) -> Result<AddressSource, String> {
@@ -141,7 +144,7 @@ fn hostname() -> String {
 }
 
 pub fn node(args: NodeArgs) -> ExitCode {
-    tracing_subscriber::fmt().with_max_level(args.log_level).with_writer(std::io::stderr).init();
+    crate::logging::init(args.log_level, args.log_format, true);
     let name = args.name.clone().unwrap_or_else(hostname);
     if name.is_empty() {
         eprintln!("tartan node: no Node name: give --name or NODENAME");
