@@ -155,13 +155,22 @@ for h in "${HOSTS[@]}"; do
   { in_node "$h" -- ip route show proto 84; in_node "$h" -- ip -6 route show proto 84; } |
     sed 's/ *$//; s/^/  /'
 done
+section "the API over TLS (a certificate of the lab's CA, made at deploy time)"
+api_url=$(in_node "$CTL_NODE" -- sh -c 'echo "$TARTAN_API"')
+echo "TARTAN_API=$api_url TARTAN_CA_FILE=/etc/tartan/ca.pem (<lab-dir>/.tls/ca/ca.pem)"
+in_node "$CTL_NODE" -- openssl x509 -noout -subject -enddate -in /etc/tartan/ca.pem 2>/dev/null |
+  sed 's/^/  CA: /' || true
+first_api=${api_url%%,*}
+printf 'plain HTTP to %s: ' "${first_api/https:/http:}"
+in_node "$CTL_NODE" -- tartanctl --api "${first_api/https:/http:}" get nodes >/dev/null 2>&1 &&
+  echo "answered (unexpected)" || echo "refused, as it must be"
 section "IPAM: tartanctl ipam show --show-blocks"
 ctl ipam show --show-blocks
 if [ "$ETCD" -eq 1 ]; then
   section "the control plane: two API replicas on three etcd members (/healthz)"
   for api in api1 api2; do
     printf '%s: ' "$api"
-    in_node host1 -- curl -s "http://$api:7180/healthz" || echo unreachable
+    in_node host1 -- curl -s --cacert /etc/tartan/ca.pem "https://$api:7180/healthz" || echo unreachable
     echo
   done
 fi

@@ -268,8 +268,9 @@ fn resolve(
             startup_delay_secs: levels.scalar(|d| &d.startup_delay).unwrap_or(0),
             hostname,
             certificate: levels
-                .scalar(|d| &d.certificate)
-                .and_then(|(issue, sans)| issue.then_some(sans)),
+                .scalar(|d| &d.certificate_issue)
+                .unwrap_or(false)
+                .then(|| levels.scalar(|d| &d.certificate_sans).unwrap_or_default()),
         });
     }
 

@@ -37,8 +37,11 @@ pub(super) struct NodeDef {
     pub exec: Vec<String>,
     pub labels: BTreeMap<String, String>,
     pub sysctls: BTreeMap<String, String>,
-    /// `certificate.issue`: a certificate signed by the lab's CA, with `certificate.sans`.
-    pub certificate: Option<(bool, Vec<String>)>,
+    /// `certificate.issue`: a certificate signed by the lab's CA (each field inherits on its
+    /// own, as containerlab merges it).
+    pub certificate_issue: Option<bool>,
+    /// `certificate.sans`: more names for it.
+    pub certificate_sans: Option<Vec<String>>,
 }
 
 /// The keys of a node's `certificate`.
@@ -46,7 +49,10 @@ const CERTIFICATE_KEYS: &[(&str, super::fields::Rule)] = &[
     ("issue", super::fields::Rule::Use),
     ("sans", super::fields::Rule::Use),
     ("key-size", super::fields::Rule::Ignore("certificates use ECDSA P-256 keys")),
-    ("validity-duration", super::fields::Rule::Ignore("certificates are valid for a year")),
+    (
+        "validity-duration",
+        super::fields::Rule::Ignore("lab certificates do not expire (valid until 4096)"),
+    ),
 ];
 
 impl NodeDef {
@@ -63,7 +69,7 @@ impl NodeDef {
             }
         };
         ctx.check_keys(at, map, NODE_KEYS);
-        let def = NodeDef {
+        let mut def = NodeDef {
             kind: ctx.string(at, map, "kind").map(|k| k.to_ascii_lowercase()),
             image: ctx.string(at, map, "image"),
             group: ctx.string(at, map, "group"),
@@ -80,19 +86,22 @@ impl NodeDef {
             exec: ctx.string_list(at, map, "exec"),
             labels: ctx.string_map(at, map, "labels"),
             sysctls: ctx.string_map(at, map, "sysctls"),
-            certificate: ctx.mapping(at, map, "certificate").map(|c| {
-                ctx.check_keys(at, c, CERTIFICATE_KEYS);
-                let issue = match ctx.string(at, c, "issue").as_deref() {
-                    None | Some("false") => false,
-                    Some("true") => true,
-                    Some(_) => {
-                        ctx.bad(at, "certificate.issue", "must be true or false");
-                        false
-                    }
-                };
-                (issue, ctx.string_list(at, c, "sans"))
-            }),
+            certificate_issue: None,
+            certificate_sans: None,
         };
+        if let Some(c) = ctx.mapping(at, map, "certificate") {
+            ctx.check_keys(at, c, CERTIFICATE_KEYS);
+            def.certificate_issue = match ctx.string(at, c, "issue").as_deref() {
+                None => None,
+                Some("false") => Some(false),
+                Some("true") => Some(true),
+                Some(_) => {
+                    ctx.bad(at, "certificate.issue", "must be true or false");
+                    None
+                }
+            };
+            def.certificate_sans = c.contains_key("sans").then(|| ctx.string_list(at, c, "sans"));
+        }
         if !matches!(at, Where::Node(_)) {
             for key in ["mgmt-ipv4", "mgmt-ipv6"] {
                 if map.contains_key(key) {

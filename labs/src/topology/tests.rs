@@ -544,3 +544,36 @@ fn lab_name_is_read_even_from_an_invalid_file() {
     assert_eq!(lab_name(&file, &named).expect("name"), "given");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn certificates_are_issued_as_containerlab_issues_them_and_the_ca_is_kept() {
+    let text = "name: tls\nmgmt: {ipv4-subnet: 172.30.9.0/24}\ntopology:\n  kinds:\n    linux: {certificate: {issue: true}}\n  nodes:\n    api: {kind: linux, image: x, certificate: {sans: [api.example]}}\n    host: {kind: linux, image: x, certificate: {issue: false}}\n    plain: {kind: linux, image: x}\n";
+    let t = parse_ok(text);
+    let by = |n: &str| t.nodes.iter().find(|x| x.name == n).map(|x| x.certificate.clone());
+    // Inherited from the kind, with the node's own sans; turned off on `host`.
+    assert_eq!(by("api"), Some(Some(vec!["api.example".to_string()])));
+    assert_eq!(by("host"), Some(None));
+    assert_eq!(by("plain"), Some(Some(vec![])));
+    assert!(problems("name: x\ntopology:\n  nodes:\n    a: {kind: linux, image: x, certificate: {isue: true}}\n")
+        .iter()
+        .any(|p| matches!(&p.kind, ProblemKind::UnknownKey { key, .. } if key == "isue")));
+
+    let dir = std::env::temp_dir().join(format!("tartanlab-pki-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let written = crate::pki::issue_certificates(&t, &dir).expect("issue");
+    assert_eq!(written.len(), 2, "{written:?}");
+    let ca = std::fs::read_to_string(dir.join(".tls/ca/ca.pem")).expect("CA");
+    let key = dir.join(".tls/api/api.key");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&key).expect("key").permissions().mode() & 0o777, 0o600);
+    // A server with the node's certificate is trusted by a client of the CA under each name.
+    let config = tartan_ipam::tls::client_config(Some(&dir.join(".tls/ca/ca.pem")), None)
+        .expect("client config");
+    let cert = tartan_ipam::tls::ReloadingCert::load(&dir.join(".tls/api/api.pem"), &key)
+        .expect("the pair fits");
+    drop((config, cert));
+    // Deployed again: the CA stays, so clients that trust it keep working.
+    crate::pki::issue_certificates(&t, &dir).expect("issue again");
+    assert_eq!(std::fs::read_to_string(dir.join(".tls/ca/ca.pem")).expect("CA"), ca);
+    let _ = std::fs::remove_dir_all(&dir);
+}

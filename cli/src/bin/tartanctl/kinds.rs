@@ -222,6 +222,15 @@ pub const VIEWS: &[View] = &[
         needs_default_as: false,
     },
     View {
+        kind: Kind::NodeCredential,
+        columns: &[
+            col("NAME", name),
+            col("ISSUED", |r, _| r.metadata.creation_timestamp.clone().unwrap_or_default()),
+        ],
+        wide: &[col("TOKENSHA256", |r, _| spec(r, "/tokenSha256"))],
+        needs_default_as: false,
+    },
+    View {
         kind: Kind::IpamBlock,
         columns: &[
             col("CIDR", |r, _| spec(r, "/cidr")),

@@ -67,7 +67,7 @@ pub struct EtcdMetrics {
     pub indeterminate: AtomicU64,
     pub relists: AtomicU64,
     pub watch_restarts: AtomicU64,
-    /// Unix ms of the last linearizable read that succeeded (the cluster had a quorum).
+    /// Unix ms of the last fence write (or listing) that succeeded: the cluster had a quorum.
     pub quorum_seen_ms: AtomicU64,
     /// The largest member database, bytes (refreshed every minute).
     pub db_size: AtomicU64,
