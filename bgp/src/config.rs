@@ -125,6 +125,8 @@ pub struct PeerConfig {
     pub password: Option<String>,
     /// Announce graceful restart to this neighbour (when the speaker has it enabled).
     pub graceful_restart: bool,
+    /// The restart time announced to this neighbour, if not the speaker's.
+    pub restart_time: Option<u16>,
     /// Accept ADD-PATH (RFC 7911) from the neighbour.
     pub add_path_receive: bool,
     pub extended_message: bool,
@@ -162,6 +164,7 @@ impl PeerConfig {
             next_hop: NextHopMode::Auto,
             password: None,
             graceful_restart: true,
+            restart_time: None,
             add_path_receive: false,
             extended_message: false,
             extended_next_hop: false,
@@ -196,7 +199,9 @@ impl PeerConfig {
             add_path_receive: if self.add_path_receive { self.families } else { FamilySet::EMPTY },
             extended_message: self.extended_message,
             extended_next_hop: self.extended_next_hop,
-            graceful_restart: speaker.graceful_restart.filter(|_| self.graceful_restart),
+            graceful_restart: speaker.graceful_restart.filter(|_| self.graceful_restart).map(|g| {
+                GracefulRestart { restart_time: self.restart_time.unwrap_or(g.restart_time), ..g }
+            }),
         }
     }
 

@@ -231,7 +231,7 @@ struct ApiserverArgs {
 }
 
 fn apiserver(args: ApiserverArgs) -> ExitCode {
-    logging::init(args.log_level, args.log_format, true);
+    let _ = logging::init(args.log_level, args.log_format, true);
     let mut seed = Vec::new();
     for file in &args.apply {
         match read_documents(file) {
@@ -410,7 +410,7 @@ fn bgp(args: BgpArgs) -> ExitCode {
                     Err(e) => fail(e),
                 };
             }
-            logging::init(args.log_level, args.log_format, false);
+            let _ = logging::init(args.log_level, args.log_format, false);
             let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
                 Ok(rt) => rt,
                 Err(e) => return fail(e),

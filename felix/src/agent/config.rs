@@ -52,6 +52,35 @@ pub struct AgentConfig {
     pub status_interval: Duration,
     /// Where to serve Prometheus metrics (`None`: nowhere).
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Sets the process's log level: BGPConfiguration `logSeverityScreen` when it has one,
+    /// else `log_level` (the command line's).
+    pub set_log_level: Option<LogLevelHook>,
+    pub log_level: tracing::level_filters::LevelFilter,
+}
+
+/// What changes the process's log level (installed by the binary's logging).
+#[derive(Clone)]
+pub struct LogLevelHook(
+    pub std::sync::Arc<dyn Fn(tracing::level_filters::LevelFilter) + Send + Sync>,
+);
+
+impl std::fmt::Debug for LogLevelHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LogLevelHook")
+    }
+}
+
+/// Calico's `logSeverityScreen` names as levels (`Fatal` logs errors).
+pub fn calico_level(name: &str) -> Option<tracing::level_filters::LevelFilter> {
+    use tracing::level_filters::LevelFilter;
+    Some(match name.to_ascii_lowercase().as_str() {
+        "trace" => LevelFilter::TRACE,
+        "debug" => LevelFilter::DEBUG,
+        "info" => LevelFilter::INFO,
+        "warning" => LevelFilter::WARN,
+        "error" | "fatal" => LevelFilter::ERROR,
+        _ => return None,
+    })
 }
 
 impl AgentConfig {
@@ -61,6 +90,8 @@ impl AgentConfig {
             api: api.to_string(),
             token: None,
             ca_file: None,
+            set_log_level: None,
+            log_level: tracing::level_filters::LevelFilter::INFO,
             token_file: None,
             ipv4: AddressSource::Detect(Detect::FirstFound),
             ipv6: AddressSource::None,

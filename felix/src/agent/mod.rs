@@ -29,7 +29,7 @@ use ipnet::IpNet;
 use tartan_ipam::client::{Client, Method};
 use tokio::sync::{Mutex, Notify};
 
-pub use config::{AddressSource, AgentConfig};
+pub use config::{AddressSource, AgentConfig, LogLevelHook};
 pub(crate) use datastore::Snapshot;
 use datastore::{read_token, register, snapshot, wait_for_api};
 pub use error::AgentError;
@@ -110,7 +110,8 @@ pub(crate) struct State {
 }
 
 /// The prefixes this host advertises: its blocks and the addresses of its workloads outside
-/// them (borrowed), except in pools with `disableBGPExport`.
+/// them (borrowed), except in pools with `disableBGPExport`; and the BGPConfiguration's
+/// service ranges, which every host advertises.
 pub(crate) fn advertisements(snap: &Snapshot, workloads: &[IpNet]) -> BTreeSet<IpNet> {
     let exported =
         |net: &IpNet| snap.pools.iter().any(|p| p.cidr.contains(net) && !p.disable_bgp_export);
@@ -120,6 +121,8 @@ pub(crate) fn advertisements(snap: &Snapshot, workloads: &[IpNet]) -> BTreeSet<I
             out.insert(*w);
         }
     }
+    // Calico's service ranges: every node advertises them.
+    out.extend(snap.config.service_ranges().map(|n| n.trunc()));
     out
 }
 

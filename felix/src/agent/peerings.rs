@@ -87,6 +87,10 @@ pub struct Peering {
     pub next_hop: Option<NextHopMode>,
     /// The node at the other end, when it is one of ours.
     pub node: Option<String>,
+    /// The peer's port, if not the fabric's `listenPort`.
+    pub port: Option<u16>,
+    /// Our AS on this session, if not the node's.
+    pub local_as: Option<u32>,
 }
 
 /// The sessions of `me`, keyed by peer address. A peer address reached by several rules
@@ -103,7 +107,7 @@ pub fn compute(
 
     // Explicit peers: node-specific first, then global.
     let mut explicit: Vec<(&BgpPeerSpec, PeerType)> = Vec::new();
-    for p in peers {
+    for p in peers.iter().filter(|p| p.peer_ip.is_some()) {
         let applies = match (&p.node, &p.node_selector) {
             (Some(n), _) => (*n == me.name).then_some(PeerType::NodeSpecific),
             (None, Some(sel)) => Selector::parse(sel)
@@ -118,20 +122,21 @@ pub fn compute(
     }
     explicit.sort_by_key(|(_, kind)| *kind == PeerType::Global);
     for (p, kind) in explicit {
-        let Some(local) = me.address_like(p.peer_ip) else { continue };
-        if mine.contains(&p.peer_ip) || out.contains_key(&p.peer_ip) {
+        let Some(peer_ip) = p.peer_ip else { continue };
+        let Some(local) = me.address_like(peer_ip) else { continue };
+        if mine.contains(&peer_ip) || out.contains_key(&peer_ip) {
             continue;
         }
-        let node = nodes.iter().find(|n| n.addresses().any(|a| a == p.peer_ip));
+        let node = nodes.iter().find(|n| n.addresses().any(|a| a == peer_ip));
         out.insert(
-            p.peer_ip,
+            peer_ip,
             Peering {
-                peer: p.peer_ip,
+                peer: peer_ip,
                 local,
                 bind_local: p.source_address != Some(SourceAddress::None),
-                remote_as: p.as_number,
+                remote_as: p.as_number.unwrap_or(my_as),
                 kind,
-                passive: node.is_some() && p.peer_ip < local,
+                passive: node.is_some() && peer_ip < local,
                 route_reflector_client: false,
                 password: p.password.clone(),
                 hold_time: p.hold_time,
@@ -139,8 +144,63 @@ pub fn compute(
                 graceful_restart: p.graceful_restart.clone(),
                 next_hop: p.next_hop_mode,
                 node: node.map(|n| n.name.clone()),
+                port: p.port,
+                local_as: p.local_as_number,
             },
         );
+    }
+
+    // Peers picked by `peerSelector`: the nodes `node`/`nodeSelector` pick peer with the
+    // nodes `peerSelector` picks, and those with them (Calico's route-reflector fabrics).
+    for p in peers {
+        let Some(targets) = p.peer_selector.as_deref().and_then(|t| Selector::parse(t).ok()) else {
+            continue;
+        };
+        let source = |n: &NodeInfo| match (&p.node, &p.node_selector) {
+            (Some(name), _) => *name == n.name,
+            (None, Some(sel)) => Selector::parse(sel).is_ok_and(|s| s.matches(&n.labels)),
+            (None, None) => true,
+        };
+        let (i_source, i_target) = (source(me), targets.matches(&me.labels));
+        for other in nodes.iter().filter(|n| n.name != me.name) {
+            if !((i_source && targets.matches(&other.labels)) || (i_target && source(other))) {
+                continue;
+            }
+            let other_as = other.asn.unwrap_or(config.as_number);
+            let kind = match (me.cluster_id, other.cluster_id) {
+                (Some(_), None) => PeerType::RouteReflectorClient,
+                (_, Some(_)) => PeerType::RouteReflector,
+                (None, None) if p.node.is_none() && p.node_selector.is_none() => PeerType::Global,
+                (None, None) => PeerType::NodeSpecific,
+            };
+            let rr_client = kind == PeerType::RouteReflectorClient && other_as == my_as;
+            for peer in other.addresses() {
+                let Some(local) = me.address_like(peer) else { continue };
+                if out.contains_key(&peer) || peer == local {
+                    continue;
+                }
+                out.insert(
+                    peer,
+                    Peering {
+                        peer,
+                        local,
+                        bind_local: p.source_address != Some(SourceAddress::None),
+                        remote_as: other_as,
+                        kind,
+                        passive: peer < local,
+                        route_reflector_client: rr_client,
+                        password: p.password.clone(),
+                        hold_time: p.hold_time,
+                        keepalive: p.keepalive_time,
+                        graceful_restart: p.graceful_restart.clone(),
+                        next_hop: p.next_hop_mode,
+                        node: Some(other.name.clone()),
+                        port: p.port,
+                        local_as: p.local_as_number,
+                    },
+                );
+            }
+        }
     }
 
     // The mesh, or route reflection between nodes.
@@ -175,9 +235,13 @@ pub fn compute(
                     password: None,
                     hold_time: None,
                     keepalive: None,
-                    graceful_restart: None,
+                    graceful_restart: config
+                        .node_mesh_max_restart_time
+                        .map(|restart_time| GracefulRestart { enabled: true, restart_time }),
                     next_hop: None,
                     node: Some(other.name.clone()),
+                    port: None,
+                    local_as: None,
                 },
             );
         }
@@ -236,8 +300,11 @@ mod tests {
         assert!(reflector.values().all(|p| p.route_reflector_client));
 
         let tor = BgpPeerSpec {
-            peer_ip: ip("10.0.0.254"),
-            as_number: 65001,
+            peer_ip: Some(ip("10.0.0.254")),
+            port: None,
+            as_number: Some(65001),
+            peer_selector: None,
+            local_as_number: None,
             node: None,
             node_selector: Some("rack == 'a'".into()),
             password: None,
@@ -260,5 +327,56 @@ mod tests {
         let unbound = BgpPeerSpec { source_address: Some(SourceAddress::None), ..tor };
         let got = compute(&h1, &nodes, &config, &[unbound]);
         assert!(!got[&ip("10.0.0.254")].bind_local, "sourceAddress: None");
+    }
+
+    #[test]
+    fn a_peer_selector_peers_both_ends_as_route_reflector_fabrics_are_written() {
+        // Calico's pattern: every node peers with the nodes labelled route-reflector; the
+        // reflectors (with a cluster id) get every other node as a client.
+        let mut rr = node("rr1", "10.0.0.1", None);
+        rr.cluster_id = Some("10.255.0.1".parse().expect("id"));
+        rr.labels.insert("route-reflector".into(), "true".into());
+        let nodes = vec![rr.clone(), node("h1", "10.0.0.11", None), node("h2", "10.0.0.12", None)];
+        let config = BgpConfigurationSpec {
+            node_to_node_mesh_enabled: false,
+            node_mesh_max_restart_time: Some(300),
+            ..Default::default()
+        };
+        let to_rr = BgpPeerSpec {
+            peer_ip: None,
+            port: Some(1179),
+            as_number: None,
+            peer_selector: Some("route-reflector == 'true'".into()),
+            local_as_number: Some(65010),
+            node: None,
+            node_selector: Some("all()".into()),
+            password: None,
+            hold_time: None,
+            keepalive_time: None,
+            graceful_restart: None,
+            next_hop_mode: None,
+            source_address: None,
+        };
+        let client = compute(&nodes[1], &nodes, &config, std::slice::from_ref(&to_rr));
+        assert_eq!(client.keys().copied().collect::<Vec<_>>(), vec![ip("10.0.0.1")]);
+        let up = &client[&ip("10.0.0.1")];
+        assert_eq!(
+            (up.kind, up.port, up.local_as),
+            (PeerType::RouteReflector, Some(1179), Some(65010))
+        );
+        let reflector = compute(&rr, &nodes, &config, std::slice::from_ref(&to_rr));
+        assert_eq!(reflector.len(), 2, "{reflector:?}");
+        assert!(
+            reflector
+                .values()
+                .all(|p| p.route_reflector_client && p.kind == PeerType::RouteReflectorClient)
+        );
+        // Without the BGPPeer and with the mesh on, mesh sessions take the mesh restart time.
+        let mesh = BgpConfigurationSpec { node_to_node_mesh_enabled: true, ..config };
+        let got = compute(&nodes[1], &nodes[1..], &mesh, &[]);
+        assert_eq!(
+            got[&ip("10.0.0.12")].graceful_restart.as_ref().map(|g| g.restart_time),
+            Some(300)
+        );
     }
 }

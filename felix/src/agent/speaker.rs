@@ -59,8 +59,11 @@ fn net(p: &Prefix) -> Option<IpNet> {
 /// never a route learned over eBGP, so a host dual-homed to two leaves is never a path between
 /// them, and never anything outside the pools (a leaf's link subnets). Calico exports pool
 /// routes only too, though it also passes on pool routes learned over eBGP.
-fn export_policy(pools: &[IpPoolSpec]) -> Policy {
-    let prefixes: Vec<PrefixMatch> = pools
+///
+/// The BGPConfiguration's service ranges (`serviceClusterIPs` and its kin), which every node
+/// originates, are exported as they are.
+fn export_policy(pools: &[IpPoolSpec], services: &[IpNet]) -> Policy {
+    let mut prefixes: Vec<PrefixMatch> = pools
         .iter()
         .filter(|p| !p.disable_bgp_export)
         .filter_map(|p| {
@@ -69,6 +72,10 @@ fn export_policy(pools: &[IpPoolSpec]) -> Policy {
             Some(PrefixMatch { prefix, ge: prefix.prefix_len(), le: max })
         })
         .collect();
+    prefixes.extend(services.iter().filter_map(|s| {
+        let prefix = prefix(s)?;
+        Some(PrefixMatch { prefix, ge: prefix.prefix_len(), le: prefix.prefix_len() })
+    }));
     let rules = if prefixes.is_empty() {
         Vec::new()
     } else {
@@ -101,7 +108,9 @@ fn read_password_file(path: &std::path::Path) -> Result<String, String> {
 
 fn peer_config(p: &Peering, port: u16, export: &Arc<Policy>) -> Result<PeerConfig, String> {
     let mut pc = PeerConfig::new(p.peer, Asn(p.remote_as));
-    pc.port = port;
+    pc.port = p.port.unwrap_or(port);
+    pc.local_as = p.local_as.map(Asn);
+    pc.restart_time = p.graceful_restart.as_ref().map(|g| g.restart_time);
     pc.export = export.clone();
     pc.local_address = p.bind_local.then_some(p.local);
     pc.passive = p.passive;
@@ -154,6 +163,16 @@ impl Bgp {
     /// Makes sessions and advertisements match `snap`. Returns whether everything applied.
     pub async fn apply(&self, shared: &Shared, snap: &Snapshot) -> bool {
         let mut ok = true;
+        if let Some(hook) = &shared.cfg.set_log_level {
+            // BGPConfiguration logSeverityScreen, as Calico's node takes it; else ours.
+            let level = snap
+                .config
+                .log_severity_screen
+                .as_deref()
+                .and_then(crate::agent::config::calico_level)
+                .unwrap_or(shared.cfg.log_level);
+            (hook.0)(level);
+        }
         let Some(me) = snap.me.clone() else {
             tracing::warn!(
                 "Node {} is not in the datastore (deleted?): keeping the current sessions",
@@ -210,7 +229,8 @@ impl Bgp {
                 }
             }
         }
-        let export = Arc::new(export_policy(&snap.pools));
+        let services: Vec<IpNet> = snap.config.service_ranges().collect();
+        let export = Arc::new(export_policy(&snap.pools, &services));
         for (addr, p) in &want {
             let pc = match peer_config(p, snap.config.listen_port, &export) {
                 Ok(pc) => pc,
@@ -366,11 +386,10 @@ mod tests {
 
     #[test]
     fn peers_hear_pool_routes_of_our_own_as_and_nothing_learned_over_ebgp() {
-        let policy = export_policy(&[
-            pool("10.66.0.0/16", true),
-            pool("fd00:66::/48", true),
-            pool("10.77.0.0/16", false),
-        ]);
+        let policy = export_policy(
+            &[pool("10.66.0.0/16", true), pool("fd00:66::/48", true), pool("10.77.0.0/16", false)],
+            &["10.96.0.0/12".parse().expect("service range")],
+        );
         let ours = PathAttributes::default();
         let ebgp = PathAttributes {
             as_path: Some(AsPath::sequence([Asn(65101), Asn(65203)])),
@@ -386,8 +405,10 @@ mod tests {
         assert!(!hears("10.0.12.0/31", &ours), "not in a pool");
         assert!(!hears("10.77.1.0/26", &ours), "a pool with disableBGPExport");
         assert!(!hears("10.0.0.0/8", &ours), "wider than the pool");
+        assert!(hears("10.96.0.0/12", &ours), "a service range, as originated");
+        assert!(!hears("10.96.1.0/24", &ours), "only the range itself");
         assert!(
-            export_policy(&[]).evaluate("10.66.1.0/26".parse().expect("p"), &ours).action
+            export_policy(&[], &[]).evaluate("10.66.1.0/26".parse().expect("p"), &ours).action
                 == Action::Reject
         );
     }

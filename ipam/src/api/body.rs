@@ -48,3 +48,16 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
     de.end().map_err(|e| AppError::invalid(format!("invalid JSON body: {e}")))?;
     Ok(value)
 }
+
+/// A resource document in Tartan's or Calico's shape (`projectcalico.org/v3`) as the resource
+/// Tartan stores, naming the field that is wrong.
+pub fn resource(
+    kind: crate::resources::Kind,
+    doc: serde_json::Value,
+) -> Result<crate::resources::RawResource, AppError> {
+    let doc = crate::resources::calico::to_tartan(kind, doc).map_err(AppError::invalid)?;
+    serde_path_to_error::deserialize(doc).map_err(|e| {
+        let path = e.path().to_string();
+        AppError::invalid(format!("{path}: {}", e.inner()))
+    })
+}

@@ -231,9 +231,10 @@ pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
     Path(plural): Path<String>,
-    JsonBody(raw): JsonBody<RawResource>,
+    JsonBody(doc): JsonBody<serde_json::Value>,
 ) -> Result<Response, AppError> {
     let kind = kind_of(&plural)?;
+    let raw = super::body::resource(kind, doc)?;
     write(&state, &caller, kind, raw, WriteMode::Create).await
 }
 
@@ -242,9 +243,10 @@ pub async fn put(
     caller: Caller,
     Path((plural, name)): Path<(String, String)>,
     headers: HeaderMap,
-    JsonBody(raw): JsonBody<RawResource>,
+    JsonBody(doc): JsonBody<serde_json::Value>,
 ) -> Result<Response, AppError> {
     let kind = kind_of(&plural)?;
+    let raw = super::body::resource(kind, doc)?;
     check_path(kind, &name, &raw)?;
     let mode = if headers.get("if-match").is_some_and(|v| v == "*") {
         WriteMode::Replace
@@ -293,7 +295,7 @@ pub async fn patch(
     let version = current.metadata.resource_version.clone();
     let mut doc = serde_json::to_value(&current).map_err(|e| AppError::invalid(e.to_string()))?;
     merge(&mut doc, &patch);
-    let mut raw: RawResource = super::body::parse(doc.to_string().as_bytes())?;
+    let mut raw = super::body::resource(kind, doc)?;
     check_path(kind, &name, &raw)?;
     // A patch applies to what it was merged into, unless it names a version itself.
     if patch.pointer("/metadata/resourceVersion").is_none() {

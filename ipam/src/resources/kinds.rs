@@ -36,6 +36,8 @@ pub enum Writer {
 #[derive(Debug)]
 pub struct KindInfo {
     pub kind: &'static str,
+    /// Calico's kind name (`IPAMConfiguration`), where it differs from `kind`.
+    pub calico_kind: Option<&'static str>,
     pub plural: &'static str,
     pub aliases: &'static [&'static str],
     pub writer: Writer,
@@ -49,8 +51,9 @@ const KINDS: &[(Kind, KindInfo)] = &[
         Kind::IpPool,
         KindInfo {
             kind: "IPPool",
+            calico_kind: None,
             plural: "ippools",
-            aliases: &["ippool", "ippools", "pool", "pools", "ipp"],
+            aliases: &["ippool", "ippools", "pool", "pools", "ipp", "ipps"],
             writer: Writer::Operator,
             singleton: None,
             summary: "a range of container addresses, cut into blocks",
@@ -60,6 +63,7 @@ const KINDS: &[(Kind, KindInfo)] = &[
         Kind::IpamConfig,
         KindInfo {
             kind: "IPAMConfig",
+            calico_kind: Some("IPAMConfiguration"),
             plural: "ipamconfigs",
             aliases: &["ipamconfig", "ipamconfigs", "ipamconfiguration", "ipamconfigurations"],
             writer: Writer::Operator,
@@ -71,6 +75,7 @@ const KINDS: &[(Kind, KindInfo)] = &[
         Kind::BgpConfiguration,
         KindInfo {
             kind: "BGPConfiguration",
+            calico_kind: None,
             plural: "bgpconfigurations",
             aliases: &["bgpconfiguration", "bgpconfigurations", "bgpconfig", "bgpconfigs"],
             writer: Writer::Operator,
@@ -82,8 +87,9 @@ const KINDS: &[(Kind, KindInfo)] = &[
         Kind::BgpPeer,
         KindInfo {
             kind: "BGPPeer",
+            calico_kind: None,
             plural: "bgppeers",
-            aliases: &["bgppeer", "bgppeers", "peer", "peers", "bgpp"],
+            aliases: &["bgppeer", "bgppeers", "peer", "peers", "bgpp", "bgpps", "bp", "bps"],
             writer: Writer::Operator,
             singleton: None,
             summary: "a BGP peering of all nodes, one node, or selected nodes (e.g. a ToR router)",
@@ -93,8 +99,9 @@ const KINDS: &[(Kind, KindInfo)] = &[
         Kind::Node,
         KindInfo {
             kind: "Node",
+            calico_kind: None,
             plural: "nodes",
-            aliases: &["node", "nodes", "no"],
+            aliases: &["node", "nodes", "no", "nos"],
             writer: Writer::Operator,
             singleton: None,
             summary: "a host of the fabric: its BGP addresses, AS and labels",
@@ -104,6 +111,7 @@ const KINDS: &[(Kind, KindInfo)] = &[
         Kind::WorkloadEndpoint,
         KindInfo {
             kind: "WorkloadEndpoint",
+            calico_kind: None,
             plural: "workloadendpoints",
             aliases: &["workloadendpoint", "workloadendpoints", "wep", "weps"],
             writer: Writer::Agent,
@@ -115,6 +123,7 @@ const KINDS: &[(Kind, KindInfo)] = &[
         Kind::NodeStatus,
         KindInfo {
             kind: "NodeStatus",
+            calico_kind: None,
             plural: "nodestatuses",
             aliases: &["nodestatus", "nodestatuses"],
             writer: Writer::Agent,
@@ -126,6 +135,7 @@ const KINDS: &[(Kind, KindInfo)] = &[
         Kind::NodeCredential,
         KindInfo {
             kind: "NodeCredential",
+            calico_kind: None,
             plural: "nodecredentials",
             aliases: &["nodecredential", "nodecredentials", "credential", "credentials"],
             writer: Writer::Server,
@@ -137,6 +147,7 @@ const KINDS: &[(Kind, KindInfo)] = &[
         Kind::IpamBlock,
         KindInfo {
             kind: "IPAMBlock",
+            calico_kind: None,
             plural: "blocks",
             aliases: &["ipamblock", "ipamblocks", "block", "blocks"],
             writer: Writer::Ipam,
@@ -148,6 +159,7 @@ const KINDS: &[(Kind, KindInfo)] = &[
         Kind::BlockAffinity,
         KindInfo {
             kind: "BlockAffinity",
+            calico_kind: None,
             plural: "blockaffinities",
             aliases: &["blockaffinity", "blockaffinities", "affinity", "affinities"],
             writer: Writer::Ipam,
@@ -159,6 +171,7 @@ const KINDS: &[(Kind, KindInfo)] = &[
         Kind::IpamHandle,
         KindInfo {
             kind: "IPAMHandle",
+            calico_kind: None,
             plural: "ipamhandles",
             aliases: &["ipamhandle", "ipamhandles", "handle", "handles"],
             writer: Writer::Ipam,
@@ -189,6 +202,17 @@ impl Kind {
                 i.kind.eq_ignore_ascii_case(&lower)
                     || i.plural == lower
                     || i.aliases.contains(&lower.as_str())
+            })
+            .map(|(k, _)| *k)
+    }
+
+    /// By the kind a document names (`IPPool`, or Calico's `IPAMConfiguration`), any case.
+    pub fn from_document_kind(name: &str) -> Option<Kind> {
+        KINDS
+            .iter()
+            .find(|(_, i)| {
+                i.kind.eq_ignore_ascii_case(name)
+                    || i.calico_kind.is_some_and(|c| c.eq_ignore_ascii_case(name))
             })
             .map(|(k, _)| *k)
     }

@@ -6,6 +6,7 @@
 //! [`kinds`] is the registry of kinds (plural, aliases, who may write them); [`validate`] turns
 //! a raw resource into a checked, defaulted one. Nothing here touches storage.
 
+pub mod calico;
 pub mod kinds;
 pub mod selector;
 pub mod specs;
@@ -57,6 +58,9 @@ pub struct Metadata {
     pub resource_version: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// Free-form notes (kept as written; at most 64 KiB in all).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
     /// Set by the server when the resource is first created (RFC 3339, UTC).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub creation_timestamp: Option<String>,

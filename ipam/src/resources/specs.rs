@@ -89,6 +89,24 @@ impl Default for IpamConfigSpec {
 pub struct BgpConfigurationSpec {
     #[serde(default = "default_as")]
     pub as_number: u32,
+    /// The node agents' log level: `Trace`, `Debug`, `Info`, `Warning`, `Error`, `Fatal`
+    /// (Calico's names; default the agent's `--log-level`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_severity_screen: Option<String>,
+    /// Graceful-restart time of node-to-node mesh sessions, in seconds (default 120).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_mesh_max_restart_time: Option<u16>,
+    /// Advertised by every node, as Calico advertises its service ranges (`{cidr}` each):
+    /// anycast ranges that every host serves.
+    #[serde(default, rename = "serviceClusterIPs", skip_serializing_if = "Vec::is_empty")]
+    pub service_cluster_ips: Vec<ServiceCidr>,
+    #[serde(default, rename = "serviceExternalIPs", skip_serializing_if = "Vec::is_empty")]
+    pub service_external_ips: Vec<ServiceCidr>,
+    #[serde(default, rename = "serviceLoadBalancerIPs", skip_serializing_if = "Vec::is_empty")]
+    pub service_load_balancer_ips: Vec<ServiceCidr>,
+    /// Interfaces BIRD would not take routes from; Tartan takes none from any interface.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignored_interfaces: Vec<String>,
     #[serde(default = "yes")]
     pub node_to_node_mesh_enabled: bool,
     #[serde(default = "default_bgp_port")]
@@ -101,10 +119,34 @@ pub struct BgpConfigurationSpec {
     pub prefix_advertisements: Vec<PrefixAdvertisement>,
 }
 
+/// One range of `serviceClusterIPs` and its kin.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ServiceCidr {
+    pub cidr: IpNet,
+}
+
+impl BgpConfigurationSpec {
+    /// Every range advertised by every node (the service ranges).
+    pub fn service_ranges(&self) -> impl Iterator<Item = IpNet> + '_ {
+        self.service_cluster_ips
+            .iter()
+            .chain(&self.service_external_ips)
+            .chain(&self.service_load_balancer_ips)
+            .map(|s| s.cidr)
+    }
+}
+
 impl Default for BgpConfigurationSpec {
     fn default() -> Self {
         BgpConfigurationSpec {
             as_number: DEFAULT_AS,
+            log_severity_screen: None,
+            node_mesh_max_restart_time: None,
+            service_cluster_ips: Vec::new(),
+            service_external_ips: Vec::new(),
+            service_load_balancer_ips: Vec::new(),
+            ignored_interfaces: Vec::new(),
             node_to_node_mesh_enabled: true,
             listen_port: 179,
             communities: Vec::new(),
@@ -144,9 +186,23 @@ pub struct PrefixAdvertisement {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct BgpPeerSpec {
-    #[serde(rename = "peerIP")]
-    pub peer_ip: IpAddr,
-    pub as_number: u32,
+    /// The peer's address; absent when `peerSelector` picks nodes of the fabric instead.
+    #[serde(default, rename = "peerIP", skip_serializing_if = "Option::is_none")]
+    pub peer_ip: Option<IpAddr>,
+    /// The peer's TCP port (default the BGPConfiguration's `listenPort`); Calico writes it in
+    /// `peerIP` (`10.0.0.1:1179`, `[fd00::1]:1179`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// The peer's AS; with `peerSelector` each selected node's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub as_number: Option<u32>,
+    /// Peer with the nodes this selects (and they with the nodes `node`/`nodeSelector` pick):
+    /// how route-reflector fabrics are written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_selector: Option<String>,
+    /// The AS this node speaks as on these sessions (default its own).
+    #[serde(default, rename = "localASNumber", skip_serializing_if = "Option::is_none")]
+    pub local_as_number: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -221,6 +277,14 @@ pub enum NextHopMode {
 pub struct NodeSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bgp: Option<NodeBgpSpec>,
+    /// What Calico's node records about the host (`addresses`, `interfaces`, `orchRefs`):
+    /// kept as written, for the operator; Tartan's agent does not read them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addresses: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interfaces: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub orch_refs: Option<serde_json::Value>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]

@@ -30,7 +30,7 @@ pub fn validate(kind: Kind, raw: RawResource, ctx: &Context<'_>) -> Result<RawRe
     if raw.api_version != API_VERSION {
         return Err(format!("apiVersion must be {API_VERSION:?}, not {:?}", raw.api_version));
     }
-    if !raw.kind.eq_ignore_ascii_case(kind.info().kind) {
+    if Kind::from_document_kind(&raw.kind) != Some(kind) {
         return Err(format!(
             "kind is {:?} but this is the {} endpoint",
             raw.kind,
@@ -44,6 +44,10 @@ pub fn validate(kind: Kind, raw: RawResource, ctx: &Context<'_>) -> Result<RawRe
         }
     }
     check_labels(&raw.metadata.labels)?;
+    let noted: usize = raw.metadata.annotations.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if noted > 64 << 10 {
+        return Err(format!("metadata.annotations hold {noted} bytes: at most 64 KiB"));
+    }
     let mut raw = raw;
     raw.kind = kind.info().kind.to_string();
     match kind {
@@ -260,6 +264,41 @@ fn community(field: &str, text: &str) -> Result<(), String> {
 
 fn bgp_config(spec: &BgpConfigurationSpec) -> Result<(), String> {
     check_as("spec.asNumber", spec.as_number)?;
+    if let Some(t) = spec.node_mesh_max_restart_time {
+        if !(1..=4095).contains(&t) {
+            return Err(format!(
+                "spec.nodeMeshMaxRestartTime: {t} s is out of range: 1 to 4095 s (RFC 4724)"
+            ));
+        }
+    }
+    if let Some(level) = &spec.log_severity_screen {
+        if !["Trace", "Debug", "Info", "Warning", "Error", "Fatal"].contains(&level.as_str()) {
+            return Err(format!(
+                "spec.logSeverityScreen {level:?}: use Trace, Debug, Info, Warning, Error or Fatal"
+            ));
+        }
+    }
+    for name in &spec.ignored_interfaces {
+        let ok = !name.is_empty()
+            && name.len() <= 15
+            && name != "*"
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || "_.*-".contains(c));
+        if !ok {
+            return Err(format!(
+                "spec.ignoredInterfaces: {name:?} is not an interface name or pattern (1 to 15 \
+                 letters, digits, `_`, `.`, `-`, `*`; not `*` alone)"
+            ));
+        }
+    }
+    for (field, list) in [
+        ("serviceClusterIPs", &spec.service_cluster_ips),
+        ("serviceExternalIPs", &spec.service_external_ips),
+        ("serviceLoadBalancerIPs", &spec.service_load_balancer_ips),
+    ] {
+        for (i, s) in list.iter().enumerate() {
+            masked(&format!("spec.{field}[{i}].cidr"), s.cidr)?;
+        }
+    }
     if spec.listen_port == 0 {
         return Err("spec.listenPort must not be 0".into());
     }
@@ -282,7 +321,35 @@ fn bgp_config(spec: &BgpConfigurationSpec) -> Result<(), String> {
 }
 
 fn bgp_peer(spec: &BgpPeerSpec) -> Result<(), String> {
-    check_as("spec.asNumber", spec.as_number)?;
+    match (&spec.peer_ip, &spec.peer_selector, spec.as_number) {
+        (Some(_), Some(_), _) => {
+            return Err("spec.peerIP and spec.peerSelector are exclusive: peer with one address, \
+                 or with the nodes a selector picks"
+                .into());
+        }
+        (None, None, _) => {
+            return Err("spec.peerIP is missing: give the peer's address (or spec.peerSelector \
+                 to peer with nodes of the fabric)"
+                .into());
+        }
+        (Some(_), None, None) => {
+            return Err("spec.asNumber is missing: give the peer's AS".into());
+        }
+        (None, Some(_), Some(_)) => {
+            return Err("spec.asNumber must be empty with spec.peerSelector: each selected node \
+                 peers with its own AS"
+                .into());
+        }
+        (_, _, Some(asn)) => check_as("spec.asNumber", asn)?,
+        (None, Some(_), None) => {}
+    }
+    selector("spec.peerSelector", spec.peer_selector.as_deref())?;
+    if let Some(asn) = spec.local_as_number {
+        check_as("spec.localASNumber", asn)?;
+    }
+    if spec.port == Some(0) {
+        return Err("spec.port must not be 0".into());
+    }
     if spec.node.is_some() && spec.node_selector.is_some() {
         return Err(
             "spec.node and spec.nodeSelector are exclusive: name one node, or select several"
@@ -336,8 +403,10 @@ fn bgp_peer(spec: &BgpPeerSpec) -> Result<(), String> {
             );
         }
     }
-    if spec.peer_ip.is_unspecified() || spec.peer_ip.is_multicast() {
-        return Err(format!("spec.peerIP {} is not a peer's address", spec.peer_ip));
+    if let Some(ip) = spec.peer_ip {
+        if ip.is_unspecified() || ip.is_multicast() {
+            return Err(format!("spec.peerIP {ip} is not a peer's address"));
+        }
     }
     Ok(())
 }
@@ -493,6 +562,11 @@ mod tests {
             .is_err()
         );
         assert!(peer(json!({"peerIP": "10.0.0.254", "asNumber": 1, "password": {}})).is_err());
+        assert!(peer(json!({"asNumber": 1})).expect_err("no peer").contains("peerIP is missing"));
+        assert!(peer(json!({"peerIP": "10.0.0.254"})).expect_err("no AS").contains("asNumber"));
+        assert!(peer(json!({"peerSelector": "rr == 'true'"})).is_ok());
+        assert!(peer(json!({"peerSelector": "rr == 'true'", "asNumber": 1})).is_err());
+        assert!(peer(json!({"peerSelector": "rr == 'true'", "peerIP": "10.0.0.1"})).is_err());
         for bad in ["/dev/zero", "relative/md5", "/proc/self/environ"] {
             let p = json!({"peerIP": "10.0.0.254", "asNumber": 1, "password": {"file": bad}});
             assert!(peer(p).expect_err(bad).contains("spec.password.file"), "{bad}");

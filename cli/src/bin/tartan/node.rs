@@ -144,7 +144,7 @@ fn hostname() -> String {
 }
 
 pub fn node(args: NodeArgs) -> ExitCode {
-    crate::logging::init(args.log_level, args.log_format, true);
+    let set_level = crate::logging::init(args.log_level, args.log_format, true);
     let name = args.name.clone().unwrap_or_else(hostname);
     if name.is_empty() {
         eprintln!("tartan node: no Node name: give --name or NODENAME");
@@ -176,6 +176,8 @@ pub fn node(args: NodeArgs) -> ExitCode {
     cfg.route_protocol = args.route_protocol;
     cfg.nexthop_objects = !args.no_nexthop_objects;
     cfg.mtu = args.mtu;
+    cfg.log_level = args.log_level;
+    cfg.set_log_level = Some(tartan_felix::agent::LogLevelHook(set_level));
     cfg.metrics_listen = match args.metrics_listen.as_str() {
         "none" | "" => None,
         text => match text.parse() {

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgGroup, Args, Parser, Subcommand};
 
 use crate::kinds;
 
@@ -125,10 +125,20 @@ Show resources of one kind as a table, YAML or JSON.
 KIND is a kind name, its plural or an alias (see below), in any case. Without NAME every
 resource of the kind is shown (narrowed with -l SELECTOR, e.g. `rack == 'a'`); with names, just
 those. `-o yaml` prints one document for a single resource and a List document otherwise; both
-can be fed back to `tartanctl apply`. `-o json` is the API's JSON.";
+can be fed back to `tartanctl apply`. `-o json` is the API's JSON; `-o name` prints
+`kind/name`; `-o custom-columns=NAME:.metadata.name,CIDR:.spec.cidr` the fields you choose.
+`--api-version projectcalico.org/v3` writes YAML and JSON as calicoctl does, and `apply` takes
+calicoctl's files (projectcalico.org/v3, every kind's Calico name and fields; a field Tartan
+cannot honour is refused with what to do instead).
+
+Examples:
+  tartanctl get pools -o wide
+  tartanctl get bgppeers -o yaml --api-version projectcalico.org/v3 > peers.yaml
+  tartanctl get nodes -o custom-columns=NAME:.metadata.name,AS:.spec.bgp.asNumber
+  tartanctl get pools -o name";
 
 /// How `get` prints.
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Output {
     /// Aligned columns.
     Table,
@@ -138,6 +148,44 @@ pub enum Output {
     Yaml,
     /// The API's JSON, pretty-printed.
     Json,
+    /// `kind/name`, one a line (as kubectl's `-o name`).
+    Name,
+    /// `custom-columns=HEADER:.path,...`: chosen fields as a table (kubectl's form; paths like
+    /// `.metadata.name`, `.spec.cidr`, `.spec.communities[0].value`).
+    CustomColumns(Vec<(String, String)>),
+}
+
+/// `-o`: table, wide, yaml, json, name, or custom-columns=HEADER:.path[,...].
+pub fn parse_output(text: &str) -> Result<Output, String> {
+    Ok(match text {
+        "table" => Output::Table,
+        "wide" => Output::Wide,
+        "yaml" => Output::Yaml,
+        "json" => Output::Json,
+        "name" => Output::Name,
+        _ => {
+            let Some(spec) = text.strip_prefix("custom-columns=") else {
+                return Err(format!(
+                    "{text:?} is not an output format: use table, wide, yaml, json, name or \
+                     custom-columns=NAME:.metadata.name,CIDR:.spec.cidr"
+                ));
+            };
+            let mut columns = Vec::new();
+            for column in spec.split(',') {
+                match column.split_once(':') {
+                    Some((header, path)) if !header.is_empty() && path.starts_with('.') => {
+                        columns.push((header.to_string(), path.to_string()));
+                    }
+                    _ => {
+                        return Err(format!(
+                            "custom-columns: {column:?} is not HEADER:.path (e.g. CIDR:.spec.cidr)"
+                        ));
+                    }
+                }
+            }
+            Output::CustomColumns(columns)
+        }
+    })
 }
 
 #[derive(Args, Debug)]
@@ -146,9 +194,13 @@ pub struct GetArgs {
     pub kind: String,
     /// Names of the resources (default: all of the kind).
     pub names: Vec<String>,
-    /// Output format.
-    #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
+    /// Output format: table, wide, yaml, json, name, custom-columns=HEADER:.path[,...].
+    #[arg(short = 'o', long, value_parser = parse_output, default_value = "table")]
     pub output: Output,
+    /// The apiVersion of YAML and JSON output: tartan/v1, or projectcalico.org/v3 (Calico's
+    /// kind names too) for files that calicoctl users keep; either applies back unchanged.
+    #[arg(long, value_name = "VERSION", default_value = "tartan/v1", value_parser = ["tartan/v1", "projectcalico.org/v3"])]
+    pub api_version: String,
     /// Only resources whose labels match this selector (`key == 'value'`, `has(key)`, `&&`, ...).
     #[arg(short = 'l', long = "selector", value_name = "SELECTOR", conflicts_with = "names")]
     pub selector: Option<String>,

@@ -84,16 +84,19 @@ pub fn parse(text: &str) -> Result<Vec<Value>, String> {
     Ok(out)
 }
 
-/// A `...List` document with `items` becomes its items.
+/// A `...List` document with `items` becomes its items, and so does a sequence of resources
+/// (what `calicoctl get KIND A B -o yaml` prints).
 fn expand(value: Value, out: &mut Vec<Value>) {
     let is_list = value.get("kind").and_then(Value::as_str).is_some_and(|k| k.ends_with("List"))
         && value.get("items").is_some_and(Value::is_array);
-    if is_list {
-        if let Some(Value::Array(items)) = value.get("items").cloned() {
-            out.extend(items);
+    match value {
+        Value::Array(items) => items.into_iter().for_each(|v| expand(v, out)),
+        v if is_list => {
+            if let Some(Value::Array(items)) = v.get("items").cloned() {
+                items.into_iter().for_each(|i| expand(i, out));
+            }
         }
-    } else {
-        out.push(value);
+        v => out.push(v),
     }
 }
 
@@ -106,8 +109,9 @@ fn identify(index: usize, value: Value) -> Result<Document, String> {
     let Some(kind_text) = value.get("kind").and_then(Value::as_str) else {
         return Err(format!("document {index} has no kind (e.g. `kind: IPPool`)"));
     };
-    // A document names its kind exactly (any case), as the API requires; aliases are for typing.
-    let Some(kind) = Kind::all().find(|k| k.info().kind.eq_ignore_ascii_case(kind_text)) else {
+    // A document names its kind exactly (any case), or by Calico's name (`IPAMConfiguration`),
+    // as the API requires; aliases are for typing.
+    let Some(kind) = Kind::from_document_kind(kind_text) else {
         let kinds: Vec<&str> = Kind::all().map(|k| k.info().kind).collect();
         return Err(format!(
             "document {index} has unknown kind {kind_text:?}; a document's kind is one of {}",

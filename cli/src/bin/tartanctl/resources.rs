@@ -50,7 +50,10 @@ pub async fn get(ctx: &Ctx, args: GetArgs) -> Result<()> {
         (items, None)
     };
     let single = args.names.len() == 1;
-    let text = match args.output {
+    let calico = args.api_version == tartan_ipam::resources::calico::CALICO_API_VERSION;
+    let shaped =
+        |doc: Value| if calico { tartan_ipam::resources::calico::to_calico(doc) } else { doc };
+    let text = match &args.output {
         Output::Table | Output::Wide => {
             let mut extra = Extra::default();
             if kinds::view(kind)?.needs_default_as {
@@ -58,12 +61,15 @@ pub async fn get(ctx: &Ctx, args: GetArgs) -> Result<()> {
             }
             kinds::table(kind, &items, args.output == Output::Wide, &extra)?
         }
+        Output::Name => items
+            .iter()
+            .map(|r| format!("{}/{}\n", kind.info().kind.to_ascii_lowercase(), r.metadata.name))
+            .collect(),
+        Output::CustomColumns(columns) => custom_columns(columns, &items)?,
         Output::Yaml | Output::Json if single && items.len() == 1 => {
-            if args.output == Output::Yaml {
-                output::yaml(&items[0])?
-            } else {
-                output::json(&items[0])?
-            }
+            let doc =
+                shaped(serde_json::to_value(&items[0]).map_err(|e| Error::new(e.to_string()))?);
+            if args.output == Output::Yaml { output::yaml(&doc)? } else { output::json(&doc)? }
         }
         Output::Yaml | Output::Json if single => String::new(),
         Output::Yaml | Output::Json => {
@@ -73,11 +79,51 @@ pub async fn get(ctx: &Ctx, args: GetArgs) -> Result<()> {
                 revision,
                 items: &items,
             };
-            if args.output == Output::Yaml { output::yaml(&list)? } else { output::json(&list)? }
+            let doc = shaped(serde_json::to_value(&list).map_err(|e| Error::new(e.to_string()))?);
+            if args.output == Output::Yaml { output::yaml(&doc)? } else { output::json(&doc)? }
         }
     };
     emit(&text);
     if missing.is_empty() { Ok(()) } else { Err(Error::new(missing.join("\n"))) }
+}
+
+/// `-o custom-columns=`: each column's path (`.spec.cidr`, `.items[0]`) read from every
+/// resource; a path that leads nowhere prints `<none>`, as kubectl does.
+fn custom_columns(columns: &[(String, String)], items: &[RawResource]) -> Result<String> {
+    let headers: Vec<&str> = columns.iter().map(|(h, _)| h.as_str()).collect();
+    let mut rows = Vec::new();
+    for item in items {
+        let doc = serde_json::to_value(item).map_err(|e| Error::new(e.to_string()))?;
+        let mut row = Vec::new();
+        for (_, path) in columns {
+            let cell = match lookup(&doc, path) {
+                None | Some(Value::Null) => "<none>".to_string(),
+                Some(Value::String(s)) => s.clone(),
+                Some(v) => v.to_string(),
+            };
+            row.push(cell);
+        }
+        rows.push(row);
+    }
+    Ok(output::plain(&headers, &rows))
+}
+
+/// A kubectl-style path: `.a.b`, `.a[2].b`.
+fn lookup<'a>(doc: &'a Value, path: &str) -> Option<&'a Value> {
+    let mut at = doc;
+    for part in path.trim_start_matches('.').split('.').filter(|p| !p.is_empty()) {
+        let (name, index) = match part.split_once('[') {
+            Some((n, rest)) => (n, Some(rest.trim_end_matches(']').parse::<usize>().ok()?)),
+            None => (part, None),
+        };
+        if !name.is_empty() {
+            at = at.get(name)?;
+        }
+        if let Some(i) = index {
+            at = at.get(i)?;
+        }
+    }
+    Some(at)
 }
 
 /// A list as `get -o yaml|json` prints it: the API's list shape, fields in the usual order.
