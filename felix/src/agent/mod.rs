@@ -439,5 +439,23 @@ pub(crate) mod tests {
         // Its own exported block, and the address borrowed from another host's block; not the
         // /32 inside its block, nothing of the unexported pool, nothing outside the pools.
         assert_eq!(got, vec!["10.65.0.0/26", "10.65.1.7/32"]);
+
+        // Calico's service ranges: every host advertises them whole.
+        let mut snap = snap;
+        snap.config.service_cluster_ips = vec![tartan_ipam::resources::ServiceCidr {
+            cidr: "10.96.0.0/12".parse().expect("net"),
+        }];
+        let got: Vec<String> =
+            advertisements(&snap, &workloads).iter().map(ToString::to_string).collect();
+        assert!(got.contains(&"10.96.0.0/12".to_string()), "{got:?}");
+    }
+
+    #[test]
+    fn calico_log_severities_become_levels() {
+        use tracing::level_filters::LevelFilter;
+        assert_eq!(config::calico_level("Warning"), Some(LevelFilter::WARN));
+        assert_eq!(config::calico_level("fatal"), Some(LevelFilter::ERROR));
+        assert_eq!(config::calico_level("Info"), Some(LevelFilter::INFO));
+        assert_eq!(config::calico_level("loud"), None);
     }
 }
