@@ -386,6 +386,11 @@ fn peer_address(spec: &mut Map<String, Value>) -> Result<(), String> {
 fn peer(spec: &mut Map<String, Value>) -> Result<(), String> {
     peer_address(spec)?;
     as_number(spec, "asNumber")?;
+    // With peerSelector Calico takes an empty or zero asNumber: each node's own.
+    if spec.contains_key("peerSelector") && spec.get("asNumber").and_then(Value::as_u64) == Some(0)
+    {
+        spec.remove("asNumber");
+    }
     as_number(spec, "localASNumber")?;
     if let Some(keep) = spec.remove("keepOriginalNextHop") {
         if keep.as_bool() == Some(true) {
