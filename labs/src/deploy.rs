@@ -92,7 +92,7 @@ pub fn deploy(file: &Path, opts: &DeployOptions) -> Result<Deployed> {
             return Err(LabError::AlreadyDeployed { lab: topo.name.clone() });
         }
         tracing::info!("destroying the running lab {} first (--reconfigure)", topo.name);
-        destroy::teardown_by_name(&topo.name, false)?;
+        destroy::teardown_by_name(&topo.name, destroy::LabDir::Auto)?;
     }
     for name in topo.nodes.iter().map(|n| n.long_name.clone()).chain([topo.mgmt_netns()]) {
         if netns::exists(&name) {
@@ -147,7 +147,7 @@ pub fn deploy(file: &Path, opts: &DeployOptions) -> Result<Deployed> {
                 topo.name,
                 lab_dir.display()
             );
-            if let Err(undo) = destroy::teardown(&state, true) {
+            if let Err(undo) = destroy::teardown(&state, destroy::LabDir::Keep) {
                 tracing::error!(
                     "rollback incomplete: {undo}; run `tartanlab destroy -t {}`",
                     file.display()

@@ -30,6 +30,8 @@ pub struct DestroyReport {
     pub swept: usize,
     pub namespaces: usize,
     pub lab_dir_removed: Option<PathBuf>,
+    /// The lab directory left in place (it existed before the lab, or `--keep-lab-dir`).
+    pub lab_dir_kept: Option<PathBuf>,
     /// False when there was nothing to destroy.
     pub was_deployed: bool,
 }
@@ -37,6 +39,24 @@ pub struct DestroyReport {
 impl DestroyReport {
     fn not_deployed(lab: &str) -> DestroyReport {
         DestroyReport { lab: lab.to_string(), ..Default::default() }
+    }
+}
+
+/// What destroy does with the lab directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LabDir {
+    /// Keep it (`--keep-lab-dir`, or a rollback that leaves the logs).
+    Keep,
+    /// Remove it, unless it existed before the lab was deployed (containerlab's default).
+    Auto,
+    /// Remove it whatever (`--cleanup`).
+    Cleanup,
+}
+
+impl From<bool> for LabDir {
+    /// `true`: keep it; `false`: the default.
+    fn from(keep: bool) -> LabDir {
+        if keep { LabDir::Keep } else { LabDir::Auto }
     }
 }
 
@@ -48,9 +68,10 @@ pub fn destroy_file(
     file: &Path,
     load: &LoadOptions,
     lab_dir_base: Option<&Path>,
-    keep_lab_dir: bool,
+    keep_lab_dir: impl Into<LabDir>,
     force: bool,
 ) -> Result<DestroyReport> {
+    let keep_lab_dir = keep_lab_dir.into();
     let name = topology::lab_name(file, load)?;
     let lock = LabLock::acquire(&name)?;
     let record = match LabState::load(&name) {
@@ -79,7 +100,18 @@ pub fn destroy_file(
         });
         return match names {
             Some(names) if !names.iter().any(|n| netns::exists(n)) => {
-                Ok(DestroyReport::not_deployed(&name))
+                let mut report = DestroyReport::not_deployed(&name);
+                // `--cleanup` of a lab that is not running still removes its directory (what
+                // a failed deploy left, for one), as containerlab's does.
+                if keep_lab_dir == LabDir::Cleanup {
+                    let dir = topology::load(file, &load).ok().map(|t| t.lab_dir(lab_dir_base));
+                    if let Some(dir) = dir.filter(|d| d.exists()) {
+                        fs::remove_dir_all(&dir)
+                            .map_err(LabError::io(format!("removing {}", dir.display())))?;
+                        report.lab_dir_removed = Some(dir);
+                    }
+                }
+                Ok(report)
             }
             _ => Err(LabError::NoRecord { lab: name }),
         };
@@ -90,7 +122,8 @@ pub fn destroy_file(
 }
 
 /// Destroys a lab by name, from its record.
-pub fn destroy_lab(lab: &str, keep_lab_dir: bool) -> Result<DestroyReport> {
+pub fn destroy_lab(lab: &str, keep_lab_dir: impl Into<LabDir>) -> Result<DestroyReport> {
+    let keep_lab_dir = keep_lab_dir.into();
     let lock = LabLock::acquire(lab)?;
     let report = teardown_by_name(lab, keep_lab_dir);
     lock.release_and_remove();
@@ -98,7 +131,8 @@ pub fn destroy_lab(lab: &str, keep_lab_dir: bool) -> Result<DestroyReport> {
 }
 
 /// Destroys every lab with a record.
-pub fn destroy_all(keep_lab_dir: bool) -> Vec<(String, Result<DestroyReport>)> {
+pub fn destroy_all(keep_lab_dir: impl Into<LabDir>) -> Vec<(String, Result<DestroyReport>)> {
+    let keep_lab_dir = keep_lab_dir.into();
     known_labs()
         .into_iter()
         .map(|lab| {
@@ -110,7 +144,7 @@ pub fn destroy_all(keep_lab_dir: bool) -> Vec<(String, Result<DestroyReport>)> {
 
 /// Destroys a lab by name; the caller holds its lock. A lab with no record is not deployed:
 /// nothing to do.
-pub(crate) fn teardown_by_name(lab: &str, keep_lab_dir: bool) -> Result<DestroyReport> {
+pub(crate) fn teardown_by_name(lab: &str, keep_lab_dir: LabDir) -> Result<DestroyReport> {
     match LabState::load(lab)? {
         Some(state) => teardown(&state, keep_lab_dir),
         None => Ok(DestroyReport::not_deployed(lab)),
@@ -144,7 +178,7 @@ fn skeleton(topo: &topology::Topology, lab_dir: &Path) -> LabState {
 }
 
 /// Removes everything the record lists; the caller holds the lab's lock.
-pub(crate) fn teardown(state: &LabState, keep_lab_dir: bool) -> Result<DestroyReport> {
+pub(crate) fn teardown(state: &LabState, keep_lab_dir: LabDir) -> Result<DestroyReport> {
     let mut report =
         DestroyReport { lab: state.lab.clone(), was_deployed: true, ..Default::default() };
     let mut marked = state.clone();
@@ -225,13 +259,18 @@ pub(crate) fn teardown(state: &LabState, keep_lab_dir: bool) -> Result<DestroyRe
         fs::remove_dir_all(&run_dir)
             .map_err(LabError::io(format!("removing {}", run_dir.display())))?;
     }
-    if !keep_lab_dir && state.lab_dir.exists() && state.lab_dir.join("topology-data.json").exists()
-    {
+    let remove = match keep_lab_dir {
+        LabDir::Keep => false,
+        LabDir::Auto => !state.lab_dir_existed,
+        LabDir::Cleanup => true,
+    };
+    if remove && state.lab_dir.exists() && state.lab_dir.join("topology-data.json").exists() {
         fs::remove_dir_all(&state.lab_dir)
             .map_err(LabError::io(format!("removing {}", state.lab_dir.display())))?;
         report.lab_dir_removed = Some(state.lab_dir.clone());
     } else if state.lab_dir.exists() {
         let _ = fs::remove_file(state.lab_dir.join("state.json"));
+        report.lab_dir_kept = Some(state.lab_dir.clone());
     }
     tracing::info!(
         "destroyed lab {} ({} namespaces, {} stray processes killed)",

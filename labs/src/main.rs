@@ -197,9 +197,13 @@ enum Command {
         /// Destroy the lab with this name (works without its topology file).
         #[arg(long = "lab", value_name = "NAME", conflicts_with = "topo")]
         lab_name: Option<String>,
-        /// Keep the lab directory (logs, topology-data.json).
-        #[arg(short, long)]
+        /// Keep the lab directory (logs, topology-data.json). Without it, the directory is
+        /// removed unless it existed before the lab was deployed.
+        #[arg(short, long, conflicts_with = "cleanup")]
         keep_lab_dir: bool,
+        /// Remove the lab directory even if it existed before the lab (containerlab's -c).
+        #[arg(short = 'c', long)]
+        cleanup: bool,
         /// With no record of the lab (it was never deployed here, or /run/tartanlab was wiped),
         /// remove every namespace the topology file names, and what runs in them.
         #[arg(long, requires = "topo")]
@@ -224,11 +228,25 @@ enum Command {
         /// Lab name (instead of a file).
         #[arg(long = "lab", value_name = "NAME", conflicts_with = "topo")]
         lab_name: Option<String>,
-        /// The node.
-        node: String,
-        /// The command and its arguments (after `--`).
-        #[arg(last = true, required = true, value_name = "CMD")]
+        /// The node. With `--cmd` it may be left out: every node, or those `--label` picks.
+        node: Option<String>,
+        /// The command and its arguments (after `--`), run in NODE with its terminal.
+        #[arg(last = true, value_name = "CMD")]
         command: Vec<String>,
+        /// containerlab's form: run this command (split into words, no shell; repeatable) in
+        /// each selected node, and print what each printed.
+        #[arg(long = "cmd", value_name = "CMD")]
+        cmds: Vec<String>,
+        /// With `--cmd`, only the nodes with these labels (KEY=VALUE, repeatable or
+        /// comma-separated), e.g. `clab-node-name=r1` or `clab-node-kind=linux`.
+        #[arg(long = "label", value_name = "KEY=VALUE", value_delimiter = ',', requires = "cmds")]
+        labels: Vec<String>,
+        /// With `--cmd`: plain text, or JSON keyed by container name.
+        #[arg(short = 'f', long = "format", value_enum, default_value_t = OutputFormat::Table)]
+        format: OutputFormat,
+        /// With `--cmd`: seconds each command may take.
+        #[arg(long, default_value_t = 60, value_name = "SECS")]
+        timeout: u64,
     },
     /// Draw the topology (nothing needs to be deployed).
     Graph {
@@ -293,8 +311,77 @@ impl NsArgs {
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 enum OutputFormat {
+    /// Text (`plain` as containerlab's exec calls it).
+    #[value(alias = "plain")]
     Table,
     Json,
+}
+
+/// `exec --cmd`: each command in every selected node, containerlab's way; fails when any
+/// command does (containerlab exits 0 regardless).
+fn exec_cmds(
+    state: &LabState,
+    node: Option<&str>,
+    cmds: &[String],
+    labels: &[String],
+    format: OutputFormat,
+    timeout: u64,
+) -> Result<ExitCode, LabError> {
+    let mut wanted = Vec::new();
+    for l in labels {
+        let Some((k, v)) = l.split_once('=') else {
+            return Err(LabError::Usage { message: format!("--label {l:?} is not KEY=VALUE") });
+        };
+        wanted.push((k.to_string(), v.to_string()));
+    }
+    let nodes: Vec<_> = state
+        .nodes
+        .iter()
+        .filter(|n| node.is_none_or(|want| n.name == want))
+        .filter(|n| wanted.iter().all(|(k, v)| n.labels.get(k) == Some(v)))
+        .collect();
+    if nodes.is_empty() {
+        let names: Vec<&str> = state.nodes.iter().map(|n| n.name.as_str()).collect();
+        return Err(LabError::Usage {
+            message: format!(
+                "no node of lab `{}` matches (nodes: {}; labels are shown by `tartanlab inspect -f json`)",
+                state.lab,
+                names.join(", ")
+            ),
+        });
+    }
+    let mut all_ok = true;
+    let mut json = serde_json::Map::new();
+    for n in nodes {
+        let mut runs = Vec::new();
+        for cmd in cmds {
+            let argv = shlex::split(cmd).filter(|a| !a.is_empty()).ok_or_else(|| {
+                LabError::Usage { message: format!("--cmd {cmd:?} is not a command line") }
+            })?;
+            let out = tartan_labs::exec::run(state, n, &argv, Duration::from_secs(timeout))?;
+            all_ok &= out.success();
+            match format {
+                OutputFormat::Table => {
+                    println!("--- {} $ {cmd} (exit {})", n.netns, out.code.map_or("signal".to_string(), |c| c.to_string()));
+                    print!("{}", out.stdout);
+                    eprint!("{}", out.stderr);
+                }
+                OutputFormat::Json => runs.push(serde_json::json!({
+                    "cmd": argv, "return-code": out.code, "stdout": out.stdout, "stderr": out.stderr,
+                })),
+            }
+        }
+        if format == OutputFormat::Json {
+            json.insert(n.netns.clone(), serde_json::Value::Array(runs));
+        }
+    }
+    if format == OutputFormat::Json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::Value::Object(json)).unwrap_or_default()
+        );
+    }
+    Ok(if all_ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 fn parse_var(s: &str) -> std::result::Result<(String, String), String> {
@@ -432,8 +519,13 @@ fn run(command: Command) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Destroy { lab, all, lab_name, keep_lab_dir, force } => {
+        Command::Destroy { lab, all, lab_name, keep_lab_dir, cleanup, force } => {
             require_root("tartanlab destroy")?;
+            let keep_lab_dir = if cleanup {
+                destroy::LabDir::Cleanup
+            } else {
+                destroy::LabDir::from(keep_lab_dir)
+            };
             if all {
                 let results = destroy::destroy_all(keep_lab_dir);
                 if results.is_empty() {
@@ -467,6 +559,19 @@ fn run(command: Command) -> Result<ExitCode> {
             };
             if report.was_deployed {
                 println!("destroyed {}", report.lab);
+                if let Some(dir) = &report.lab_dir_kept {
+                    println!(
+                        "kept the lab directory {} (it was there before the lab, or \
+                         --keep-lab-dir; --cleanup removes it)",
+                        dir.display()
+                    );
+                }
+            } else if let Some(dir) = &report.lab_dir_removed {
+                println!(
+                    "lab {} is not deployed; removed its directory {}",
+                    report.lab,
+                    dir.display()
+                );
             } else {
                 println!("lab {} is not deployed; nothing to destroy", report.lab);
             }
@@ -491,9 +596,25 @@ fn run(command: Command) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Exec { lab, lab_name, node, command } => {
+        Command::Exec { lab, lab_name, node, command, cmds, labels, format, timeout } => {
             require_root("tartanlab exec")?;
             let state = lab_state(&lab, lab_name.as_deref())?;
+            if !cmds.is_empty() {
+                return exec_cmds(&state, node.as_deref(), &cmds, &labels, format, timeout);
+            }
+            let Some(node) = node else {
+                return Err(LabError::Usage {
+                    message:
+                        "exec needs a NODE and `-- CMD`, or `--cmd CMD` (every node, or those \
+                              --label KEY=VALUE picks)"
+                            .into(),
+                });
+            };
+            if command.is_empty() {
+                return Err(LabError::Usage {
+                    message: format!("exec {node}: give the command after `--` (or use --cmd)"),
+                });
+            }
             let node = state.node(&node)?;
             let mut env = node.env.clone();
             if let Ok(term) = std::env::var("TERM") {

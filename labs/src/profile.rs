@@ -4,7 +4,8 @@
 //! - `*frr*`   → FRR: `zebra`, `staticd`, `bgpd` and every daemon marked `yes` in the node's
 //!   `/etc/frr/daemons`, each in the foreground, then `vtysh -b` to load `/etc/frr/frr.conf`
 //!   (what the FRR image's `docker-start` and `frrinit.sh` do).
-//! - `*bird*`  → BIRD 2 with `/etc/bird/bird.conf`, control socket `/run/bird/bird.ctl`.
+//! - `*bird*`  → BIRD 2 with the configuration the node binds (`/etc/bird/bird.conf`, or
+//!   `/etc/bird.conf` as ghcr.io/srl-labs/bird reads it), control socket `/run/bird/bird.ctl`.
 //! - `*gobgp*` → `gobgpd` with `/etc/gobgpd.conf` (TOML), gRPC API on the node's `:50051`.
 //! - anything else, Tartan's own images included → the node's `cmd`, if any.
 //!
@@ -146,39 +147,76 @@ const FRR_DAEMONS: &[&str] = &[
 pub struct FrrDaemons {
     pub enabled: Vec<String>,
     pub options: BTreeMap<String, Vec<String>>,
+    /// `frr_global_options`, and `-F PROFILE` from `frr_profile`: given to every daemon.
+    pub global_options: Vec<String>,
+    /// `vtysh_enable` (default yes): load `frr.conf` through vtysh once the daemons are up.
+    pub vtysh: bool,
+    /// What was read differently from FRR's scripts, for the node's log.
+    pub notes: Vec<String>,
 }
 
-/// Parses FRR's `daemons` file (`bgpd=yes`, `bgpd_options="  -A 127.0.0.1"`). `zebra`,
-/// `staticd` and `mgmtd` (where installed) are always on, as in `frrcommon.sh`; Tartan also
-/// always runs `bgpd`, the point of every lab.
+/// Whether a `daemons` file value turns a daemon on, as `frrcommon.sh` decides.
+fn turned_on(value: &str) -> bool {
+    !value.is_empty() && value != "no" && value != "0"
+}
+
+/// Parses FRR's `daemons` file as FRR's scripts read it: a daemon runs when its value is set
+/// and not `no` or `0`; `zebra`, `staticd` and `mgmtd` (where installed) always run;
+/// `<daemon>_options`, `frr_global_options` and `frr_profile` are passed on, except `-d` /
+/// `--daemon` (FRR's scripts add it themselves; here daemons run in the foreground under the
+/// node's supervisor, so it is dropped, with a note); `vtysh_enable=no` skips loading
+/// `frr.conf`; `watchfrr_options` has no effect (the supervisor watches the daemons).
 pub fn parse_frr_daemons(text: &str, mgmtd_installed: bool) -> FrrDaemons {
     let mut on: BTreeMap<&str, bool> = BTreeMap::new();
-    let mut options = BTreeMap::new();
+    let mut out = FrrDaemons { vtysh: true, ..Default::default() };
+    let strip = |key: &str, words: Vec<String>, notes: &mut Vec<String>| -> Vec<String> {
+        let (daemonize, kept): (Vec<String>, Vec<String>) =
+            words.into_iter().partition(|w| w == "-d" || w == "--daemon");
+        if let Some(flag) = daemonize.first() {
+            notes.push(format!(
+                "dropped `{flag}` from {key}: daemons run in the foreground under the node's supervisor"
+            ));
+        }
+        kept
+    };
     for line in text.lines() {
         let line = line.trim();
         if line.starts_with('#') {
             continue;
         }
         let Some((key, value)) = line.split_once('=') else { continue };
-        let value = value.trim().trim_matches('"').trim_matches('\'');
+        let key = key.trim();
+        let value = value.trim().trim_matches('"').trim_matches('\'').trim();
+        let words = || shlex::split(value).unwrap_or_default();
         if let Some(daemon) = key.strip_suffix("_options") {
             if FRR_DAEMONS.contains(&daemon) {
-                options.insert(daemon.to_string(), shlex::split(value).unwrap_or_default());
+                let kept = strip(key, words(), &mut out.notes);
+                out.options.insert(daemon.to_string(), kept);
+            } else if daemon == "frr_global" {
+                out.global_options.extend(strip(key, words(), &mut out.notes));
+            } else if daemon == "watchfrr" && !value.is_empty() {
+                out.notes.push(format!(
+                    "watchfrr_options {value:?} has no effect: the node's supervisor watches the daemons"
+                ));
             }
+        } else if key == "frr_profile" && !value.is_empty() {
+            out.global_options.extend(["-F".to_string(), value.to_string()]);
+        } else if key == "vtysh_enable" {
+            out.vtysh = turned_on(value) && value != "false";
         } else if let Some(&d) = FRR_DAEMONS.iter().find(|d| **d == key) {
-            on.insert(d, value == "yes");
+            on.insert(d, turned_on(value));
         }
     }
-    let enabled = FRR_DAEMONS
+    out.enabled = FRR_DAEMONS
         .iter()
         .filter(|d| match **d {
-            "zebra" | "staticd" | "bgpd" => true,
+            "zebra" | "staticd" => true,
             "mgmtd" => mgmtd_installed,
             other => on.get(other).copied().unwrap_or(false),
         })
         .map(|d| d.to_string())
         .collect();
-    FrrDaemons { enabled, options }
+    out
 }
 
 /// Where the host keeps what a node sees at `path`: inside the most specific bind that covers
@@ -205,6 +243,72 @@ pub fn which_in_node(
         return exists(Path::new(program)).then(|| PathBuf::from(program));
     }
     path.split(':').map(|d| Path::new(d).join(program)).find(|p| exists(p))
+}
+
+/// Whether the node binds something at `path` (a file bind, or a directory bind holding it).
+fn binds_at(binds: &[crate::topology::Bind], path: &str) -> bool {
+    binds.iter().any(|b| Path::new(path).starts_with(&b.dst))
+}
+
+/// The configuration BIRD loads in a node: the one the node binds, at `/etc/bird/bird.conf`
+/// (Debian's and most images') or `/etc/bird.conf` (ghcr.io/srl-labs/bird's ENTRYPOINT);
+/// otherwise the image's usual path.
+pub fn bird_config(node: &crate::topology::Node) -> String {
+    const DEBIAN: &str = "/etc/bird/bird.conf";
+    const SRL: &str = "/etc/bird.conf";
+    match (binds_at(&node.binds, DEBIAN), binds_at(&node.binds, SRL)) {
+        (true, _) => DEBIAN.into(),
+        (false, true) => SRL.into(),
+        (false, false) if node.image.contains("srl-labs/bird") => SRL.into(),
+        (false, false) => DEBIAN.into(),
+    }
+}
+
+/// Daemon configuration files a node binds that none of its daemons reads (a BIRD config at
+/// the other path, FRR files under a GoBGP image, ...), and a BIRD node that binds none: each
+/// a warning, since the daemon then runs with something else, and its peers sit in Active.
+pub fn unloaded_configs(node: &crate::topology::Node) -> Vec<String> {
+    if node.cmd.is_some() {
+        return Vec::new();
+    }
+    let loaded: Vec<String> = match node.profile {
+        Profile::Bird => vec![bird_config(node)],
+        Profile::Frr => vec!["/etc/frr/frr.conf".into(), "/etc/frr/daemons".into()],
+        Profile::Gobgp => vec!["/etc/gobgpd.conf".into()],
+        Profile::Tartan | Profile::Plain => Vec::new(),
+    };
+    let known = [
+        "/etc/bird/bird.conf",
+        "/etc/bird.conf",
+        "/etc/frr/frr.conf",
+        "/etc/frr/daemons",
+        "/etc/gobgpd.conf",
+    ];
+    let mut out: Vec<String> = node
+        .binds
+        .iter()
+        .filter_map(|b| b.dst.to_str())
+        .filter(|dst| known.contains(dst) && !loaded.iter().any(|l| l == dst))
+        .map(|dst| {
+            let runs = match node.profile {
+                Profile::Bird => format!("BIRD loads {}", loaded[0]),
+                Profile::Frr => "FRR loads /etc/frr/frr.conf".into(),
+                Profile::Gobgp => "GoBGP loads /etc/gobgpd.conf".into(),
+                Profile::Tartan | Profile::Plain => {
+                    format!("its image ({}) runs no routing daemon", node.image)
+                }
+            };
+            format!("node `{}` binds {dst}, but {runs}: nothing reads it", node.name)
+        })
+        .collect();
+    if node.profile == Profile::Bird && !binds_at(&node.binds, &bird_config(node)) {
+        out.push(format!(
+            "node `{}` binds no BIRD configuration: BIRD runs with this machine's {}",
+            node.name,
+            bird_config(node)
+        ));
+    }
+    out
 }
 
 /// When a Tartan node's `cmd` is up: the API server when it listens, the agent when its CNI
@@ -245,14 +349,28 @@ pub fn services_for(node: &crate::topology::Node) -> Vec<Service> {
     }
     match node.profile {
         Profile::Frr => {
-            let text = std::fs::read_to_string(node_file(&node.binds, "/etc/frr/daemons"))
-                .unwrap_or_default();
-            let daemons = parse_frr_daemons(&text, Path::new("/usr/lib/frr/mgmtd").exists());
+            let file = node_file(&node.binds, "/etc/frr/daemons");
+            let bound = file != Path::new("/etc/frr/daemons");
+            let text = std::fs::read_to_string(&file).unwrap_or_default();
+            let mut daemons = parse_frr_daemons(&text, Path::new("/usr/lib/frr/mgmtd").exists());
+            if !bound && !daemons.enabled.iter().any(|d| d == "bgpd") {
+                // No daemons file of its own: the lab still wants BGP (and always has here).
+                daemons.enabled.push("bgpd".into());
+                daemons.enabled.sort_by_key(|d| FRR_DAEMONS.iter().position(|f| f == d));
+                daemons.notes.push(
+                    "binds no /etc/frr/daemons: running zebra, bgpd and staticd (bind one to choose)"
+                        .into(),
+                );
+            }
+            for note in &daemons.notes {
+                tracing::info!("node `{}`: {}: {note}", node.name, file.display());
+            }
             let mut services: Vec<Service> = daemons
                 .enabled
                 .iter()
                 .map(|d| {
                     let mut argv = vec![format!("/usr/lib/frr/{d}")];
+                    argv.extend(daemons.global_options.iter().cloned());
                     argv.extend(daemons.options.get(d).cloned().unwrap_or_default());
                     argv.extend(["--log".to_string(), "stdout".to_string()]);
                     Service {
@@ -264,16 +382,19 @@ pub fn services_for(node: &crate::topology::Node) -> Vec<Service> {
                     }
                 })
                 .collect();
-            services.push(Service {
-                name: "vtysh-boot".into(),
-                argv: vec!["vtysh".into(), "-b".into()],
-                kind: ServiceKind::Oneshot,
-            });
+            // FRR's own rule: `vtysh -b` only when enabled and frr.conf is there.
+            if daemons.vtysh && node_file(&node.binds, "/etc/frr/frr.conf").exists() {
+                services.push(Service {
+                    name: "vtysh-boot".into(),
+                    argv: vec!["vtysh".into(), "-b".into()],
+                    kind: ServiceKind::Oneshot,
+                });
+            }
             services
         }
         Profile::Bird => vec![Service {
             name: "bird".into(),
-            argv: ["bird", "-f", "-c", "/etc/bird/bird.conf", "-s", "/run/bird/bird.ctl"]
+            argv: ["bird", "-f", "-c", &bird_config(node), "-s", "/run/bird/bird.ctl"]
                 .map(String::from)
                 .to_vec(),
             kind: ServiceKind::Daemon { ready: Readiness::BirdSocket("/run/bird/bird.ctl".into()) },
@@ -318,11 +439,27 @@ mod tests {
     }
 
     #[test]
-    fn frr_daemons_file_always_includes_zebra_staticd_and_bgpd() {
+    fn frr_daemons_file_is_read_as_frrs_scripts_read_it() {
         let text = "bgpd=no\nospfd=yes\nisisd=no\nzebra_options=\"  -A 127.0.0.1 -s 90000000\"\n";
         let d = parse_frr_daemons(text, false);
-        assert_eq!(d.enabled, ["zebra", "bgpd", "ospfd", "staticd"]);
+        assert_eq!(d.enabled, ["zebra", "ospfd", "staticd"], "bgpd=no is honoured");
         assert_eq!(d.options["zebra"], ["-A", "127.0.0.1", "-s", "90000000"]);
+        assert!(d.vtysh && d.notes.is_empty());
+
+        // As containerlab's frr01 lab ships it: --daemon dropped (and said), 1 means on.
+        let frr01 = "zebra=yes\nbgpd=1\nripd=0\nvtysh_enable=no\n\
+                     zebra_options=\" -s 90000000 --daemon -A 127.0.0.1\"\n\
+                     bgpd_options=\"   -d -A 127.0.0.1\"\n\
+                     watchfrr_options=\"-r '/usr/lib/frr/watchfrr.sh restart %s'\"\n\
+                     frr_profile=\"datacenter\"\n";
+        let d = parse_frr_daemons(frr01, true);
+        assert_eq!(d.enabled, ["mgmtd", "zebra", "bgpd", "staticd"]);
+        assert_eq!(d.options["zebra"], ["-s", "90000000", "-A", "127.0.0.1"]);
+        assert_eq!(d.options["bgpd"], ["-A", "127.0.0.1"]);
+        assert_eq!(d.global_options, ["-F", "datacenter"]);
+        assert!(!d.vtysh, "vtysh_enable=no");
+        assert_eq!(d.notes.len(), 3, "{:?}", d.notes);
+        assert!(d.notes[0].contains("dropped `--daemon` from zebra_options"), "{:?}", d.notes);
     }
 
     #[test]
@@ -343,8 +480,36 @@ mod tests {
     }
 
     #[test]
+    fn bird_loads_the_config_the_node_binds_and_a_stray_one_is_named() {
+        use crate::topology::Bind;
+        let text = |image: &str, dst: &str| {
+            format!(
+                "name: b\ntopology:\n  nodes:\n    rs: {{kind: linux, image: {image}, binds: [\"/etc/hostname:{dst}\"]}}\n"
+            )
+        };
+        let parse = |t: String| {
+            let opts =
+                crate::topology::LoadOptions { skip_file_checks: true, ..Default::default() };
+            crate::topology::parse(&t, Path::new("/labs/b.clab.yml"), &opts).expect("parses")
+        };
+        let srl = parse(text("ghcr.io/srl-labs/bird:2.13", "/etc/bird.conf"));
+        assert_eq!(bird_config(&srl.nodes[0]), "/etc/bird.conf");
+        assert!(srl.warnings.is_empty(), "{:?}", srl.warnings);
+        let debian = parse(text("pierky/bird:2", "/etc/bird/bird.conf"));
+        assert_eq!(bird_config(&debian.nodes[0]), "/etc/bird/bird.conf");
+        // An FRR node that binds a BIRD config: nothing reads it, and the file says so.
+        let stray = parse(text("quay.io/frrouting/frr:10.0.0", "/etc/bird.conf"));
+        assert!(
+            stray.warnings.iter().any(|w| w.contains("binds /etc/bird.conf, but FRR loads")),
+            "{:?}",
+            stray.warnings
+        );
+        let _ = Bind { src: "/x".into(), dst: "/y".into(), read_only: true };
+    }
+
+    #[test]
     fn frr_daemons_file_starts_mgmtd_first_where_installed() {
         let d = parse_frr_daemons("# comment\nbfdd=yes\n", true);
-        assert_eq!(d.enabled, ["mgmtd", "zebra", "bgpd", "staticd", "bfdd"]);
+        assert_eq!(d.enabled, ["mgmtd", "zebra", "staticd", "bfdd"]);
     }
 }

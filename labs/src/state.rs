@@ -66,6 +66,10 @@ pub struct LabState {
     pub run_dir: PathBuf,
     pub topology_file: PathBuf,
     pub lab_dir: PathBuf,
+    /// The lab directory was there before the lab was deployed: destroy keeps it unless
+    /// `--cleanup` (containerlab's rule).
+    #[serde(default)]
+    pub lab_dir_existed: bool,
     pub created_unix: u64,
     /// Who deployed it (`SUDO_USER`, else the user name), shown by inspect.
     pub owner: String,
@@ -122,6 +126,8 @@ impl LabState {
             run_dir: lab_run_dir(lab),
             topology_file: topology_file.to_path_buf(),
             lab_dir: lab_dir.to_path_buf(),
+            // A directory holding only state.json is one an earlier deploy of this lab left.
+            lab_dir_existed: lab_dir.exists() && !lab_dir.join("topology-data.json").exists(),
             created_unix: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs())

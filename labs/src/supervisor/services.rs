@@ -39,9 +39,7 @@ pub(super) async fn start_node(sup: &Sup, node: &NodeState) -> bool {
     set(NodeRun::Starting, None);
     for service in &node.services {
         let started = match service.kind {
-            ServiceKind::Daemon { ref ready } => {
-                start_daemon(sup, node, service, ready).await.map(|()| None)
-            }
+            ServiceKind::Daemon { ref ready } => start_daemon(sup, node, service, ready).await,
             ServiceKind::Oneshot => run_oneshot(sup, node, service).await,
         };
         match started {
@@ -145,13 +143,49 @@ fn exit_of(sup: &Sup, node: &NodeState, proc: ProcRef) -> Option<super::Exit> {
     status.nodes.get(&node.name)?.processes.iter().find(|p| p.proc == proc)?.exit.clone()
 }
 
-/// Starts a daemon detached, adopts it and waits until it is ready.
+/// How long a node's own command must keep running to count as started.
+const SETTLE: Duration = Duration::from_millis(500);
+
+/// A process that counts as ready once started (a node's own `cmd`) but ends at once: the
+/// warning that says so, with the end of its output (a container would have stopped).
+async fn ended_at_once(
+    sup: &Sup,
+    node: &NodeState,
+    svc: &Service,
+    proc: ProcRef,
+    ready: &Readiness,
+    log: &Path,
+) -> Option<String> {
+    if !matches!(ready, Readiness::Started) {
+        return None;
+    }
+    let deadline = Instant::now() + SETTLE;
+    while Instant::now() < deadline {
+        if let Some(exit) = exit_of(sup, node, proc) {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(3).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            return Some(format!(
+                "`{}` ended at once ({exit}): nothing runs in the node (a container would have \
+                 stopped){}; see {}",
+                svc.name,
+                if tail.is_empty() { String::new() } else { format!(": {}", tail.join(" / ")) },
+                log.display()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
+}
+
+/// Starts a daemon detached, adopts it and waits until it is ready; a warning when it counted
+/// as ready but ended at once.
 async fn start_daemon(
     sup: &Sup,
     node: &NodeState,
     svc: &Service,
     ready: &Readiness,
-) -> Result<(), String> {
+) -> Result<Option<String>, String> {
     let log = sup.state.node_dir(&node.name).join(format!("{}.log", svc.name));
     let mut cmd = tokio::process::Command::from(crate::enter::detached_command(
         &sup.state, node, &svc.argv, &log,
@@ -193,7 +227,7 @@ async fn start_daemon(
             return Err(format!("{} ended ({exit}) before it was ready; {see_log}", svc.name));
         }
         if is_ready(ready, pid, &sup.state, node) {
-            return Ok(());
+            return Ok(ended_at_once(sup, node, svc, proc, ready, &log).await);
         }
         if Instant::now() > deadline {
             return Err(format!(

@@ -66,6 +66,12 @@ pub enum ProblemKind {
     BadInterface { node: String, interface: String, reason: String },
     /// The same interface used by two links.
     DuplicateInterface { node: String, interface: String, first_link: usize },
+    /// `${VAR}` with VAR unset and no default.
+    UnsetVariable { reference: String, line: usize },
+    /// A `group:` that `topology.groups` does not define.
+    UnknownGroup { group: String, suggestion: Option<String> },
+    /// A `topology.kinds` entry for a kind containerlab does not have.
+    UnknownKind { kind: String, suggestion: Option<String> },
 }
 
 impl fmt::Display for ProblemKind {
@@ -81,6 +87,25 @@ impl fmt::Display for ProblemKind {
             ProblemKind::Missing { key } => write!(f, "`{key}` is required"),
             ProblemKind::WrongType { key, expected } => write!(f, "`{key}` must be {expected}"),
             ProblemKind::BadValue { key, message } => write!(f, "`{key}`: {message}"),
+            ProblemKind::UnsetVariable { reference, line } => write!(
+                f,
+                "{reference} on line {line} is not set and has no default: pass `--var NAME=VALUE`, \
+                 export it, write a default (`${{NAME:-value}}`), or `$${{NAME}}` for the text itself"
+            ),
+            ProblemKind::UnknownGroup { group, suggestion } => {
+                write!(f, "group `{group}` is not defined in topology.groups")?;
+                match suggestion {
+                    Some(s) => write!(f, " (did you mean `{s}`?)"),
+                    None => Ok(()),
+                }
+            }
+            ProblemKind::UnknownKind { kind, suggestion } => {
+                write!(f, "`{kind}` is not a containerlab kind")?;
+                match suggestion {
+                    Some(s) => write!(f, " (did you mean `{s}`?)"),
+                    None => Ok(()),
+                }
+            }
             ProblemKind::UnsupportedKind { kind } => write!(
                 f,
                 "kind `{kind}` is not supported by tartanlab (supported: linux; the image picks \

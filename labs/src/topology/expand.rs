@@ -1,7 +1,9 @@
 //! Environment-variable expansion of the raw topology text, as containerlab does it before
 //! parsing: `${VAR}`, `${VAR:-default}`, `${VAR-default}`, `${VAR:=default}`, `${VAR:+alt}`,
 //! `${VAR+alt}`, and `$$` for a literal `$`. An unset variable without a default is left as
-//! written, so a missing variable shows up verbatim in the error or in the node, not as "".
+//! written, so a missing variable shows up verbatim in the error or in the node, not as "";
+//! [`unset`] finds them, so the loader can say which is missing where (containerlab leaves
+//! them silently).
 
 /// Expands `${...}` references in `text`, looking variables up with `lookup`.
 pub fn expand(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> String {
@@ -35,6 +37,33 @@ pub fn expand(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> String {
         }
     }
     out.push_str(rest);
+    out
+}
+
+/// The references in `text` that stay unexpanded (an unset variable without a default, or
+/// `${VAR:?message}`), with their 1-based lines; comment lines are skipped.
+pub fn unset(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Vec<(String, usize)> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim_start().starts_with('#') {
+            continue;
+        }
+        let mut rest = line;
+        while let Some(pos) = rest.find('$') {
+            let tail = &rest[pos..];
+            if let Some(after) = tail.strip_prefix("$$") {
+                rest = after;
+            } else if tail.starts_with("${") {
+                let Some(end) = matching_brace(tail) else { break };
+                if expand_reference(&tail[2..end], lookup).is_none() {
+                    out.push((tail[..=end].to_string(), i + 1));
+                }
+                rest = &tail[end + 1..];
+            } else {
+                rest = &tail[1..];
+            }
+        }
+    }
     out
 }
 
@@ -104,6 +133,15 @@ mod tests {
             "NUM1" => Some("one".into()),
             _ => None,
         }
+    }
+
+    #[test]
+    fn unset_references_are_found_with_their_lines() {
+        let text = "name: ${SET}\n# ${COMMENTED}\nimage: ${MISSING}\nx: ${MISSING:-d} $${LITERAL} ${OTHER:?say}\n";
+        assert_eq!(
+            unset(text, &env),
+            vec![("${MISSING}".to_string(), 3), ("${OTHER:?say}".to_string(), 4)]
+        );
     }
 
     fn x(s: &str) -> String {

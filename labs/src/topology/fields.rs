@@ -172,7 +172,7 @@ pub(super) fn to_json(v: &Value) -> Option<serde_json::Value> {
 
 /// The known key closest to `key`, if it is a plausible typo; among equally close keys, the one
 /// sharing the longest start (`bind` → `binds`, not `kind`).
-fn closest<'a>(key: &str, candidates: impl Iterator<Item = &'a str>) -> Option<String> {
+pub(super) fn closest<'a>(key: &str, candidates: impl Iterator<Item = &'a str>) -> Option<String> {
     let shared_start = |c: &str| key.chars().zip(c.chars()).take_while(|(a, b)| a == b).count();
     candidates
         .map(|c| (edit_distance(key, c), std::cmp::Reverse(shared_start(c)), c))

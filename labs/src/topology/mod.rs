@@ -94,6 +94,71 @@ const TOPOLOGY_KEYS: &[(&str, Rule)] = &[
 /// The only node kind tartanlab deploys; the image selects the behaviour.
 pub const SUPPORTED_KINDS: &[&str] = &["linux"];
 
+/// Every kind containerlab knows (`topology.kinds` may only name these; only `linux` deploys).
+const CONTAINERLAB_KINDS: &[&str] = &[
+    "linux",
+    "bridge",
+    "ovs-bridge",
+    "host",
+    "ext-container",
+    "nokia_srlinux",
+    "srl",
+    "nokia_sros",
+    "vr-sros",
+    "nokia_srsim",
+    "arista_ceos",
+    "ceos",
+    "arista_veos",
+    "vr-veos",
+    "juniper_crpd",
+    "crpd",
+    "juniper_vmx",
+    "vr-vmx",
+    "juniper_vsrx",
+    "juniper_vqfx",
+    "juniper_vjunosrouter",
+    "juniper_vjunosswitch",
+    "juniper_vjunosevolved",
+    "juniper_cjunosevolved",
+    "cisco_xrd",
+    "xrd",
+    "cisco_xrv",
+    "cisco_xrv9k",
+    "cisco_csr1000v",
+    "cisco_n9kv",
+    "cisco_c8000",
+    "cisco_c8000v",
+    "cisco_cat9kv",
+    "cisco_iol",
+    "cisco_ftdv",
+    "cisco_sdwan",
+    "sonic-vs",
+    "sonic-vm",
+    "cumulus_cvx",
+    "cvx",
+    "dell_ftosv",
+    "dell_sonic",
+    "mikrotik_ros",
+    "vr-ros",
+    "fortinet_fortigate",
+    "paloalto_panos",
+    "ipinfusion_ocnos",
+    "checkpoint_cloudguard",
+    "keysight_ixia-c-one",
+    "openbsd",
+    "freebsd",
+    "generic_vm",
+    "rare",
+    "k8s-kind",
+    "ostinato",
+    "huawei_vrp",
+    "6wind_vsr",
+    "openwrt",
+    "fdio_vpp",
+    "vyosnetworks_vyos",
+    "arista_cvx",
+];
+
 /// Reads and resolves a topology file.
 pub fn load(path: &Path, opts: &LoadOptions) -> Result<Topology, TopologyError> {
     let file = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
@@ -111,6 +176,16 @@ pub fn parse(text: &str, file: &Path, opts: &LoadOptions) -> Result<Topology, To
         return Err(TopologyError::Template { path, line: line + 1 });
     }
     let lookup = |name: &str| opts.vars.get(name).cloned().or_else(|| std::env::var(name).ok());
+    let unset: Vec<Problem> = expand::unset(text, &lookup)
+        .into_iter()
+        .map(|(reference, line)| Problem {
+            at: Where::Top,
+            kind: ProblemKind::UnsetVariable { reference, line },
+        })
+        .collect();
+    if !unset.is_empty() {
+        return Err(TopologyError::Invalid { path, problems: unset });
+    }
     let expanded = expand(text, &lookup);
     let mut doc: Value = serde_yaml::from_str(&expanded)
         .map_err(|source| TopologyError::Yaml { path: path.clone(), source })?;
@@ -120,6 +195,9 @@ pub fn parse(text: &str, file: &Path, opts: &LoadOptions) -> Result<Topology, To
     let topo = resolve(&mut ctx, &doc, &path, dir, opts);
     if ctx.problems.is_empty() {
         if let Some(mut topo) = topo {
+            for node in &topo.nodes {
+                ctx.warnings.extend(crate::profile::unloaded_configs(node));
+            }
             topo.warnings = ctx.warnings;
             return Ok(topo);
         }
@@ -165,6 +243,13 @@ fn resolve(
     let defaults = NodeDef::parse(ctx, &Where::Defaults, topology.get("defaults"));
     let kinds = named_defs(ctx, topology, "kinds", |k| Where::Kind(k.to_string()), true);
     let groups = named_defs(ctx, topology, "groups", |g| Where::Group(g.to_string()), false);
+    for kind in kinds.keys().filter(|k| !CONTAINERLAB_KINDS.contains(&k.as_str())) {
+        let suggestion = fields::closest(kind, CONTAINERLAB_KINDS.iter().copied());
+        ctx.problem(
+            &Where::Kind(kind.clone()),
+            ProblemKind::UnknownKind { kind: kind.clone(), suggestion },
+        );
+    }
     let node_defs = named_defs(ctx, topology, "nodes", |n| Where::Node(n.to_string()), false);
     if !topology.contains_key("nodes") {
         ctx.problem(&Where::Topology, ProblemKind::Missing { key: "nodes" });
@@ -179,6 +264,12 @@ fn resolve(
         let kind_name = nodes::node_kind(def, &defaults, &groups);
         let kind_def = kind_name.as_ref().and_then(|k| kinds.get(k));
         let group = nodes::node_group(def, kind_def, &defaults).unwrap_or_default();
+        // containerlab takes any group (it only sorts the graph); a file that defines groups
+        // and names one it does not define has a typo that silently drops its settings.
+        if !group.is_empty() && topology.contains_key("groups") && !groups.contains_key(&group) {
+            let suggestion = fields::closest(&group, groups.keys().map(String::as_str));
+            ctx.problem(&at, ProblemKind::UnknownGroup { group: group.clone(), suggestion });
+        }
         let levels =
             Levels { node: def, group: groups.get(&group), kind: kind_def, defaults: &defaults };
         let kind = match kind_name {

@@ -66,7 +66,9 @@ fn minimal_ring_resolves_nodes_links_and_profiles() {
     assert_eq!(t.links[1].mtu, 1500);
     assert_eq!(t.links[2].endpoints[0].mac, Some([0xaa, 0xc1, 0xab, 0, 0, 3]));
     assert_eq!(t.links[2].describe(), "r3:eth2 <-> r1:eth2");
-    assert!(t.warnings.is_empty());
+    // r2 runs BIRD without a configuration of its own: said, not silent.
+    assert_eq!(t.warnings.len(), 1, "{:?}", t.warnings);
+    assert!(t.warnings[0].contains("node `r2` binds no BIRD configuration"), "{:?}", t.warnings);
 }
 
 #[test]
@@ -576,4 +578,24 @@ fn certificates_are_issued_as_containerlab_issues_them_and_the_ca_is_kept() {
     crate::pki::issue_certificates(&t, &dir).expect("issue again");
     assert_eq!(std::fs::read_to_string(dir.join(".tls/ca/ca.pem")).expect("CA"), ca);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn typos_in_groups_kinds_and_variables_are_named() {
+    let p = problems(
+        "name: t\ntopology:\n  groups:\n    spine: {kind: linux}\n  kinds:\n    linx: {image: x}\n  nodes:\n    a: {kind: linux, image: x, group: spnie}\n",
+    );
+    assert!(p.iter().any(|p| matches!(&p.kind, ProblemKind::UnknownGroup { group, suggestion } if group == "spnie" && suggestion.as_deref() == Some("spine"))), "{p:?}");
+    assert!(p.iter().any(|p| matches!(&p.kind, ProblemKind::UnknownKind { kind, suggestion } if kind == "linx" && suggestion.as_deref() == Some("linux"))), "{p:?}");
+    // Without a groups section a group is free-form, as in containerlab (it sorts the graph).
+    parse_ok("name: t\ntopology:\n  nodes:\n    a: {kind: linux, image: x, group: spine}\n");
+    let opts = LoadOptions { skip_file_checks: true, ..Default::default() };
+    let err = parse(
+        "name: ${TARTAN_TEST_UNSET_LABNAME}\ntopology: {nodes: {a: {kind: linux, image: x}}}\n",
+        Path::new(FILE),
+        &opts,
+    )
+    .expect_err("unset variable");
+    let text = err.to_string();
+    assert!(text.contains("${TARTAN_TEST_UNSET_LABNAME} on line 1 is not set"), "{text}");
 }
