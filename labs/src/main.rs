@@ -21,8 +21,9 @@ Every node becomes a network namespace named clab-<lab>-<node> (so `ip netns exe
 its own mount and UTS namespaces: it sees an overlay of this machine's files (what it writes stays
 in the node), private /run and /tmp, and its `binds` at their container paths. Links are veth
 pairs; the management network is a bridge in a private namespace, with eth0 in every node. The
-image picks what a node runs: *frr* → FRR daemons with /etc/frr/frr.conf, *bird* → BIRD 2 with
-/etc/bird/bird.conf, *gobgp* → gobgpd with /etc/gobgpd.conf, anything else → its `cmd`.
+image picks what a node runs: *frr* → the FRR daemons its /etc/frr/daemons turns on, with
+/etc/frr/frr.conf, *bird* → BIRD 2 with the config it binds (/etc/bird/bird.conf or
+/etc/bird.conf), *gobgp* → gobgpd with /etc/gobgpd.conf, anything else → its `cmd`.
 Nothing is ever created in this machine's own network namespace.
 
 deploy, destroy and exec need root.";
