@@ -383,6 +383,24 @@ async fn bounded_answers_to_unbounded_or_impossible_input() {
             .expect_err(cidr);
         assert_eq!(e.status().map(|s| s.as_u16()), Some(400), "{cidr}: {e}");
     }
+    // Allocation attributes and handles are bounded: 10,000 attributes (650 KB, under the
+    // body limit) and a handle with a NUL are refused, and nothing is allocated.
+    let _: Value = admin
+        .call(Method::PUT, "/v1/ippools/p", Some(&pool("p", "10.81.0.0/16")))
+        .await
+        .expect("pool");
+    let many: serde_json::Map<String, Value> =
+        (0..10_000).map(|i| (format!("k{i}"), Value::String("v".repeat(50)))).collect();
+    for body in [
+        json!({"node": "n1", "handle": "a", "ipv4": 1, "attributes": many}),
+        json!({"node": "n1", "handle": "bad\u{0}handle", "ipv4": 1}),
+    ] {
+        let e =
+            admin.post_idempotent::<Value>("/v1/ipam/allocate", &body).await.expect_err("bounded");
+        assert_eq!(e.status().map(|s| s.as_u16()), Some(400), "{e}");
+    }
+    let usage: Value = admin.get_json("/v1/ipam/usage").await.expect("usage");
+    assert_eq!(usage["pools"][0]["used"], 0, "{usage}");
     // A watch from a revision the store has not reached: 410, not silence.
     let (status, body) =
         admin.send(Method::GET, "/v1/watch?since=99999999999999", None, &[]).await.expect("answer");

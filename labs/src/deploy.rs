@@ -208,7 +208,9 @@ fn preflight(topo: &Topology, bin_dir: &Path) -> Result<()> {
 fn plan(topo: &Topology, lab_dir: &Path, opts: &DeployOptions, bin_dir: &Path) -> LabState {
     let mut state = LabState::new(&topo.name, &topo.file, lab_dir, &opts.tartanlab);
     state.exec_timeout_secs = opts.exec_timeout.as_secs().max(1);
-    state.mgmt_netns = topo.nodes.iter().any(|n| n.mgmt.is_some()).then(|| topo.mgmt_netns());
+    // The lab's private namespace: the management bridge, and the `kind: bridge` segments.
+    state.mgmt_netns = (topo.nodes.iter().any(|n| n.mgmt.is_some()) || !topo.bridges.is_empty())
+        .then(|| topo.mgmt_netns());
     state.links = topo.links.iter().map(|l| l.describe()).collect();
     state.nodes = topo
         .nodes

@@ -21,7 +21,7 @@ use rtnetlink::{
 
 use crate::error::{LabError, Result};
 use crate::netns;
-use crate::topology::{Topology, format_mac};
+use crate::topology::{DEFAULT_LINK_MTU, Topology, format_mac};
 
 /// The runtime that drives every namespace's netlink socket.
 #[derive(Debug)]
@@ -220,16 +220,28 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf29ce484222325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100000001b3))
 }
 
-/// Wires a lab whose namespaces exist: loopbacks, management network, links.
+/// Wires a lab whose namespaces exist: loopbacks, management network, `kind: bridge`
+/// segments, links.
 pub fn wire(topo: &Topology) -> Result<()> {
     let nl = Netlink::new()?;
+    let lab_ns = topo.mgmt_netns();
+    // Where each end lives: a node's own namespace, or the lab's for a bridge's ports.
+    let ns_of = |name: &str| -> String {
+        match topo.nodes.iter().find(|n| n.name == name) {
+            Some(n) => n.long_name.clone(),
+            None => lab_ns.clone(),
+        }
+    };
     let mut handles = BTreeMap::new();
     for node in &topo.nodes {
         handles.insert(node.name.clone(), nl.open(&node.long_name)?);
     }
+    for bridge in &topo.bridges {
+        handles.insert(bridge.clone(), nl.open(&lab_ns)?);
+    }
     nl.block_on(async {
-        for h in handles.values() {
-            h.up("lo").await?;
+        for node in &topo.nodes {
+            handles[&node.name].up("lo").await?;
         }
         Ok::<(), LabError>(())
     })?;
@@ -237,24 +249,54 @@ pub fn wire(topo: &Topology) -> Result<()> {
     if topo.nodes.iter().any(|n| n.mgmt.is_some()) {
         wire_mgmt(&nl, topo, &handles)?;
     }
+    if let Some(first) = topo.bridges.first() {
+        switch_only(&lab_ns)?;
+        let h = &handles[first];
+        nl.block_on(async {
+            h.up("lo").await?;
+            for bridge in &topo.bridges {
+                h.add_bridge(bridge, DEFAULT_LINK_MTU).await?;
+            }
+            Ok::<(), LabError>(())
+        })?;
+    }
 
     let macs = assign_macs(topo);
-    let files: BTreeMap<&str, File> = topo
-        .nodes
-        .iter()
-        .map(|n| netns::open(&n.long_name).map(|f| (n.name.as_str(), f)))
-        .collect::<Result<_>>()?;
+    let mut files: BTreeMap<String, File> = BTreeMap::new();
+    for name in
+        topo.nodes.iter().map(|n| n.name.as_str()).chain(topo.bridges.iter().map(String::as_str))
+    {
+        files.insert(name.to_string(), netns::open(&ns_of(name))?);
+    }
+    let is_bridge = |n: &str| topo.bridges.iter().any(|b| b == n);
     nl.block_on(async {
         for link in &topo.links {
             let [a, z] = &link.endpoints;
             let (ha, hz) = (&handles[&a.node], &handles[&z.node]);
-            let peer_ns = (a.node != z.node).then(|| &files[z.node.as_str()]);
+            let peer_ns = (ns_of(&a.node) != ns_of(&z.node)).then(|| &files[&z.node]);
             let mac = |n: &str, i: &str| macs.get(&(n.to_string(), i.to_string())).copied().unwrap_or_default();
             ha.add_veth(&a.interface, mac(&a.node, &a.interface), &z.interface, mac(&z.node, &z.interface), peer_ns, link.mtu)
                 .await?;
-            ha.up(&a.interface).await?;
-            hz.up(&z.interface).await?;
+            for (h, end, other) in [(ha, a, z), (hz, z, a)] {
+                if is_bridge(&end.node) {
+                    let alias = format!("{}:{}", other.node, other.interface);
+                    h.enslave(&end.interface, &end.node, &alias).await?;
+                } else {
+                    h.up(&end.interface).await?;
+                }
+            }
             tracing::debug!(link = %link.describe(), mtu = link.mtu, mac_a = %format_mac(&mac(&a.node, &a.interface)), "link up");
+        }
+        Ok(())
+    })
+}
+
+/// A namespace that switches frames (the lab's): it must never route between them.
+fn switch_only(ns: &str) -> Result<()> {
+    in_netns(ns, || {
+        std::fs::write("/proc/sys/net/ipv4/ip_forward", "0")?;
+        if std::path::Path::new("/proc/sys/net/ipv6/conf/all/forwarding").exists() {
+            std::fs::write("/proc/sys/net/ipv6/conf/all/forwarding", "0")?;
         }
         Ok(())
     })
@@ -265,14 +307,7 @@ fn wire_mgmt(nl: &Netlink, topo: &Topology, nodes: &BTreeMap<String, NsHandle>) 
     let mgmt_ns = topo.mgmt_netns();
     let h = nl.open(&mgmt_ns)?;
     let m = &topo.mgmt;
-    // The management namespace switches frames; it must never route between them.
-    in_netns(&mgmt_ns, || {
-        std::fs::write("/proc/sys/net/ipv4/ip_forward", "0")?;
-        if std::path::Path::new("/proc/sys/net/ipv6/conf/all/forwarding").exists() {
-            std::fs::write("/proc/sys/net/ipv6/conf/all/forwarding", "0")?;
-        }
-        Ok(())
-    })?;
+    switch_only(&mgmt_ns)?;
     let ns_file = |n: &str| netns::open(n);
     nl.block_on(async {
         h.up("lo").await?;

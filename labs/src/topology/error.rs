@@ -108,7 +108,7 @@ impl fmt::Display for ProblemKind {
             }
             ProblemKind::UnsupportedKind { kind } => write!(
                 f,
-                "kind `{kind}` is not supported by tartanlab (supported: linux; the image picks \
+                "kind `{kind}` is not supported by tartanlab (supported: linux, bridge; the image picks \
                  FRR, BIRD, GoBGP or a plain host)"
             ),
             ProblemKind::UnknownNode { node } => {

@@ -323,6 +323,30 @@ pub(crate) fn parse_mac(text: &str) -> Result<[u8; 6], &'static str> {
     Ok(mac)
 }
 
+/// Bridge ports live in one namespace (the lab's): their names must differ across bridges.
+pub(super) fn check_bridge_ports(ctx: &mut Ctx, links: &[Link], bridges: &[String]) {
+    let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
+    for (index, link) in links.iter().enumerate() {
+        for ep in link.endpoints.iter().filter(|e| bridges.contains(&e.node)) {
+            match seen.get(ep.interface.as_str()) {
+                Some(other) if *other != ep.node => ctx.problem(
+                    &Where::Link { index, endpoints: link.describe() },
+                    ProblemKind::BadInterface {
+                        node: ep.node.clone(),
+                        interface: ep.interface.clone(),
+                        reason: format!(
+                            "is also a port of bridge `{other}`: ports of every bridge share the lab's namespace, so name them apart"
+                        ),
+                    },
+                ),
+                _ => {
+                    seen.insert(ep.interface.as_str(), ep.node.as_str());
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -256,7 +256,9 @@ fn resolve(
     }
 
     let mut resolved = Vec::with_capacity(node_defs.len());
-    for (index, (node_name, def)) in node_defs.iter().enumerate() {
+    let mut bridges = Vec::new();
+    for (node_name, def) in node_defs.iter() {
+        let index = resolved.len();
         let at = Where::Node(node_name.clone());
         if !nodes::valid_name(node_name) {
             ctx.bad(&at, "(name)", "node names must match [a-zA-Z0-9][a-zA-Z0-9-._]*");
@@ -272,6 +274,13 @@ fn resolve(
         }
         let levels =
             Levels { node: def, group: groups.get(&group), kind: kind_def, defaults: &defaults };
+        if kind_name.as_deref() == Some("bridge") {
+            bridge(ctx, &at, node_name, def, &mgmt_section.mgmt.bridge);
+            bridges.push(node_name.clone());
+            continue;
+        }
+        let unsupported =
+            kind_name.as_ref().is_some_and(|k| !SUPPORTED_KINDS.contains(&k.as_str()));
         let kind = match kind_name {
             Some(k) if SUPPORTED_KINDS.contains(&k.as_str()) => k,
             Some(k) => {
@@ -289,7 +298,8 @@ fn resolve(
             }
         };
         let image = levels.scalar(|d| &d.image).unwrap_or_default();
-        if image.is_empty() {
+        // An unsupported kind is reported as such; its missing image would only add noise.
+        if image.is_empty() && !unsupported {
             ctx.problem(&at, ProblemKind::Missing { key: "image" });
         }
         let entrypoint = levels
@@ -365,11 +375,11 @@ fn resolve(
         });
     }
 
-    let wants: Vec<mgmt::Want> = node_defs
+    let wants: Vec<mgmt::Want> = resolved
         .iter()
-        .zip(&resolved)
-        .filter(|(_, n)| n.network_mode == NetworkMode::Bridge)
-        .map(|((node_name, def), _)| {
+        .filter(|n| n.network_mode == NetworkMode::Bridge)
+        .filter_map(|n| node_defs.get(&n.name).map(|def| (&n.name, def)))
+        .map(|(node_name, def)| {
             let at = Where::Node(node_name.clone());
             mgmt::Want {
                 node: node_name.clone(),
@@ -391,9 +401,14 @@ fn resolve(
         }
     }
 
-    let modes: BTreeMap<String, NetworkMode> =
-        resolved.iter().map(|n| (n.name.clone(), n.network_mode)).collect();
+    // A bridge's ports have no management interface to collide with: like `network-mode: none`.
+    let modes: BTreeMap<String, NetworkMode> = resolved
+        .iter()
+        .map(|n| (n.name.clone(), n.network_mode))
+        .chain(bridges.iter().map(|b| (b.clone(), NetworkMode::None)))
+        .collect();
     let links = links::parse_links(ctx, topology.get("links"), &modes);
+    links::check_bridge_ports(ctx, &links, &bridges);
     let mut topo = Topology {
         name,
         prefix,
@@ -401,6 +416,7 @@ fn resolve(
         dir,
         mgmt: mgmt_section.mgmt,
         nodes: resolved,
+        bridges,
         links,
         warnings: vec![],
     };
@@ -411,6 +427,37 @@ fn resolve(
         node.env.insert("CLAB_INTFS".into(), count.to_string());
     }
     Some(topo)
+}
+
+/// A `kind: bridge` node: a Linux bridge in the lab's private namespace (containerlab's
+/// bridge is in the machine's own, made by the user; here the lab makes it, and never there).
+fn bridge(ctx: &mut Ctx, at: &Where, name: &str, def: &NodeDef, mgmt_bridge: &str) {
+    if name.len() > 15 || name.chars().any(|c| c == '/' || c == ':' || c.is_whitespace()) {
+        ctx.bad(
+            at,
+            "(name)",
+            "a bridge's name is its interface name: at most 15 characters, no `/`, `:` or spaces",
+        );
+    }
+    if name == mgmt_bridge {
+        ctx.bad(at, "(name)", format!("`{name}` is the management network's bridge; rename one"));
+    }
+    let ignored: Vec<&str> = [
+        ("image", def.image.is_some()),
+        ("cmd", def.cmd.is_some()),
+        ("binds", !def.binds.is_empty()),
+        ("exec", !def.exec.is_empty()),
+        ("env", !def.env.is_empty()),
+    ]
+    .into_iter()
+    .filter_map(|(k, set)| set.then_some(k))
+    .collect();
+    if !ignored.is_empty() {
+        ctx.warnings.push(format!(
+            "node `{name}` is a bridge: {} have no effect on it",
+            ignored.join(", ")
+        ));
+    }
 }
 
 /// `topology.<section>` as name → definition, names sorted; kind names match lower-cased.

@@ -29,6 +29,9 @@ pub struct Topology {
     pub mgmt: Mgmt,
     /// Nodes sorted by name; `Node::index` is the position here.
     pub nodes: Vec<Node>,
+    /// `kind: bridge` nodes: Linux bridges in the lab's private namespace, each link to one a
+    /// port of it (one L2 segment); they are not nodes (no namespace, no processes).
+    pub bridges: Vec<String>,
     pub links: Vec<Link>,
     /// Keys that were accepted but have no effect here, one line each.
     pub warnings: Vec<String>,

@@ -599,3 +599,25 @@ fn typos_in_groups_kinds_and_variables_are_named() {
     let text = err.to_string();
     assert!(text.contains("${TARTAN_TEST_UNSET_LABNAME} on line 1 is not set"), "{text}");
 }
+
+#[test]
+fn bridge_nodes_need_no_image_and_their_ports_are_named_apart() {
+    let t = parse_ok(
+        "name: br\ntopology:\n  nodes:\n    lan: {kind: bridge}\n    a: {kind: linux, image: x}\n    b: {kind: linux, image: x}\n  links:\n    - endpoints: [\"a:eth1\", \"lan:p1\"]\n    - endpoints: [\"b:eth1\", \"lan:p2\"]\n",
+    );
+    assert_eq!(t.bridges, ["lan"]);
+    assert_eq!(t.nodes.iter().map(|n| n.name.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+    assert_eq!(t.nodes[1].index, 1, "indexes count nodes only");
+    let p = problems(
+        "name: br\ntopology:\n  nodes:\n    l1: {kind: bridge}\n    l2: {kind: bridge}\n    a: {kind: linux, image: x}\n  links:\n    - endpoints: [\"a:eth1\", \"l1:p1\"]\n    - endpoints: [\"a:eth2\", \"l2:p1\"]\n",
+    );
+    assert!(
+        p.iter().any(
+            |p| matches!(&p.kind, ProblemKind::BadInterface { interface, .. } if interface == "p1")
+        ),
+        "{p:?}"
+    );
+    // Another unsupported kind is named once, without an `image is required` beside it.
+    let p = problems("name: x\ntopology:\n  nodes:\n    r: {kind: nokia_srlinux}\n");
+    assert_eq!(p.len(), 1, "{p:?}");
+}

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tartan_labs::harness::{TestLab, lab_tests_enabled};
 
-const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/topologies/clab-style");
+const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/topologies/published");
 const TARTANLAB: &str = env!("CARGO_BIN_EXE_tartanlab");
 const CONVERGE: Duration = Duration::from_secs(60);
 
@@ -97,6 +97,33 @@ fn a_route_server_from_the_srl_labs_bird_image_loads_etc_bird_conf() {
     }
     let conf = lab.sh_ok("rs", "ps -eo args");
     assert!(conf.contains("-c /etc/bird.conf"), "{conf}");
+}
+
+#[test]
+fn a_bridge_node_is_one_segment_for_the_route_server_and_its_members() {
+    if !lab_tests_enabled() {
+        return;
+    }
+    let lab = TestLab::deploy(format!("{DIR}/ixp-bridge.clab.yml"));
+    for (member, other) in [("member1", "203.0.113.2/32"), ("member2", "203.0.113.1/32")] {
+        lab.wait_for(&format!("{member} learns {other} from the route server"), CONVERGE, || {
+            let out = lab.sh(member, "vtysh -c 'show ip bgp json'").stdout;
+            let v: Value = serde_json::from_str(&out).map_err(|e| format!("{e}: {out}"))?;
+            if v["routes"].get(other).is_some() { Ok(()) } else { Err(out) }
+        });
+    }
+    // One L2 segment: the members reach each other directly, not through the route server.
+    lab.sh_ok("member1", "ping -c1 -W2 192.0.2.2");
+    // The bridge and its three ports are in the lab's private namespace, not the machine's.
+    let ns = format!("tartanlab-{}", lab.name());
+    let out = Command::new("ip")
+        .args(["-n", &ns, "-j", "link", "show", "master", "ixp-net"])
+        .output()
+        .expect("ip");
+    let ports: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    assert_eq!(ports.as_array().map(Vec::len), Some(3), "{ports}");
+    let root = Command::new("ip").args(["link", "show", "ixp-net"]).output().expect("ip");
+    assert!(!root.status.success(), "a bridge appeared in the machine's own namespace");
 }
 
 /// A topology file in a directory of its own, removed (with whatever a failed test left) on drop.
