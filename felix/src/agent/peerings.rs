@@ -93,6 +93,69 @@ pub struct Peering {
     pub local_as: Option<u32>,
 }
 
+impl Peering {
+    /// A session to `node` of the fabric, with none of a BGPPeer's settings; of the two ends,
+    /// the higher address waits.
+    fn to_node(
+        peer: IpAddr,
+        local: IpAddr,
+        remote_as: u32,
+        kind: PeerType,
+        route_reflector_client: bool,
+        node: &str,
+    ) -> Peering {
+        Peering {
+            peer,
+            local,
+            bind_local: true,
+            remote_as,
+            kind,
+            passive: peer < local,
+            route_reflector_client,
+            password: None,
+            hold_time: None,
+            keepalive: None,
+            graceful_restart: None,
+            next_hop: None,
+            node: Some(node.to_string()),
+            port: None,
+            local_as: None,
+        }
+    }
+
+    /// With a BGPPeer's settings (password, timers, next hop, port, local AS, source).
+    fn with_peer(self, p: &BgpPeerSpec) -> Peering {
+        Peering {
+            bind_local: p.source_address != Some(SourceAddress::None),
+            password: p.password.clone(),
+            hold_time: p.hold_time,
+            keepalive: p.keepalive_time,
+            graceful_restart: p.graceful_restart.clone(),
+            next_hop: p.next_hop_mode,
+            port: p.port,
+            local_as: p.local_as_number,
+            ..self
+        }
+    }
+}
+
+/// A session to each address of `other` that this node has an address of the same family
+/// for, unless an earlier rule took that address.
+fn sessions_to(
+    out: &mut BTreeMap<IpAddr, Peering>,
+    me: &NodeInfo,
+    other: &NodeInfo,
+    make: impl Fn(IpAddr, IpAddr) -> Peering,
+) {
+    for peer in other.addresses() {
+        let Some(local) = me.address_like(peer) else { continue };
+        if out.contains_key(&peer) || peer == local {
+            continue;
+        }
+        out.insert(peer, make(peer, local));
+    }
+}
+
 /// The sessions of `me`, keyed by peer address. A peer address reached by several rules
 /// keeps the first: explicit `BGPPeer`s over the mesh, per-node over global.
 pub fn compute(
@@ -128,26 +191,14 @@ pub fn compute(
             continue;
         }
         let node = nodes.iter().find(|n| n.addresses().any(|a| a == peer_ip));
-        out.insert(
-            peer_ip,
-            Peering {
-                peer: peer_ip,
-                local,
-                bind_local: p.source_address != Some(SourceAddress::None),
-                remote_as: p.as_number.unwrap_or(my_as),
-                kind,
-                passive: node.is_some() && peer_ip < local,
-                route_reflector_client: false,
-                password: p.password.clone(),
-                hold_time: p.hold_time,
-                keepalive: p.keepalive_time,
-                graceful_restart: p.graceful_restart.clone(),
-                next_hop: p.next_hop_mode,
-                node: node.map(|n| n.name.clone()),
-                port: p.port,
-                local_as: p.local_as_number,
-            },
-        );
+        let remote_as = p.as_number.unwrap_or(my_as);
+        let session = Peering {
+            // Only a peer that is one of our nodes makes the same session from its end.
+            passive: node.is_some() && peer_ip < local,
+            node: node.map(|n| n.name.clone()),
+            ..Peering::to_node(peer_ip, local, remote_as, kind, false, "")
+        };
+        out.insert(peer_ip, session.with_peer(p));
     }
 
     // Peers picked by `peerSelector`: the nodes `node`/`nodeSelector` pick peer with the
@@ -174,32 +225,9 @@ pub fn compute(
                 (None, None) => PeerType::NodeSpecific,
             };
             let rr_client = kind == PeerType::RouteReflectorClient && other_as == my_as;
-            for peer in other.addresses() {
-                let Some(local) = me.address_like(peer) else { continue };
-                if out.contains_key(&peer) || peer == local {
-                    continue;
-                }
-                out.insert(
-                    peer,
-                    Peering {
-                        peer,
-                        local,
-                        bind_local: p.source_address != Some(SourceAddress::None),
-                        remote_as: other_as,
-                        kind,
-                        passive: peer < local,
-                        route_reflector_client: rr_client,
-                        password: p.password.clone(),
-                        hold_time: p.hold_time,
-                        keepalive: p.keepalive_time,
-                        graceful_restart: p.graceful_restart.clone(),
-                        next_hop: p.next_hop_mode,
-                        node: Some(other.name.clone()),
-                        port: p.port,
-                        local_as: p.local_as_number,
-                    },
-                );
-            }
+            sessions_to(&mut out, me, other, |peer, local| {
+                Peering::to_node(peer, local, other_as, kind, rr_client, &other.name).with_peer(p)
+            });
         }
     }
 
@@ -217,34 +245,13 @@ pub fn compute(
             (None, None) => continue,
         };
         let rr_client = kind == PeerType::RouteReflectorClient && other_as == my_as;
-        for peer in other.addresses() {
-            let Some(local) = me.address_like(peer) else { continue };
-            if out.contains_key(&peer) || peer == local {
-                continue;
-            }
-            out.insert(
-                peer,
-                Peering {
-                    peer,
-                    local,
-                    bind_local: true,
-                    remote_as: other_as,
-                    kind,
-                    passive: peer < local,
-                    route_reflector_client: rr_client,
-                    password: None,
-                    hold_time: None,
-                    keepalive: None,
-                    graceful_restart: config
-                        .node_mesh_max_restart_time
-                        .map(|restart_time| GracefulRestart { enabled: true, restart_time }),
-                    next_hop: None,
-                    node: Some(other.name.clone()),
-                    port: None,
-                    local_as: None,
-                },
-            );
-        }
+        let restart = config
+            .node_mesh_max_restart_time
+            .map(|restart_time| GracefulRestart { enabled: true, restart_time });
+        sessions_to(&mut out, me, other, |peer, local| Peering {
+            graceful_restart: restart.clone(),
+            ..Peering::to_node(peer, local, other_as, kind, rr_client, &other.name)
+        });
     }
     out
 }
