@@ -46,7 +46,7 @@ async fn list<S: Spec>(
 }
 
 /// The API shows a BGPPeer's inline password as `(redacted)`: read the password itself for
-/// a peer that applies to this node.
+/// a peer under which this node has sessions (either end of a `peerSelector` peering).
 async fn reveal_password(
     client: &Client,
     me: Option<&NodeInfo>,
@@ -54,13 +54,7 @@ async fn reveal_password(
 ) -> Result<(), AgentError> {
     let redacted = peer.spec.password.as_ref().and_then(|p| p.value.as_deref())
         == Some(tartan_ipam::api::secrets::REDACTED);
-    let applies = me.is_some_and(|me| match (&peer.spec.node, &peer.spec.node_selector) {
-        (Some(n), _) => *n == me.name,
-        (None, Some(sel)) => {
-            tartan_ipam::resources::Selector::parse(sel).is_ok_and(|s| s.matches(&me.labels))
-        }
-        (None, None) => true,
-    });
+    let applies = me.is_some_and(|me| super::peerings::involves(&peer.spec, me));
     if !redacted || !applies {
         return Ok(());
     }

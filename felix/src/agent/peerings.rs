@@ -156,6 +156,25 @@ fn sessions_to(
     }
 }
 
+/// Whether a BGPPeer's `node` / `nodeSelector` picks `n` (neither: every node).
+fn selects(p: &BgpPeerSpec, n: &NodeInfo) -> bool {
+    match (&p.node, &p.node_selector) {
+        (Some(name), _) => *name == n.name,
+        (None, Some(sel)) => Selector::parse(sel).is_ok_and(|s| s.matches(&n.labels)),
+        (None, None) => true,
+    }
+}
+
+/// Whether `me` has a session under this BGPPeer: it picks `me`, or (with `peerSelector`)
+/// `me` is one of the nodes it peers with. The agent reads a peer's password only then.
+pub fn involves(p: &BgpPeerSpec, me: &NodeInfo) -> bool {
+    let target = p
+        .peer_selector
+        .as_deref()
+        .is_some_and(|t| Selector::parse(t).is_ok_and(|s| s.matches(&me.labels)));
+    selects(p, me) || target
+}
+
 /// The sessions of `me`, keyed by peer address. A peer address reached by several rules
 /// keeps the first: explicit `BGPPeer`s over the mesh, per-node over global.
 pub fn compute(
@@ -170,18 +189,9 @@ pub fn compute(
 
     // Explicit peers: node-specific first, then global.
     let mut explicit: Vec<(&BgpPeerSpec, PeerType)> = Vec::new();
-    for p in peers.iter().filter(|p| p.peer_ip.is_some()) {
-        let applies = match (&p.node, &p.node_selector) {
-            (Some(n), _) => (*n == me.name).then_some(PeerType::NodeSpecific),
-            (None, Some(sel)) => Selector::parse(sel)
-                .ok()
-                .filter(|s| s.matches(&me.labels))
-                .map(|_| PeerType::NodeSpecific),
-            (None, None) => Some(PeerType::Global),
-        };
-        if let Some(kind) = applies {
-            explicit.push((p, kind));
-        }
+    for p in peers.iter().filter(|p| p.peer_ip.is_some() && selects(p, me)) {
+        let global = p.node.is_none() && p.node_selector.is_none();
+        explicit.push((p, if global { PeerType::Global } else { PeerType::NodeSpecific }));
     }
     explicit.sort_by_key(|(_, kind)| *kind == PeerType::Global);
     for (p, kind) in explicit {
@@ -207,14 +217,9 @@ pub fn compute(
         let Some(targets) = p.peer_selector.as_deref().and_then(|t| Selector::parse(t).ok()) else {
             continue;
         };
-        let source = |n: &NodeInfo| match (&p.node, &p.node_selector) {
-            (Some(name), _) => *name == n.name,
-            (None, Some(sel)) => Selector::parse(sel).is_ok_and(|s| s.matches(&n.labels)),
-            (None, None) => true,
-        };
-        let (i_source, i_target) = (source(me), targets.matches(&me.labels));
+        let (i_source, i_target) = (selects(p, me), targets.matches(&me.labels));
         for other in nodes.iter().filter(|n| n.name != me.name) {
-            if !((i_source && targets.matches(&other.labels)) || (i_target && source(other))) {
+            if !((i_source && targets.matches(&other.labels)) || (i_target && selects(p, other))) {
                 continue;
             }
             let other_as = other.asn.unwrap_or(config.as_number);
@@ -371,6 +376,10 @@ mod tests {
             (up.kind, up.port, up.local_as),
             (PeerType::RouteReflector, Some(1179), Some(65010))
         );
+        // The reflector has sessions under the peer (so its agent reads the password) even
+        // when the nodeSelector does not pick it.
+        let racked = BgpPeerSpec { node_selector: Some("rack == 'a'".into()), ..to_rr.clone() };
+        assert!(involves(&racked, &rr) && !involves(&racked, &nodes[1]));
         let reflector = compute(&rr, &nodes, &config, std::slice::from_ref(&to_rr));
         assert_eq!(reflector.len(), 2, "{reflector:?}");
         assert!(
