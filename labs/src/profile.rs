@@ -481,7 +481,6 @@ mod tests {
 
     #[test]
     fn bird_loads_the_config_the_node_binds_and_a_stray_one_is_named() {
-        use crate::topology::Bind;
         let text = |image: &str, dst: &str| {
             format!(
                 "name: b\ntopology:\n  nodes:\n    rs: {{kind: linux, image: {image}, binds: [\"/etc/hostname:{dst}\"]}}\n"
@@ -504,7 +503,6 @@ mod tests {
             "{:?}",
             stray.warnings
         );
-        let _ = Bind { src: "/x".into(), dst: "/y".into(), read_only: true };
     }
 
     #[test]

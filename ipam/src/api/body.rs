@@ -56,8 +56,8 @@ pub fn resource(
     doc: serde_json::Value,
 ) -> Result<crate::resources::RawResource, AppError> {
     let doc = crate::resources::calico::to_tartan(kind, doc).map_err(AppError::invalid)?;
-    serde_path_to_error::deserialize(doc).map_err(|e| {
-        let path = e.path().to_string();
-        AppError::invalid(format!("{path}: {}", e.inner()))
+    serde_path_to_error::deserialize(doc).map_err(|e| match e.path().to_string() {
+        path if path == "." => AppError::invalid(e.inner().to_string()),
+        path => AppError::invalid(format!("{path}: {}", e.inner())),
     })
 }

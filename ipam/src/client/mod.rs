@@ -200,7 +200,7 @@ impl Client {
                 Ok(resp) => resp,
                 Err(e) => {
                     let reason = error_chain(&e);
-                    let err = if reason.contains("certificate") || reason.contains("Certificate") {
+                    let err = if is_tls_failure(&e) {
                         ClientError::Tls { url: url.clone(), reason }
                     } else if url.starts_with("http://")
                         && (reason.contains("closed before") || reason.contains("invalid HTTP"))
@@ -355,6 +355,25 @@ impl Client {
             reason: e.to_string(),
         })
     }
+}
+
+/// Whether TLS (rustls) refused the connection: an untrusted or misnamed certificate, a
+/// failed handshake. rustls' error travels inside `io::Error`s (nested: tokio-rustls wraps it,
+/// hyper-util wraps that), which `source()` does not step into.
+fn is_tls_failure(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        let mut inner: &(dyn std::error::Error + 'static) = c;
+        while let Some(wrapped) = inner.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref())
+        {
+            inner = wrapped;
+        }
+        if inner.is::<rustls::Error>() {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 /// An error and its causes, as one line.
