@@ -304,10 +304,12 @@ pub async fn reload_loop(cert: Arc<ReloadingCert>) {
         if !hup_seen && !cert.changed() {
             continue;
         }
+        let trigger = if hup_seen { "SIGHUP" } else { "its files changed" };
         match cert.reload() {
-            Ok(()) => {
-                tracing::info!(cert = %cert.cert_path().display(), "TLS certificate reloaded")
-            }
+            Ok(()) => tracing::info!(
+                cert = %cert.cert_path().display(),
+                "TLS certificate reloaded ({trigger})"
+            ),
             Err(e) => {
                 tracing::warn!("TLS certificate not reloaded, the old one keeps serving: {e}")
             }
