@@ -377,10 +377,9 @@ fn exec_cmds(
         }
     }
     if format == OutputFormat::Json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::Value::Object(json)).unwrap_or_default()
-        );
+        let text = serde_json::to_string_pretty(&serde_json::Value::Object(json))
+            .map_err(|e| LabError::Usage { message: format!("printing the results: {e}") })?;
+        println!("{text}");
     }
     Ok(if all_ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
