@@ -138,6 +138,9 @@ pub struct PeerConfig {
     pub import: Arc<Policy>,
     pub export: Arc<Policy>,
     pub description: Option<String>,
+    /// Run BFD (RFC 5880/5881) with this neighbour at these timers: its failure takes the
+    /// session down at once. Single neighbours only.
+    pub bfd: Option<tartan_bfd::Intervals>,
 }
 
 impl PeerConfig {
@@ -173,6 +176,7 @@ impl PeerConfig {
             import: Arc::new(Policy::accept_all()),
             export: Arc::new(Policy::accept_all()),
             description: None,
+            bfd: None,
         }
     }
 
@@ -230,6 +234,8 @@ impl PeerConfig {
             max_prefixes: None,
             max_prefixes_restart: Duration::ZERO,
             description: None,
+            // BFD runs beside the session.
+            bfd: None,
             // How we connect matters only while there is no session.
             connect_retry: 0,
             passive: false,

@@ -37,6 +37,7 @@ pub mod netns;
 pub mod node_init;
 pub mod pidns;
 pub mod pki;
+pub mod probe;
 pub mod procfs;
 pub mod profile;
 pub mod state;

@@ -66,6 +66,30 @@ struct LabArgs {
 }
 
 #[derive(Subcommand, Debug)]
+enum ProbeCommand {
+    /// Send COUNT datagrams to ADDR:PORT at PPS, each carrying its sequence number.
+    Send {
+        #[arg(long, value_name = "ADDR:PORT")]
+        to: std::net::SocketAddr,
+        #[arg(long, default_value_t = 1000)]
+        pps: u32,
+        #[arg(long, default_value_t = 5000)]
+        count: u64,
+    },
+    /// Receive on PORT; print what arrived (JSON) once the flow has been quiet for IDLE
+    /// seconds.
+    Recv {
+        #[arg(long, default_value_t = 9000)]
+        port: u16,
+        #[arg(long, default_value_t = 2.0, value_name = "SECS")]
+        idle: f64,
+        /// Give up when nothing at all arrives for this long.
+        #[arg(long, default_value_t = 60.0, value_name = "SECS")]
+        first: f64,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 enum BenchCommand {
     /// BGP convergence, bgperf-style: N BIRD injectors each send P unique /32s through the
     /// target to a BIRD monitor; time from the injectors' start until the monitor holds every
@@ -264,6 +288,11 @@ enum Command {
     /// Benchmarks: each deploys its own labs and prints Tartan beside the reference daemons.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// A paced UDP flow and its receiver, to measure a failover inside a lab: run `recv` in
+    /// one node (or container), `send` in another, fail something; the receiver reports the
+    /// longest gap, which at 1000 pps is the outage in milliseconds (RFC 6412).
+    #[command(subcommand)]
+    Probe(ProbeCommand),
     #[command(name = "__nsexec", hide = true)]
     NsExec {
         #[command(flatten)]
@@ -739,6 +768,23 @@ fn run(command: Command) -> Result<ExitCode> {
             );
             print!("{}", tartan_labs::bench::routes::table(&result));
             print_json(json, &result);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Probe(ProbeCommand::Send { to, pps, count }) => {
+            let errors = tartan_labs::probe::send(to, pps, count)
+                .map_err(|source| LabError::Io { what: format!("probe send to {to}"), source })?;
+            if errors > 0 {
+                eprintln!("{errors} of {count} datagrams could not be sent (no route at the time)");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Probe(ProbeCommand::Recv { port, idle, first }) => {
+            let secs = |s: f64| Duration::from_secs_f64(s.clamp(0.01, 86_400.0));
+            let report =
+                tartan_labs::probe::receive(port, secs(idle), secs(first)).map_err(|source| {
+                    LabError::Io { what: format!("probe receive on {port}"), source }
+                })?;
+            println!("{}", serde_json::to_string(&report).unwrap_or_default());
             Ok(ExitCode::SUCCESS)
         }
         Command::Validate { lab } => {

@@ -13,6 +13,7 @@
 //! remote-as = 65002
 //! hold-time = 9
 //! keepalive = 3
+//! bfd = { min-rx = "100ms", min-tx = "100ms", multiplier = 3 }   # or `bfd = true`: 300ms x 3
 //!
 //! [[originate]]
 //! prefix = "10.244.0.0/24"
@@ -102,6 +103,23 @@ struct RawNeighbor {
     max_prefixes_restart: Option<u64>,
     import: Option<String>,
     export: Option<String>,
+    bfd: Option<RawBfd>,
+}
+
+/// `bfd = true`, or its timers; anything left out is the default (300ms x 3).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawBfd {
+    On(bool),
+    Timers(RawBfdTimers),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawBfdTimers {
+    min_rx: Option<String>,
+    min_tx: Option<String>,
+    multiplier: Option<u8>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -193,6 +211,31 @@ struct Resolver<'a> {
 }
 
 impl Resolver<'_> {
+    fn bfd_timers(&self, key: &str, t: RawBfdTimers) -> Result<tartan_bfd::Intervals, ConfigError> {
+        let mut iv = tartan_bfd::Intervals::default();
+        for (name, raw, slot) in
+            [("min-rx", t.min_rx, &mut iv.min_rx), ("min-tx", t.min_tx, &mut iv.min_tx)]
+        {
+            if let Some(raw) = raw {
+                *slot = tartan_bfd::session::duration_str::parse(&raw)
+                    .map_err(|m| self.invalid(format!("{key}.{name}"), m))?;
+            }
+        }
+        if let Some(m) = t.multiplier {
+            iv.multiplier = m;
+        }
+        iv.validate().map_err(|e| self.invalid(key.to_string(), e.to_string()))?;
+        Ok(iv)
+    }
+
+    fn invalid(&self, key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.path.to_path_buf(),
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+
     fn err<T>(&self, key: impl Into<String>, message: impl Into<String>) -> Result<T, ConfigError> {
         Err(ConfigError::Invalid {
             path: self.path.to_path_buf(),
@@ -352,6 +395,14 @@ impl Resolver<'_> {
         }
         c.port = n.port.unwrap_or(defaults::PORT);
         c.description = n.description;
+        c.bfd = match n.bfd {
+            None | Some(RawBfd::On(false)) => None,
+            Some(RawBfd::On(true)) => Some(tartan_bfd::Intervals::default()),
+            Some(RawBfd::Timers(t)) => Some(self.bfd_timers(&key("bfd"), t)?),
+        };
+        if c.bfd.is_some() && matches!(c.address, PeerAddress::Range(_)) {
+            return self.err(key("bfd"), "BFD runs with single neighbors, not ranges");
+        }
         c.passive = n.passive.unwrap_or(c.passive);
         if let Some(h) = n.hold_time {
             if h == 1 || h == 2 {
@@ -579,6 +630,33 @@ mod tests {
     }
 
     const GLOBAL: &str = "[global]\nasn = 65001\nrouter-id = \"10.0.0.1\"\n";
+
+    #[test]
+    fn bfd_is_off_unless_asked_and_takes_calico_style_durations() {
+        let n = |extra: &str| {
+            let c = parse(&format!(
+                "{GLOBAL}[[neighbor]]\naddress = \"10.0.0.2\"\nremote-as = 65002\n{extra}"
+            ))
+            .expect("parses");
+            c.neighbors[0].bfd
+        };
+        assert_eq!(n(""), None);
+        assert_eq!(n("bfd = false\n"), None);
+        assert_eq!(n("bfd = true\n"), Some(tartan_bfd::Intervals::default()));
+        let iv =
+            n("bfd = { min-rx = \"100ms\", min-tx = \"50ms\", multiplier = 5 }\n").expect("on");
+        assert_eq!(iv.min_rx, Duration::from_millis(100));
+        assert_eq!(iv.min_tx, Duration::from_millis(50));
+        assert_eq!(iv.multiplier, 5);
+        let e = error(&format!(
+            "{GLOBAL}[[neighbor]]\naddress = \"10.0.0.2\"\nremote-as = 65002\nbfd = {{ min-tx = \"5ms\" }}\n"
+        ));
+        assert!(e.contains("neighbor[0].bfd") && e.contains("10ms..60s"), "{e}");
+        let e = error(&format!(
+            "{GLOBAL}[[neighbor]]\naddress = \"10.0.0.2\"\nremote-as = 65002\nbfd = {{ min-tx = \"fast\" }}\n"
+        ));
+        assert!(e.contains("neighbor[0].bfd.min-tx"), "{e}");
+    }
 
     #[test]
     fn a_full_configuration_reads_into_the_speakers_settings() {

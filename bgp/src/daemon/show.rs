@@ -112,6 +112,41 @@ pub fn status(s: &SpeakerStatus) -> String {
     out.push_str(
         "\nANNOUNCED counts every route the neighbor announced (re-announcements too); ACCEPTED and\nADVERTISED are the routes held from it and sent to it now.\n",
     );
+    out.push_str(&bfd(s));
+    out
+}
+
+/// The BFD sessions, if any neighbor runs BFD.
+pub fn bfd(s: &SpeakerStatus) -> String {
+    let mut out = String::new();
+    if let Some(e) = &s.bfd_error {
+        out.push_str(&format!("\nBFD could not run: {e}\n"));
+    }
+    if s.bfd.is_empty() {
+        return out;
+    }
+    let rows: Vec<Vec<String>> = s
+        .bfd
+        .iter()
+        .map(|b| {
+            let since = b.uptime.or(b.downtime).map_or_else(|| "-".into(), duration);
+            vec![
+                b.peer.to_string(),
+                b.status.clone(),
+                since,
+                format!("{}ms", b.negotiated_transmit_interval),
+                b.detection_time.map_or_else(|| "-".into(), |d| format!("{d}ms")),
+                format!("{}ms x {}", b.remote_transmit_interval, b.remote_detect_multiplier),
+                b.flaps.to_string(),
+                if b.diagnostic == "ok" { String::new() } else { b.diagnostic.clone() },
+            ]
+        })
+        .collect();
+    out.push('\n');
+    out.push_str(&table(
+        &["BFD PEER", "STATE", "SINCE", "TX", "DETECT", "PEER TX", "FLAPS", "LAST DIAGNOSTIC"],
+        &rows,
+    ));
     out
 }
 

@@ -147,6 +147,11 @@ pub enum Input {
     /// Bytes that do not decode arrived on a connection.
     Malformed(ConnId, DecodeError),
     Timer(Timer),
+    /// BFD says the forwarding path to the peer failed (RFC 5882 §4.3.2.2, §10.2): the session
+    /// ends with Cease / BFD Down (RFC 9384), and every route from the peer goes at once,
+    /// stale ones kept for a graceful restart included. Nothing happens without a session or
+    /// stale routes (the path failing while we are still connecting changes nothing).
+    BfdDown,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -302,6 +307,7 @@ impl Fsm {
         match input {
             Input::Start => self.start(&mut out),
             Input::Stop { notification, restart } => self.stop(notification, restart, &mut out),
+            Input::BfdDown => self.bfd_down(&mut out),
             Input::Connected(id, dir) => self.connected(id, dir, &mut out),
             Input::ConnectFailed => {
                 self.connecting = false;
@@ -371,6 +377,24 @@ impl Fsm {
                 out.push(Output::SetTimer(Timer::IdleHold, delay));
             }
         }
+    }
+
+    fn bfd_down(&mut self, out: &mut Vec<Output>) {
+        let up = self.established().is_some();
+        if !up && self.stale.is_empty() {
+            return;
+        }
+        if up {
+            // Start again at once: the connection attempts fail until the path is back.
+            self.stop(Notification::cease(cease::BFD_DOWN), Some(Duration::ZERO), out);
+        }
+        if !self.stale.is_empty() {
+            out.push(Output::PurgeStale(self.stale));
+            self.stale = FamilySet::EMPTY;
+            out.push(Output::CancelTimer(Timer::GrRestart));
+            out.push(Output::CancelTimer(Timer::GrStale));
+        }
+        self.last_error = Some("BFD Down: the forwarding path to the peer failed".into());
     }
 
     fn connected(&mut self, id: ConnId, dir: Direction, out: &mut Vec<Output>) {

@@ -662,3 +662,42 @@ fn messages_for_a_forgotten_connection_are_ignored() {
     assert!(fsm.handle(Input::Closed(99)).is_empty());
     assert_eq!(fsm.state(), State::Established);
 }
+
+#[test]
+fn bfd_down_ends_the_session_with_cease_bfd_down_and_drops_every_route() {
+    let mut fsm = established_with(gr_cfg(), peer_open_gr(true));
+    let out = fsm.handle(Input::BfdDown);
+    assert_eq!(sent_notification(&out, 1), Some(Notification::cease(cease::BFD_DOWN)));
+    assert!(has(&out, &Output::Close(1)));
+    let down = out
+        .iter()
+        .find_map(|o| match o {
+            Output::Down(d) => Some(d.clone()),
+            _ => None,
+        })
+        .expect("Down");
+    assert_eq!(down.keep_stale, FamilySet::EMPTY, "a graceful peer's routes go too");
+    assert_eq!(timer_set(&out, Timer::IdleHold), Some(Duration::ZERO), "and we try again");
+    assert_ne!(fsm.state(), State::Established);
+}
+
+#[test]
+fn bfd_down_while_helping_a_graceful_restart_drops_the_stale_routes_at_once() {
+    let mut fsm = established_with(gr_cfg(), peer_open_gr(true));
+    fsm.handle(Input::Closed(1));
+    assert_eq!(fsm.stale(), FamilySet::single(Family::Ipv4Unicast));
+    let out = fsm.handle(Input::BfdDown);
+    assert!(has(&out, &Output::PurgeStale(FamilySet::single(Family::Ipv4Unicast))));
+    assert!(has(&out, &Output::CancelTimer(Timer::GrRestart)));
+    assert!(fsm.stale().is_empty());
+}
+
+#[test]
+fn bfd_down_without_a_session_changes_nothing() {
+    let mut fsm = Fsm::new(cfg(), false);
+    fsm.handle(Input::Start);
+    fsm.handle(Input::Connected(1, Direction::Outbound));
+    let out = fsm.handle(Input::BfdDown);
+    assert!(out.is_empty(), "{out:?}");
+    assert_eq!(fsm.state(), State::OpenSent);
+}

@@ -41,6 +41,8 @@ pub enum PeerCommand {
     Reconfigure(Box<PeerConfig>),
     /// Ask the peer for its routes again (our import policy changed).
     RequestRefresh,
+    /// BFD found the forwarding path to the peer dead.
+    BfdDown,
     /// The peer sent more routes than its limit.
     MaxPrefixes { family: Family, limit: u32 },
     /// End the task: with `graceful`, close without NOTIFICATION so that peers keep our routes
@@ -411,6 +413,10 @@ impl Task {
                 }
             }
             PeerCommand::RequestRefresh => self.request_refresh(),
+            PeerCommand::BfdDown => {
+                warn!("BFD Down: ending the session and dropping the peer's routes");
+                self.input(Input::BfdDown);
+            }
             PeerCommand::MaxPrefixes { family, limit } => {
                 let (afi, safi) = family.afi_safi();
                 warn!(%family, limit, "prefix limit exceeded: stopping the session");

@@ -201,6 +201,32 @@ fn interface_index(name: &str) -> io::Result<u32> {
 pub struct InterfaceAddress {
     pub interface: String,
     pub addr: IpAddr,
+    /// The length of the subnet's prefix (32 or 128 without a netmask).
+    pub prefix_len: u8,
+}
+
+impl InterfaceAddress {
+    /// `a` is on this address's subnet: directly connected (a point-to-point /32 holds only
+    /// itself).
+    pub fn on_link(&self, a: IpAddr) -> bool {
+        let len = u32::from(self.prefix_len);
+        match (self.addr, a) {
+            (IpAddr::V4(x), IpAddr::V4(y)) => {
+                let mask = u32::MAX.checked_shl(32 - len.min(32)).unwrap_or(0);
+                u32::from(x) & mask == u32::from(y) & mask
+            }
+            (IpAddr::V6(x), IpAddr::V6(y)) => {
+                let mask = u128::MAX.checked_shl(128 - len.min(128)).unwrap_or(0);
+                u128::from(x) & mask == u128::from(y) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The prefix length a netmask holds (its leading ones).
+fn mask_len(mask: &[u8]) -> u8 {
+    mask.iter().map(|b| b.leading_ones()).take_while(|n| *n > 0).sum::<u32>() as u8
 }
 
 /// Every address of every interface (getifaddrs(3)).
@@ -221,18 +247,32 @@ pub fn interface_addresses() -> Vec<InterfaceAddress> {
                 continue;
             }
             let name = std::ffi::CStr::from_ptr(ifa.ifa_name).to_string_lossy().into_owned();
-            let addr = match i32::from((*ifa.ifa_addr).sa_family) {
+            let family = i32::from((*ifa.ifa_addr).sa_family);
+            let has_mask = !ifa.ifa_netmask.is_null();
+            let (addr, prefix_len) = match family {
                 libc::AF_INET => {
                     let sin = &*(ifa.ifa_addr as *const libc::sockaddr_in);
-                    IpAddr::V4(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)))
+                    let len = if has_mask {
+                        let m = &*(ifa.ifa_netmask as *const libc::sockaddr_in);
+                        mask_len(&m.sin_addr.s_addr.to_ne_bytes())
+                    } else {
+                        32
+                    };
+                    (IpAddr::V4(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr))), len)
                 }
                 libc::AF_INET6 => {
                     let sin6 = &*(ifa.ifa_addr as *const libc::sockaddr_in6);
-                    IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr))
+                    let len = if has_mask {
+                        let m = &*(ifa.ifa_netmask as *const libc::sockaddr_in6);
+                        mask_len(&m.sin6_addr.s6_addr)
+                    } else {
+                        128
+                    };
+                    (IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)), len)
                 }
                 _ => continue,
             };
-            out.push(InterfaceAddress { interface: name, addr });
+            out.push(InterfaceAddress { interface: name, addr, prefix_len });
         }
         libc::freeifaddrs(head);
     }
@@ -287,7 +327,38 @@ mod tests {
     use super::*;
 
     fn ia(interface: &str, addr: &str) -> InterfaceAddress {
-        InterfaceAddress { interface: interface.into(), addr: addr.parse().expect("addr") }
+        InterfaceAddress {
+            interface: interface.into(),
+            addr: addr.parse().expect("addr"),
+            prefix_len: 24,
+        }
+    }
+
+    #[test]
+    fn a_peer_on_an_interfaces_subnet_is_on_link() {
+        let a = |s: &str| s.parse::<IpAddr>().expect("addr");
+        let p2p =
+            InterfaceAddress { interface: "eth1".into(), addr: a("10.1.1.2"), prefix_len: 30 };
+        assert!(p2p.on_link(a("10.1.1.1")));
+        assert!(!p2p.on_link(a("10.1.1.5")));
+        assert!(!p2p.on_link(a("fd00::1")));
+        let host = InterfaceAddress { prefix_len: 32, ..p2p.clone() };
+        assert!(!host.on_link(a("10.1.1.1")));
+        let v6 =
+            InterfaceAddress { interface: "eth1".into(), addr: a("fd00:1::2"), prefix_len: 64 };
+        assert!(v6.on_link(a("fd00:1::1")));
+        assert!(!v6.on_link(a("fd00:2::1")));
+        assert_eq!(mask_len(&[255, 255, 255, 252]), 30);
+        assert_eq!(mask_len(&[0, 0, 0, 0]), 0);
+    }
+
+    #[test]
+    fn this_machine_reports_the_loopback_subnet() {
+        let lo = interface_addresses()
+            .into_iter()
+            .find(|i| i.addr == IpAddr::V4(Ipv4Addr::LOCALHOST))
+            .expect("127.0.0.1 on lo");
+        assert_eq!(lo.prefix_len, 8);
     }
 
     #[test]

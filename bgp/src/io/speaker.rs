@@ -34,6 +34,8 @@ pub enum SpeakerError {
     UnknownPeer(String),
     #[error(transparent)]
     Md5(#[from] socket::Md5Error),
+    #[error(transparent)]
+    Bfd(#[from] tartan_bfd::BfdError),
     #[error("the speaker has stopped")]
     Stopped,
 }
@@ -72,6 +74,12 @@ pub struct SpeakerStatus {
     /// Ranges dynamic neighbors may connect from.
     #[serde(default)]
     pub ranges: Vec<String>,
+    /// BFD sessions, with FRR's field names.
+    #[serde(default)]
+    pub bfd: Vec<tartan_bfd::SessionStatus>,
+    /// Why BFD could not run for some neighbour, if it could not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bfd_error: Option<String>,
 }
 
 struct PeerEntry {
@@ -99,6 +107,14 @@ struct Inner {
     started: tokio::time::Instant,
     /// Peers start with the graceful restart R bit (we are a restarting speaker).
     restarting: bool,
+    /// BFD, started with the first neighbour that asks for it.
+    bfd: tokio::sync::Mutex<BfdLink>,
+}
+
+#[derive(Default)]
+struct BfdLink {
+    bfd: Option<tartan_bfd::Bfd>,
+    error: Option<String>,
 }
 
 /// A running BGP speaker. Cloning gives another handle to the same speaker.
@@ -164,6 +180,7 @@ impl Speaker {
             rib: rib_tx,
             registry: Mutex::new(Registry::default()),
             started: tokio::time::Instant::now(),
+            bfd: tokio::sync::Mutex::new(BfdLink::default()),
         });
         let mut background = Background { rib_thread: Some(rib_thread), ..Background::default() };
         for l in listeners {
@@ -215,13 +232,17 @@ impl Speaker {
                     self.stop_and_remove(entry, cease::OTHER_CONFIG_CHANGE).await?;
                 }
                 self.set_md5(&cfg, false)?;
+                let cfg_bfd = cfg.bfd.map(|i| (i, cfg.local_address));
                 let entry = self.inner.spawn_peer(addr, cfg, false).await?;
-                let mut reg = self.inner.registry();
-                if reg.peers.contains_key(&addr) {
-                    entry.task.abort();
-                    return Err(SpeakerError::Duplicate(addr.to_string()));
+                {
+                    let mut reg = self.inner.registry();
+                    if reg.peers.contains_key(&addr) {
+                        entry.task.abort();
+                        return Err(SpeakerError::Duplicate(addr.to_string()));
+                    }
+                    reg.peers.insert(addr, entry);
                 }
-                reg.peers.insert(addr, entry);
+                self.inner.sync_bfd(addr, cfg_bfd).await;
                 Ok(())
             }
         }
@@ -278,6 +299,7 @@ impl Speaker {
         self.inner.send(RibCommand::SetPeer(idx, cfg.rib(&self.inner.cfg, addr), tx)).await?;
         let refresh = rx.await.map_err(|_| SpeakerError::Stopped)?;
         let reset = old.needs_reset(&cfg);
+        let bfd = cfg.bfd.map(|i| (i, cfg.local_address));
         if let Some(e) = self.inner.registry().peers.get_mut(&addr) {
             e.cfg = cfg.clone();
         }
@@ -287,6 +309,9 @@ impl Speaker {
             .map_err(|_| SpeakerError::Stopped)?;
         if refresh && !reset {
             commands.send(PeerCommand::RequestRefresh).await.map_err(|_| SpeakerError::Stopped)?;
+        }
+        if !dynamic {
+            self.inner.sync_bfd(addr, bfd).await;
         }
         Ok(())
     }
@@ -328,6 +353,7 @@ impl Speaker {
                 let cfg = entry.cfg.clone();
                 let dynamic = entry.dynamic;
                 self.stop_and_remove(entry, cease::PEER_DECONFIGURED).await?;
+                self.inner.sync_bfd(a, None).await;
                 if !dynamic {
                     self.set_md5(&cfg, true)?;
                 }
@@ -406,6 +432,14 @@ impl Speaker {
             })
             .collect();
         out.sort_by(|a, b| a.address.cmp(&b.address));
+        let (bfd, bfd_error) = {
+            let link = self.inner.bfd.lock().await;
+            let sessions = match &link.bfd {
+                Some(b) => b.sessions().await?,
+                None => Vec::new(),
+            };
+            (sessions, link.error.clone())
+        };
         Ok(SpeakerStatus {
             asn: self.inner.cfg.asn.0,
             router_id: self.inner.cfg.router_id.to_string(),
@@ -413,6 +447,8 @@ impl Speaker {
             rib,
             peers: out,
             ranges,
+            bfd,
+            bfd_error,
         })
     }
 
@@ -480,6 +516,59 @@ impl Inner {
     }
 
     /// Registers the peer with the RIB and starts its task.
+    /// Makes BFD with the neighbour at `addr` match `want` (its timers and our source
+    /// address), starting BFD on first use. BFD's own failures (UDP 3784 taken by another
+    /// daemon) leave the BGP session running without it and show in the status.
+    async fn sync_bfd(
+        self: &Arc<Self>,
+        addr: IpAddr,
+        want: Option<(tartan_bfd::Intervals, Option<IpAddr>)>,
+    ) {
+        let mut link = self.bfd.lock().await;
+        let res = match (want, &link.bfd) {
+            (None, None) => Ok(()),
+            (None, Some(b)) => b.remove(addr),
+            (Some((intervals, local)), _) => match self.bfd_handle(&mut link) {
+                Ok(b) => b.add(addr, local, intervals).await,
+                Err(e) => Err(e),
+            },
+        };
+        match res {
+            Ok(()) => {}
+            Err(e) => {
+                warn!(peer = %addr, "BFD: {e}");
+                link.error = Some(format!("{addr}: {e}"));
+            }
+        }
+    }
+
+    fn bfd_handle(
+        self: &Arc<Self>,
+        link: &mut BfdLink,
+    ) -> Result<tartan_bfd::Bfd, tartan_bfd::BfdError> {
+        if let Some(b) = &link.bfd {
+            return Ok(b.clone());
+        }
+        let b = tartan_bfd::Bfd::start()?;
+        let mut events = b.subscribe()?;
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            while let Some(ev) = events.recv().await {
+                if !ev.transition.path_failed() {
+                    continue;
+                }
+                let Some(inner) = weak.upgrade() else { return };
+                let commands = inner.registry().peers.get(&ev.peer).map(|e| e.commands.clone());
+                if let Some(c) = commands {
+                    let _ = c.send(PeerCommand::BfdDown).await;
+                }
+            }
+        });
+        link.bfd = Some(b.clone());
+        link.error = None;
+        Ok(b)
+    }
+
     async fn spawn_peer(
         &self,
         addr: IpAddr,

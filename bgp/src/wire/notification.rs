@@ -62,7 +62,7 @@ pub mod fsm {
     pub const UNEXPECTED_IN_ESTABLISHED: u8 = 3;
 }
 
-/// Cease subcodes (RFC 4486, RFC 8538).
+/// Cease subcodes (RFC 4486, RFC 8538, RFC 9384).
 pub mod cease {
     pub const MAX_PREFIXES: u8 = 1;
     pub const ADMIN_SHUTDOWN: u8 = 2;
@@ -73,6 +73,8 @@ pub mod cease {
     pub const CONNECTION_COLLISION: u8 = 7;
     pub const OUT_OF_RESOURCES: u8 = 8;
     pub const HARD_RESET: u8 = 9;
+    /// RFC 9384: BFD says the forwarding path to the peer failed.
+    pub const BFD_DOWN: u8 = 10;
 }
 
 /// ROUTE-REFRESH Message Error subcodes (RFC 7313 §5).
@@ -219,6 +221,7 @@ fn names(c: u8, s: u8) -> (&'static str, Option<&'static str>) {
                 cease::CONNECTION_COLLISION => Some("Connection Collision Resolution"),
                 cease::OUT_OF_RESOURCES => Some("Out of Resources"),
                 cease::HARD_RESET => Some("Hard Reset"),
+                cease::BFD_DOWN => Some("BFD Down"),
                 _ => None,
             },
         ),

@@ -105,8 +105,17 @@ struct BgpArgs {
 
 #[derive(Subcommand, Debug)]
 enum BgpCommand {
-    /// A running speaker's neighbors: state, uptime, routes received, accepted and advertised.
+    /// A running speaker's neighbors: state, uptime, routes received, accepted and advertised;
+    /// then its BFD sessions.
     Status {
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A running speaker's BFD sessions: state, negotiated intervals, detection time, flaps and
+    /// last diagnostic. `--json` uses the field names of FRR's `show bfd peers json`
+    /// (intervals in milliseconds).
+    Bfd {
         /// JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -365,6 +374,24 @@ fn bgp(args: BgpArgs) -> ExitCode {
             Ok(s) if *json => print_json(&s),
             Ok(s) => {
                 print!("{}", show::status(&s));
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        },
+        Some(BgpCommand::Bfd { json }) => match socket()
+            .map_err(|e| e.to_string())
+            .and_then(|s| control::status(&s).map_err(|e| e.to_string()))
+        {
+            Ok(s) if *json => print_json(&s.bfd),
+            Ok(s) => {
+                let text = show::bfd(&s);
+                if text.is_empty() {
+                    println!(
+                        "No neighbor runs BFD (set `bfd = true` or its timers on a [[neighbor]])."
+                    );
+                } else {
+                    print!("{}", text.trim_start());
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => fail(e),

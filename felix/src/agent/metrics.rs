@@ -66,6 +66,8 @@ pub struct SessionSample {
     pub state: String,
     pub received: u64,
     pub advertised: u64,
+    /// The session's BFD, when it runs BFD.
+    pub bfd: Option<tartan_bfd::SessionStatus>,
 }
 
 /// A point-in-time view for rendering.
@@ -110,6 +112,7 @@ impl Metrics {
         peer_gauge(&mut out, peers, received, "Routes accepted from the peer.", |s| s.received);
         let advertised = "tartan_agent_bgp_routes_advertised";
         peer_gauge(&mut out, peers, advertised, "Routes advertised to the peer.", |s| s.advertised);
+        bfd(&mut out, peers);
         head(
             &mut out,
             "tartan_agent_routes_programmed",
@@ -167,6 +170,74 @@ fn peer_gauge(
     head(out, name, "gauge", help);
     for s in sessions {
         let _ = writeln!(out, "{name}{{peer=\"{}\"}} {}", s.peer, value(s));
+    }
+}
+
+/// BFD's gauges and counters, for the sessions that run it.
+fn bfd(out: &mut String, sessions: &[SessionSample]) {
+    let with: Vec<(&str, &tartan_bfd::SessionStatus)> =
+        sessions.iter().filter_map(|s| s.bfd.as_ref().map(|b| (s.peer.as_str(), b))).collect();
+    if with.is_empty() {
+        return;
+    }
+    head(
+        out,
+        "tartan_agent_bfd_session_up",
+        "gauge",
+        "1 when the BFD session is Up; the state and last diagnostic are labels.",
+    );
+    for (peer, b) in &with {
+        let _ = writeln!(
+            out,
+            "tartan_agent_bfd_session_up{{peer=\"{peer}\",state=\"{}\",diagnostic=\"{}\"}} {}",
+            b.status,
+            b.diagnostic,
+            u8::from(b.status == "up")
+        );
+    }
+    let seconds = |ms: u64| ms as f64 / 1000.0;
+    head(
+        out,
+        "tartan_agent_bfd_transmit_interval_seconds",
+        "gauge",
+        "The negotiated interval between our packets, before jitter.",
+    );
+    for (peer, b) in &with {
+        let _ = writeln!(
+            out,
+            "tartan_agent_bfd_transmit_interval_seconds{{peer=\"{peer}\"}} {}",
+            seconds(b.negotiated_transmit_interval)
+        );
+    }
+    head(
+        out,
+        "tartan_agent_bfd_detection_time_seconds",
+        "gauge",
+        "Silence from the peer that declares the path dead.",
+    );
+    for (peer, b) in with.iter().filter(|(_, b)| b.detection_time.is_some()) {
+        let _ = writeln!(
+            out,
+            "tartan_agent_bfd_detection_time_seconds{{peer=\"{peer}\"}} {}",
+            seconds(b.detection_time.unwrap_or(0))
+        );
+    }
+    head(out, "tartan_agent_bfd_flaps_total", "counter", "Times the BFD session left Up.");
+    for (peer, b) in &with {
+        let _ = writeln!(out, "tartan_agent_bfd_flaps_total{{peer=\"{peer}\"}} {}", b.flaps);
+    }
+    head(out, "tartan_agent_bfd_packets_total", "counter", "BFD control packets, by direction.");
+    for (peer, b) in &with {
+        let _ = writeln!(
+            out,
+            "tartan_agent_bfd_packets_total{{peer=\"{peer}\",direction=\"in\"}} {}",
+            b.packets_in
+        );
+        let _ = writeln!(
+            out,
+            "tartan_agent_bfd_packets_total{{peer=\"{peer}\",direction=\"out\"}} {}",
+            b.packets_out
+        );
     }
 }
 
@@ -272,6 +343,28 @@ mod tests {
                 state: "Established".into(),
                 received: 3,
                 advertised: 1,
+                bfd: Some(tartan_bfd::SessionStatus {
+                    peer: "10.0.0.2".parse().expect("addr"),
+                    local: None,
+                    id: 1,
+                    remote_id: 2,
+                    status: "up".into(),
+                    uptime: Some(5),
+                    downtime: None,
+                    diagnostic: "ok".into(),
+                    remote_diagnostic: "ok".into(),
+                    receive_interval: 100,
+                    transmit_interval: 100,
+                    detect_multiplier: 3,
+                    remote_receive_interval: 100,
+                    remote_transmit_interval: 300,
+                    remote_detect_multiplier: 3,
+                    negotiated_transmit_interval: 100,
+                    detection_time: Some(900),
+                    flaps: 2,
+                    packets_in: 10,
+                    packets_out: 11,
+                }),
             }],
             routes: [("workload", 2), ("blackhole", 1)].into(),
             kernel_routes: 3,
@@ -279,6 +372,11 @@ mod tests {
         };
         let text = m.render(&snap);
         assert!(text.contains("tartan_agent_bgp_session_up{peer=\"10.0.0.2\",type=\"node-to-node mesh\",state=\"Established\"} 1"));
+        assert!(text.contains(
+            "tartan_agent_bfd_session_up{peer=\"10.0.0.2\",state=\"up\",diagnostic=\"ok\"} 1"
+        ));
+        assert!(text.contains("tartan_agent_bfd_detection_time_seconds{peer=\"10.0.0.2\"} 0.9"));
+        assert!(text.contains("tartan_agent_bfd_flaps_total{peer=\"10.0.0.2\"} 2"));
         assert!(text.contains(
             "tartan_agent_cni_request_seconds_bucket{command=\"ADD\",result=\"ok\",le=\"0.05\"} 1"
         ));

@@ -255,12 +255,16 @@ async fn metrics_text(shared: &Shared, bgp: &speaker::Bgp) -> String {
         .peers()
         .await
         .into_iter()
-        .map(|(p, s)| metrics::SessionSample {
-            peer: p.peer.to_string(),
-            kind: p.kind.name().to_string(),
-            state: s.as_ref().map(|s| s.state.name()).unwrap_or("Idle").to_string(),
-            received: s.as_ref().map(|s| s.counters.accepted.iter().sum()).unwrap_or(0),
-            advertised: s.as_ref().map(|s| s.counters.advertised.iter().sum()).unwrap_or(0),
+        .map(|r| {
+            let (p, s) = (&r.peering, &r.bgp);
+            metrics::SessionSample {
+                peer: p.peer.to_string(),
+                kind: p.kind.name().to_string(),
+                state: s.as_ref().map(|s| s.state.name()).unwrap_or("Idle").to_string(),
+                received: s.as_ref().map(|s| s.counters.accepted.iter().sum()).unwrap_or(0),
+                advertised: s.as_ref().map(|s| s.counters.advertised.iter().sum()).unwrap_or(0),
+                bfd: r.bfd,
+            }
         })
         .collect();
     let mut snap = metrics::Snapshot { sessions, ..Default::default() };

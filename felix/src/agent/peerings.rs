@@ -9,9 +9,10 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 
 use tartan_ipam::resources::{
-    BgpConfigurationSpec, BgpPeerSpec, GracefulRestart, NextHopMode, NodeSpec, Password, Selector,
-    SourceAddress,
+    BfdSpec, BfdTimers, BgpConfigurationSpec, BgpPeerSpec, FailureDetectionMode, GracefulRestart,
+    NextHopMode, NodeSpec, Password, Selector, SourceAddress,
 };
+use tracing::warn;
 
 /// One node as the peering computation needs it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -91,6 +92,9 @@ pub struct Peering {
     pub port: Option<u16>,
     /// Our AS on this session, if not the node's.
     pub local_as: Option<u32>,
+    /// BFD timers when the session runs BFD (`BFDIfDirectlyConnected`: the agent starts it
+    /// only for a peer on one of the host's subnets).
+    pub bfd: Option<BfdTimers>,
 }
 
 impl Peering {
@@ -120,12 +124,14 @@ impl Peering {
             node: Some(node.to_string()),
             port: None,
             local_as: None,
+            bfd: None,
         }
     }
 
-    /// With a BGPPeer's settings (password, timers, next hop, port, local AS, source).
-    fn with_peer(self, p: &BgpPeerSpec) -> Peering {
+    /// With a BGPPeer's settings (password, timers, next hop, port, local AS, source, BFD).
+    fn with_peer(self, p: &BgpPeerSpec, config: &BgpConfigurationSpec) -> Peering {
         Peering {
+            bfd: bfd_timers(p.failure_detection_mode, p.bfd.as_ref(), config),
             bind_local: p.source_address != Some(SourceAddress::None),
             password: p.password.clone(),
             hold_time: p.hold_time,
@@ -137,6 +143,24 @@ impl Peering {
             ..self
         }
     }
+}
+
+/// The BFD timers of a session in `mode`: its own, else the BGPConfiguration's, else
+/// 300ms x 3. Both were validated when written; should one still not resolve, BFD runs at
+/// the defaults (it was asked for) and the log says why.
+fn bfd_timers(
+    mode: FailureDetectionMode,
+    own: Option<&BfdSpec>,
+    config: &BgpConfigurationSpec,
+) -> Option<BfdTimers> {
+    if mode == FailureDetectionMode::None {
+        return None;
+    }
+    let spec = own.cloned().unwrap_or_default();
+    Some(spec.resolve(config.bfd.as_ref()).unwrap_or_else(|e| {
+        warn!("BFD timers: {e}; using 300ms x 3");
+        BfdTimers { min_rx_ms: 300, min_tx_ms: 300, multiplier: 3 }
+    }))
 }
 
 /// A session to each address of `other` that this node has an address of the same family
@@ -208,7 +232,7 @@ pub fn compute(
             node: node.map(|n| n.name.clone()),
             ..Peering::to_node(peer_ip, local, remote_as, kind, false, "")
         };
-        out.insert(peer_ip, session.with_peer(p));
+        out.insert(peer_ip, session.with_peer(p, config));
     }
 
     // Peers picked by `peerSelector`: the nodes `node`/`nodeSelector` pick peer with the
@@ -231,7 +255,8 @@ pub fn compute(
             };
             let rr_client = kind == PeerType::RouteReflectorClient && other_as == my_as;
             sessions_to(&mut out, me, other, |peer, local| {
-                Peering::to_node(peer, local, other_as, kind, rr_client, &other.name).with_peer(p)
+                Peering::to_node(peer, local, other_as, kind, rr_client, &other.name)
+                    .with_peer(p, config)
             });
         }
     }
@@ -253,8 +278,10 @@ pub fn compute(
         let restart = config
             .node_mesh_max_restart_time
             .map(|restart_time| GracefulRestart { enabled: true, restart_time });
+        let bfd = bfd_timers(config.node_mesh_failure_detection_mode, None, config);
         sessions_to(&mut out, me, other, |peer, local| Peering {
             graceful_restart: restart.clone(),
+            bfd,
             ..Peering::to_node(peer, local, other_as, kind, rr_client, &other.name)
         });
     }
@@ -325,6 +352,8 @@ mod tests {
             graceful_restart: None,
             next_hop_mode: None,
             source_address: None,
+            failure_detection_mode: FailureDetectionMode::None,
+            bfd: None,
         };
         let mut h1 = nodes[1].clone();
         h1.labels.insert("rack".into(), "a".into());
@@ -368,6 +397,8 @@ mod tests {
             graceful_restart: None,
             next_hop_mode: None,
             source_address: None,
+            failure_detection_mode: FailureDetectionMode::None,
+            bfd: None,
         };
         let client = compute(&nodes[1], &nodes, &config, std::slice::from_ref(&to_rr));
         assert_eq!(client.keys().copied().collect::<Vec<_>>(), vec![ip("10.0.0.1")]);
@@ -394,5 +425,47 @@ mod tests {
             got[&ip("10.0.0.12")].graceful_restart.as_ref().map(|g| g.restart_time),
             Some(300)
         );
+    }
+
+    #[test]
+    fn bfd_timers_come_from_the_peer_then_the_bgp_configuration_then_the_defaults() {
+        let nodes = vec![node("n1", "10.0.0.1", None), node("n2", "10.0.0.2", None)];
+        let config = BgpConfigurationSpec {
+            bfd: Some(BfdSpec {
+                minimum_recv_interval: Some("200ms".into()),
+                multiplier: Some(5),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let tor = BgpPeerSpec {
+            peer_ip: Some(ip("10.0.0.254")),
+            as_number: Some(65001),
+            failure_detection_mode: FailureDetectionMode::BfdIfDirectlyConnected,
+            bfd: Some(BfdSpec {
+                minimum_send_interval: Some("100ms".into()),
+                ..Default::default()
+            }),
+            ..serde_json::from_value(serde_json::json!({})).expect("an empty peer")
+        };
+        let got = compute(&nodes[0], &nodes, &config, std::slice::from_ref(&tor));
+        assert_eq!(
+            got[&ip("10.0.0.254")].bfd,
+            Some(BfdTimers { min_rx_ms: 200, min_tx_ms: 100, multiplier: 5 })
+        );
+        assert_eq!(got[&ip("10.0.0.2")].bfd, None, "the mesh runs BFD only when asked");
+        let mesh = BgpConfigurationSpec {
+            node_mesh_failure_detection_mode: FailureDetectionMode::BfdIfDirectlyConnected,
+            bfd: None,
+            ..config
+        };
+        let got = compute(&nodes[0], &nodes, &mesh, &[]);
+        assert_eq!(
+            got[&ip("10.0.0.2")].bfd,
+            Some(BfdTimers { min_rx_ms: 300, min_tx_ms: 300, multiplier: 3 })
+        );
+        let off = BgpPeerSpec { failure_detection_mode: FailureDetectionMode::None, ..tor };
+        let got = compute(&nodes[0], &nodes, &mesh, &[off]);
+        assert_eq!(got[&ip("10.0.0.254")].bfd, None, "timers alone do not turn BFD on");
     }
 }

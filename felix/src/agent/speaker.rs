@@ -19,6 +19,14 @@ use tokio::sync::Mutex;
 use super::peerings::{self, Peering};
 use super::{AgentError, Shared, Snapshot, advertisements};
 
+/// One session as the status report shows it.
+#[derive(Debug, Clone)]
+pub(crate) struct PeerReport {
+    pub peering: Peering,
+    pub bgp: Option<PeerStatus>,
+    pub bfd: Option<tartan_bfd::SessionStatus>,
+}
+
 /// The speaker and what we last told it.
 #[derive(Debug, Clone)]
 pub(crate) struct Bgp {
@@ -141,7 +149,22 @@ fn peer_config(p: &Peering, port: u16, export: &Arc<Policy>) -> Result<PeerConfi
         Some(n) => format!("{} {n}", p.kind.name()),
         None => p.kind.name().to_string(),
     });
+    pc.bfd = p.bfd.filter(|_| directly_connected(p.peer)).map(|t| tartan_bfd::Intervals {
+        min_rx: Duration::from_millis(t.min_rx_ms),
+        min_tx: Duration::from_millis(t.min_tx_ms),
+        multiplier: t.multiplier,
+    });
     Ok(pc)
+}
+
+/// `BFDIfDirectlyConnected`: the peer is on the subnet of one of this host's interfaces (and
+/// so one hop away, where single-hop BFD's TTL 255 holds).
+fn directly_connected(peer: IpAddr) -> bool {
+    let on_link = tartan_bgp::io::socket::interface_addresses().iter().any(|a| a.on_link(peer));
+    if !on_link {
+        tracing::debug!(%peer, "BFDIfDirectlyConnected: not on a subnet of this host, no BFD");
+    }
+    on_link
 }
 
 impl Bgp {
@@ -355,20 +378,27 @@ impl Bgp {
         }
     }
 
-    pub async fn peers(&self) -> Vec<(Peering, Option<PeerStatus>)> {
-        let status = self.speaker.status().await.map(|s| s.peers).unwrap_or_default();
+    /// Each session this node should have, with its BGP and BFD state when the speaker has
+    /// one.
+    pub async fn peers(&self) -> Vec<PeerReport> {
+        let (status, bfd) = match self.speaker.status().await {
+            Ok(s) => (s.peers, s.bfd),
+            Err(e) => {
+                tracing::debug!("speaker status: {e}");
+                (Vec::new(), Vec::new())
+            }
+        };
         let applied = self.inner.lock().await;
         applied
             .peers
             .values()
-            .map(|(p, _)| {
-                (
-                    p.clone(),
-                    status
-                        .iter()
-                        .find(|s| s.address.parse::<IpAddr>().ok() == Some(p.peer))
-                        .cloned(),
-                )
+            .map(|(p, pc)| PeerReport {
+                peering: p.clone(),
+                bgp: status
+                    .iter()
+                    .find(|s| s.address.parse::<IpAddr>().ok() == Some(p.peer))
+                    .cloned(),
+                bfd: pc.bfd.and_then(|_| bfd.iter().find(|b| b.peer == p.peer).cloned()),
             })
             .collect()
     }

@@ -28,7 +28,7 @@ pub(crate) async fn report_loop(shared: Arc<Shared>, bgp: Bgp) {
             let all_up = !peers.is_empty()
                 && peers
                     .iter()
-                    .all(|(_, s)| s.as_ref().is_some_and(|s| s.state == State::Established));
+                    .all(|r| r.bgp.as_ref().is_some_and(|s| s.state == State::Established));
             // Established sessions have sent their table within a few seconds.
             if (all_up && started.elapsed() > Duration::from_secs(5))
                 || started.elapsed() > CONVERGE_DEADLINE
@@ -40,7 +40,8 @@ pub(crate) async fn report_loop(shared: Arc<Shared>, bgp: Bgp) {
         }
         let report: Vec<serde_json::Value> = peers
             .iter()
-            .map(|(p, s)| {
+            .map(|r| {
+                let (p, s) = (&r.peering, &r.bgp);
                 let mut v = json!({
                     "peerIP": p.peer,
                     "peerType": p.kind.name(),
@@ -55,6 +56,15 @@ pub(crate) async fn report_loop(shared: Arc<Shared>, bgp: Bgp) {
                 if let Some(up) = s.as_ref().and_then(|s| s.uptime_secs) {
                     let since = tartan_ipam::time::now_unix().saturating_sub(up);
                     v["since"] = json!(tartan_ipam::time::rfc3339(since));
+                }
+                if let Some(b) = &r.bfd {
+                    v["bfd"] = json!({
+                        "state": b.status,
+                        "transmitIntervalMs": b.negotiated_transmit_interval,
+                        "detectionTimeMs": b.detection_time,
+                        "diagnostic": b.diagnostic,
+                        "flaps": b.flaps,
+                    });
                 }
                 v
             })

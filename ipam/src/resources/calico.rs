@@ -154,33 +154,10 @@ pub fn duration_seconds(field: &str, v: &Value) -> Result<u64, String> {
     };
     match v {
         Value::Number(n) => n.as_u64().ok_or_else(bad),
-        Value::String(s) => {
-            let mut rest = s.trim();
-            if let Ok(n) = rest.parse::<u64>() {
-                return Ok(n);
-            }
-            let mut millis: u64 = 0;
-            if rest.is_empty() {
-                return Err(bad());
-            }
-            while !rest.is_empty() {
-                let digits =
-                    rest.find(|c: char| !c.is_ascii_digit() && c != '.').ok_or_else(bad)?;
-                let number: f64 = rest[..digits].parse().map_err(|_| bad())?;
-                rest = &rest[digits..];
-                let unit = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
-                let scale = match &rest[..unit] {
-                    "h" => 3_600_000.0,
-                    "m" => 60_000.0,
-                    "s" => 1000.0,
-                    "ms" => 1.0,
-                    _ => return Err(bad()),
-                };
-                rest = &rest[unit..];
-                millis = millis.saturating_add((number * scale) as u64);
-            }
-            Ok(millis.div_ceil(1000))
-        }
+        Value::String(s) => match s.trim().parse::<u64>() {
+            Ok(n) => Ok(n),
+            Err(_) => super::duration::millis(s).map(|ms| ms.div_ceil(1000)).ok_or_else(bad),
+        },
         _ => Err(bad()),
     }
 }

@@ -7,6 +7,7 @@
 //! a raw resource into a checked, defaulted one. Nothing here touches storage.
 
 pub mod calico;
+pub mod duration;
 pub mod kinds;
 pub mod selector;
 pub mod specs;

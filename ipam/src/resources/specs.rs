@@ -117,6 +117,82 @@ pub struct BgpConfigurationSpec {
     /// Communities attached to the advertisements of addresses within a CIDR.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub prefix_advertisements: Vec<PrefixAdvertisement>,
+    /// BFD timers for every session that runs BFD without timers of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bfd: Option<BfdSpec>,
+    /// Whether sessions of the node-to-node mesh (and to route reflectors found by label)
+    /// run BFD.
+    #[serde(default, skip_serializing_if = "FailureDetectionMode::is_none")]
+    pub node_mesh_failure_detection_mode: FailureDetectionMode,
+}
+
+/// Calico's `failureDetectionMode`: whether a session runs BFD.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum FailureDetectionMode {
+    /// The BGP hold timer alone (the default).
+    #[default]
+    None,
+    /// BFD (RFC 5880/5881, single hop) when the peer is on a subnet of one of the host's
+    /// interfaces; the hold timer alone otherwise.
+    #[serde(rename = "BFDIfDirectlyConnected")]
+    BfdIfDirectlyConnected,
+}
+
+impl FailureDetectionMode {
+    pub fn is_none(&self) -> bool {
+        *self == FailureDetectionMode::None
+    }
+}
+
+/// BFD timers, with Calico's names and duration strings (`100ms`, `1s`). Unset fields take
+/// the BGPConfiguration's `bfd`, then 300ms x 3.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct BfdSpec {
+    /// The fastest this host accepts packets (10ms to 60s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minimum_recv_interval: Option<String>,
+    /// The fastest this host would like to send (10ms to 60s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minimum_send_interval: Option<String>,
+    /// Missed packets that declare the path dead (2 to 255).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multiplier: Option<u8>,
+}
+
+/// BFD timers resolved to numbers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BfdTimers {
+    pub min_rx_ms: u64,
+    pub min_tx_ms: u64,
+    pub multiplier: u8,
+}
+
+impl BfdSpec {
+    /// This spec's timers, each unset one from `defaults`, then 300ms x 3; an error names
+    /// the field (`bfd.minimumSendInterval`) and the range.
+    pub fn resolve(&self, defaults: Option<&BfdSpec>) -> Result<BfdTimers, String> {
+        let pick = |f: fn(&BfdSpec) -> Option<&String>| f(self).or(defaults.and_then(f)).cloned();
+        let interval = |field: &str, v: Option<String>| -> Result<u64, String> {
+            let Some(v) = v else { return Ok(300) };
+            let ms = super::duration::millis(&v).ok_or_else(|| {
+                format!("bfd.{field}: {v:?} is not a duration: write 100ms, 1s or 1m")
+            })?;
+            if !(10..=60_000).contains(&ms) {
+                return Err(format!("bfd.{field}: {v} is out of range: 10ms to 60s"));
+            }
+            Ok(ms)
+        };
+        let multiplier = self.multiplier.or(defaults.and_then(|d| d.multiplier)).unwrap_or(3);
+        if multiplier < 2 {
+            return Err(format!("bfd.multiplier: {multiplier} is out of range: 2 to 255"));
+        }
+        Ok(BfdTimers {
+            min_rx_ms: interval("minimumRecvInterval", pick(|b| b.minimum_recv_interval.as_ref()))?,
+            min_tx_ms: interval("minimumSendInterval", pick(|b| b.minimum_send_interval.as_ref()))?,
+            multiplier,
+        })
+    }
 }
 
 /// One range of `serviceClusterIPs` and its kin.
@@ -151,6 +227,8 @@ impl Default for BgpConfigurationSpec {
             listen_port: 179,
             communities: Vec::new(),
             prefix_advertisements: Vec::new(),
+            bfd: None,
+            node_mesh_failure_detection_mode: FailureDetectionMode::None,
         }
     }
 }
@@ -224,6 +302,12 @@ pub struct BgpPeerSpec {
     /// reaches each from the address on its link).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_address: Option<SourceAddress>,
+    /// `BFDIfDirectlyConnected` runs BFD on these sessions (default `None`).
+    #[serde(default, skip_serializing_if = "FailureDetectionMode::is_none")]
+    pub failure_detection_mode: FailureDetectionMode,
+    /// BFD timers for these sessions; unset ones come from the BGPConfiguration's `bfd`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bfd: Option<BfdSpec>,
 }
 
 /// Calico's `sourceAddress` of a BGPPeer.
@@ -374,4 +458,23 @@ pub struct BgpPeerStatus {
     pub routes_received: u64,
     #[serde(default)]
     pub routes_advertised: u64,
+    /// The session's BFD, when it runs BFD.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bfd: Option<BfdPeerStatus>,
+}
+
+/// A BFD session as the agent reports it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct BfdPeerStatus {
+    /// `up`, `down`, `init` or `shutdown` (FRR's words).
+    pub state: String,
+    /// The interval we send at, after negotiation, in milliseconds.
+    pub transmit_interval_ms: u64,
+    /// Silence that declares the path dead, in milliseconds, once the peer is heard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detection_time_ms: Option<u64>,
+    /// Why the session last went down (`control detection time expired`, ...).
+    pub diagnostic: String,
+    pub flaps: u64,
 }

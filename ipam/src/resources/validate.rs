@@ -302,6 +302,9 @@ fn bgp_config(spec: &BgpConfigurationSpec) -> Result<(), String> {
     if spec.listen_port == 0 {
         return Err("spec.listenPort must not be 0".into());
     }
+    if let Some(b) = &spec.bfd {
+        b.resolve(None).map_err(|e| format!("spec.{e}"))?;
+    }
     for (i, c) in spec.communities.iter().enumerate() {
         if c.name.is_empty() {
             return Err(format!("spec.communities[{i}].name is empty"));
@@ -321,6 +324,9 @@ fn bgp_config(spec: &BgpConfigurationSpec) -> Result<(), String> {
 }
 
 fn bgp_peer(spec: &BgpPeerSpec) -> Result<(), String> {
+    if let Some(b) = &spec.bfd {
+        b.resolve(None).map_err(|e| format!("spec.{e}"))?;
+    }
     match (&spec.peer_ip, &spec.peer_selector, spec.as_number) {
         (Some(_), Some(_), _) => {
             return Err("spec.peerIP and spec.peerSelector are exclusive: peer with one address, \

@@ -90,6 +90,28 @@ fn describe(raw: &RawResource) -> Result<String> {
         let rows: Vec<Vec<String>> = peers.iter().map(|p| row(p)).collect();
         out.push_str(&bordered(&["PEER ADDRESS", "PEER TYPE", "STATE", "SINCE", "INFO"], &rows));
     }
+    let bfd: Vec<Vec<String>> = spec
+        .peers
+        .iter()
+        .filter_map(|p| p.bfd.as_ref().map(|b| (p, b)))
+        .map(|(p, b)| {
+            vec![
+                p.peer_ip.to_string(),
+                b.state.clone(),
+                format!("{}ms", b.transmit_interval_ms),
+                b.detection_time_ms.map_or_else(|| "-".into(), |d| format!("{d}ms")),
+                b.flaps.to_string(),
+                if b.diagnostic == "ok" { String::new() } else { b.diagnostic.clone() },
+            ]
+        })
+        .collect();
+    if !bfd.is_empty() {
+        out.push_str("\nBFD status\n");
+        out.push_str(&bordered(
+            &["PEER ADDRESS", "STATE", "TX INTERVAL", "DETECT TIME", "FLAPS", "LAST DIAGNOSTIC"],
+            &bfd,
+        ));
+    }
     Ok(out)
 }
 
