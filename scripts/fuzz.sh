@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the fuzz targets and runs each one for a while: the BGP codec and streaming framer
 # (bgp/fuzz, seeded with the real FRR, BIRD and GoBGP messages in
-# bgp/tests/captures/messages.txt), felix's netlink parsers and the selector parser, and the
+# bgp/tests/captures/messages.txt), the BFD packet decoder and session (bgp/fuzz), felix's netlink parsers and the selector parser, and the
 # API's request decoding (any method, path, query and body through the router; felix/fuzz).
 #
 #   scripts/fuzz.sh            # 30 s per target (what CI runs)
@@ -61,7 +61,13 @@ fuzz_crate() {
 for t in "${targets[@]}"; do
   (cd bgp && seed "fuzz/corpus/$t")
 done
-fuzz_crate bgp "${targets[@]}"
+mkdir -p bgp/fuzz/corpus/bfd
+# An FRR control packet (Up, 300 ms x 3) behind a 10 ms step, and a Down with no your-disc.
+printf '\x0a\x00\x20\xc0\x03\x18\x00\x00\x00\x07\x00\x00\x12\x34\x00\x04\x93\xe0\x00\x04\x93\xe0\x00\x00\xc3\x50' \
+  >bgp/fuzz/corpus/bfd/frr-up
+printf '\x01\x00\x20\x40\x03\x18\x00\x00\x00\x07\x00\x00\x00\x00\x00\x0f\x42\x40\x00\x04\x93\xe0\x00\x00\x00\x00' \
+  >bgp/fuzz/corpus/bfd/down
+fuzz_crate bgp "${targets[@]}" bfd
 # The API's request decoding runs against a real sled datastore made for the run.
 api_store=$(mktemp -d /tmp/tartan-fuzz-api.XXXXXX)
 trap 'rm -rf "$api_store"' EXIT

@@ -314,14 +314,16 @@ impl Session {
         if self.detect_at.is_some_and(|t| t <= now) {
             self.detect_at = None;
             if matches!(self.state, State::Init | State::Up) {
-                let diag = Diag::ControlDetectionTimeExpired;
-                self.set_state(State::Down, diag, Why::default(), now, &mut out);
-                // §6.8.1: the remote is forgotten when the detection time expires.
+                // §6.8.1: the remote is forgotten when the detection time expires, before the
+                // change is announced (so the Down goes out even to a peer that had asked for
+                // no packets).
                 self.remote_disc = 0;
                 self.remote_state = State::Down;
                 self.remote_mult = 0;
                 self.remote_min_rx = INITIAL_REMOTE_MIN_RX;
                 self.remote_demand = false;
+                let diag = Diag::ControlDetectionTimeExpired;
+                self.set_state(State::Down, diag, Why::default(), now, &mut out);
             }
         }
         if self.next_tx.is_some_and(|t| t <= now) {

@@ -397,3 +397,19 @@ fn a_peer_that_stopped_hearing_us_is_a_path_failure() {
     assert!(!t.peer_restarted);
     assert!(t.path_failed(), "the path towards the peer is broken");
 }
+
+/// Found by the fuzzer: a peer that asked for no packets, then went silent, left the session
+/// Down with nothing scheduled, so it never spoke again.
+#[test]
+fn after_a_detection_timeout_the_session_speaks_again_even_to_a_peer_that_wanted_silence() {
+    let mut p = Pair::new(Intervals::default(), Intervals::default());
+    p.run(ms(100));
+    let now = p.now;
+    let mut pk = p.b.packet();
+    pk.required_min_rx = Duration::ZERO;
+    p.a.receive(&pk, now).expect("accepted");
+    let out = p.a.poll(now + Duration::from_secs(5));
+    assert!(out.iter().any(|o| matches!(o, Output::Changed(t) if t.to == State::Down)));
+    assert!(out.iter().any(|o| matches!(o, Output::Send(p) if p.state == State::Down)), "{out:?}");
+    assert!(p.a.deadline().is_some(), "the next packet is scheduled");
+}
