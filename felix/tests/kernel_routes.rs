@@ -373,3 +373,56 @@ fn a_learned_route_to_a_connected_subnet_stays_out_while_its_link_is_down() {
         assert!(shown.contains("dev d0 proto kernel"), "the connected route is back: {shown}");
     });
 }
+
+/// BFD finds a next hop dead: 10,000 ECMP routes through it and another leave it in one
+/// nexthop group replacement; the kernel forwards by the survivor at once, and BGP's own
+/// withdrawal that follows finds nothing left to write.
+#[test]
+fn a_dead_gateway_leaves_ten_thousand_ecmp_routes_in_one_write() {
+    if !netns::root_tests_enabled() {
+        return;
+    }
+    let ns = TempNetns::new("deadgw").expect("namespace");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        veth_namespace(&ns).await;
+        let mut p = Programmer::new(kernel(&ns, true), Duration::from_secs(10));
+        p.set_learned_converged();
+        let dsts: Vec<IpNet> = (0..10_000u32)
+            .map(|i| IpNet::new(IpAddr::V4((0x0a40_0000 + (i << 8)).into()), 24).expect("prefix"))
+            .collect();
+        for d in &dsts {
+            p.set_learned(*d, Some(vec![ip("10.0.0.2"), ip("10.0.0.3")]));
+        }
+        let first = p.apply(Instant::now()).await.expect("apply");
+        assert_eq!(first.replaced, 10_000, "{:?}", first.failed);
+
+        let started = Instant::now();
+        let writes = p.drop_gateway(ip("10.0.0.2")).await.expect("drop");
+        let took = started.elapsed();
+        assert_eq!(writes, 1, "one group, however many routes");
+        println!("10,000 routes off a dead next hop in {writes} write, {took:?}");
+        let table = kernel(&ns, true).routes().await.expect("read");
+        for d in dsts.iter().step_by(997) {
+            assert_eq!(table[d], Target::via(vec![ip("10.0.0.3")]), "{d}");
+        }
+        let mut raw = RawRoutes::open(Some(&ns.path)).expect("raw socket");
+        let found = raw.lookup(ip("10.64.7.1")).expect("lookup").expect("a route");
+        assert_eq!(found.gateway, Some(ip("10.0.0.3")), "the kernel forwards by the survivor");
+
+        // BGP's withdrawal of the dead path: the kernel already holds what it wants.
+        for d in &dsts {
+            p.set_learned(*d, Some(vec![ip("10.0.0.3")]));
+        }
+        let after = p.apply(Instant::now()).await.expect("apply");
+        assert_eq!(after.replaced, 0, "nothing left to write");
+        assert!(after.failed.is_empty(), "{:?}", after.failed);
+        // The next hop back: a new group for both, the routes move to it.
+        for d in &dsts {
+            p.set_learned(*d, Some(vec![ip("10.0.0.2"), ip("10.0.0.3")]));
+        }
+        let back = p.apply(Instant::now()).await.expect("apply");
+        assert_eq!(back.replaced, 10_000, "{:?}", back.failed);
+        assert!(p.drop_gateway(ip("10.0.0.9")).await.expect("drop") == 0, "no group holds it");
+    });
+}

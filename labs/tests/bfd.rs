@@ -236,6 +236,12 @@ fn bfd_takes_a_silent_leaf_or_host_out_of_the_fabric_within_its_detection_time()
             assert!(gaps[0] > 0, "{leaf} carried c1 -> c2, yet its failure cost nothing: {gaps:?}");
         }
         let flaps_after = flaps(&lab, failed);
+        let log = std::fs::read_to_string(lab.state().lab_dir.join("host1/tartan.log"))
+            .unwrap_or_default();
+        let fast: Vec<&str> =
+            log.lines().filter(|l| l.contains("nexthop group(s)") && l.contains(failed)).collect();
+        println!("  host1: {}", fast.last().map_or("no fast-path line", |l| l.trim()));
+        assert!(!fast.is_empty(), "host1 never took {failed} out of its nexthop groups: {log}");
         lab.sh_ok(leaf, UNSILENCE);
         lab.wait_for("both leaves again", CONVERGE, || {
             let hops = gateways(&lab, "host1", &h2_block)?;

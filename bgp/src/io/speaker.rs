@@ -115,6 +115,8 @@ struct Inner {
 struct BfdLink {
     bfd: Option<tartan_bfd::Bfd>,
     error: Option<String>,
+    /// Who hears of paths BFD found dead (the route programmer's fast path).
+    failures: Vec<mpsc::UnboundedSender<tartan_bfd::Event>>,
 }
 
 /// A running BGP speaker. Cloning gives another handle to the same speaker.
@@ -403,6 +405,14 @@ impl Speaker {
         rx.await.map_err(|_| SpeakerError::Stopped)
     }
 
+    /// Each path BFD finds dead from now on, before its session goes down: the owner may
+    /// take the peer's next hop out of the kernel ahead of the withdrawals.
+    pub async fn bfd_failures(&self) -> mpsc::UnboundedReceiver<tartan_bfd::Event> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.inner.bfd.lock().await.failures.push(tx);
+        rx
+    }
+
     /// Every peer's state and counters.
     pub async fn status(&self) -> Result<SpeakerStatus, SpeakerError> {
         let ranges: Vec<String> =
@@ -558,6 +568,8 @@ impl Inner {
                     continue;
                 }
                 let Some(inner) = weak.upgrade() else { return };
+                // The kernel first: the session's own teardown and withdrawals follow.
+                inner.bfd.lock().await.failures.retain(|f| f.send(ev).is_ok());
                 let commands = inner.registry().peers.get(&ev.peer).map(|e| e.commands.clone());
                 if let Some(c) = commands {
                     let _ = c.send(PeerCommand::BfdDown).await;

@@ -56,6 +56,8 @@ pub struct Metrics {
     pub reconcile: Mutex<Histogram>,
     /// CNI requests by (command, result).
     pub cni: Mutex<BTreeMap<(String, String), Histogram>>,
+    /// From BFD's detection of a dead path to the kernel forwarding without it.
+    pub bfd_to_kernel: Mutex<Histogram>,
 }
 
 /// One session as reported.
@@ -139,6 +141,15 @@ impl Metrics {
         );
         if let Ok(h) = self.reconcile.lock() {
             h.render(&mut out, "tartan_agent_reconcile_seconds", "");
+        }
+        head(
+            &mut out,
+            "tartan_agent_bfd_detection_to_kernel_seconds",
+            "histogram",
+            "From BFD finding a path dead to the kernel's nexthop groups without it.",
+        );
+        if let Ok(h) = self.bfd_to_kernel.lock() {
+            h.render(&mut out, "tartan_agent_bfd_detection_to_kernel_seconds", "");
         }
         head(
             &mut out,

@@ -218,6 +218,7 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
         async move { datastore::watch_loop(&shared.client, revision, || shared.kick()).await }
     });
     tasks.spawn(bgp.clone().feed_loop(shared.clone()));
+    tasks.spawn(bgp.clone().bfd_loop(shared.clone()));
     tasks.spawn(status::report_loop(shared.clone(), bgp.clone()));
     let sync = tokio::spawn(bgp.clone().sync_loop(shared.clone(), first_ok));
     if let Some(addr) = cfg.metrics_listen {

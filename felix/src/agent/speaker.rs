@@ -345,6 +345,30 @@ impl Bgp {
         }
     }
 
+    /// Next hops BFD finds dead leave the kernel's ECMP groups at once, one write per group
+    /// however many routes use it, ahead of BGP's withdrawals (which then find the kernel as
+    /// they want it).
+    pub async fn bfd_loop(self, shared: Arc<Shared>) {
+        let mut failures = self.speaker.bfd_failures().await;
+        while let Some(ev) = failures.recv().await {
+            let mut state = shared.state.lock().await;
+            match state.programmer.drop_gateway(ev.peer).await {
+                Ok(writes) => {
+                    let took = ev.at.elapsed();
+                    if let Ok(mut h) = shared.metrics.bfd_to_kernel.lock() {
+                        h.observe(took);
+                    }
+                    tracing::info!(
+                        peer = %ev.peer,
+                        "BFD Down: next hop out of {writes} nexthop group(s) {:.1} ms after detection",
+                        took.as_secs_f64() * 1000.0
+                    );
+                }
+                Err(e) => tracing::warn!(peer = %ev.peer, "BFD Down: {e}; the routes follow BGP"),
+            }
+        }
+    }
+
     /// Learned best paths to the route programmer.
     pub async fn feed_loop(self, shared: Arc<Shared>) {
         let mut feed = match self.speaker.subscribe().await {

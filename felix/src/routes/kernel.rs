@@ -55,6 +55,13 @@ pub trait Kernel {
     /// The subnets of the addresses on this namespace's interfaces, whether their links are
     /// up or down.
     fn connected(&mut self) -> impl Future<Output = Result<BTreeSet<IpNet>, KernelError>> + Send;
+    /// Takes `gateway` out of every ECMP route of ours that has another next hop, at once
+    /// (BFD found it dead; BGP's own withdrawals follow). Returns how many writes it took: one
+    /// per nexthop group where the kernel has them, however many routes use it.
+    fn drop_gateway(
+        &mut self,
+        gateway: IpAddr,
+    ) -> impl Future<Output = Result<usize, KernelError>> + Send;
 }
 
 /// A kernel in memory, for unit tests of the reconciler: `links` are the interfaces that
@@ -75,6 +82,20 @@ pub struct MemoryKernel {
 impl Kernel for MemoryKernel {
     async fn routes(&mut self) -> Result<Table, KernelError> {
         Ok(self.table.clone())
+    }
+
+    async fn drop_gateway(&mut self, gateway: IpAddr) -> Result<usize, KernelError> {
+        let mut writes = 0;
+        for target in self.table.values_mut() {
+            if let Target::Via(hops) = target {
+                if hops.len() > 1 && hops.contains(&gateway) {
+                    *target = Target::via(hops.iter().copied().filter(|h| *h != gateway).collect());
+                    writes += 1;
+                }
+            }
+        }
+        self.writes += writes;
+        Ok(writes)
     }
 
     async fn replace(&mut self, routes: &[Write]) -> Vec<(usize, KernelError)> {

@@ -374,6 +374,34 @@ impl Kernel for NetlinkKernel {
         Ok(table.into_iter().collect())
     }
 
+    async fn drop_gateway(&mut self, gateway: IpAddr) -> Result<usize, KernelError> {
+        let requests =
+            if self.supported { self.nexthops.without_gateway(gateway) } else { Vec::new() };
+        if requests.is_empty() {
+            return Ok(0);
+        }
+        let outcomes = self.raw.write(&requests).map_err(|source| KernelError::Io {
+            what: format!("taking {gateway} out of nexthop groups"),
+            source,
+        });
+        let failed = match outcomes {
+            Ok(o) => o.iter().filter(|r| r.is_err()).count(),
+            Err(e) => {
+                // The book-keeping ran ahead of the kernel: read the objects again.
+                self.load_objects();
+                return Err(e);
+            }
+        };
+        if failed > 0 {
+            tracing::warn!(
+                "{failed} of {} nexthop group replacements without {gateway} failed; the routes follow BGP instead",
+                requests.len()
+            );
+            self.load_objects();
+        }
+        Ok(requests.len() - failed)
+    }
+
     async fn replace(&mut self, routes: &[Write]) -> Vec<(usize, KernelError)> {
         let objects = self.objects_for(routes).await;
         let planned: Vec<Planned> = routes

@@ -182,6 +182,46 @@ impl Nexthops {
         id
     }
 
+    /// Replacements that take `gateway` out of every group of ours that has another member,
+    /// with the book-keeping changed as if they were done (a failure is repaired by the next
+    /// dump). Routes through such a group follow it at once, however many there are: this is
+    /// how a next hop that BFD found dead leaves the kernel in one message per group. Groups
+    /// with no other member are left to the routes' own rewrite.
+    pub fn without_gateway(&mut self, gateway: IpAddr) -> Vec<NexthopRequest> {
+        let dead: HashSet<u32> = self
+            .objects
+            .iter()
+            .filter(|(_, s)| matches!(s, Shape::Gateway { gateway: g, .. } if *g == gateway))
+            .map(|(id, _)| *id)
+            .collect();
+        if dead.is_empty() {
+            return Vec::new();
+        }
+        let mut changes: Vec<(u32, Vec<u32>, Vec<u32>)> = self
+            .objects
+            .iter()
+            .filter_map(|(id, s)| match s {
+                Shape::Group(members) if members.iter().any(|m| dead.contains(m)) => {
+                    let rest: Vec<u32> =
+                        members.iter().copied().filter(|m| !dead.contains(m)).collect();
+                    (!rest.is_empty()).then(|| (*id, members.clone(), rest))
+                }
+                _ => None,
+            })
+            .collect();
+        changes.sort_unstable();
+        let mut out = Vec::new();
+        for (id, old, rest) in changes {
+            if self.by_shape.get(&Shape::Group(old.clone())) == Some(&id) {
+                self.by_shape.remove(&Shape::Group(old));
+            }
+            self.by_shape.entry(Shape::Group(rest.clone())).or_insert(id);
+            self.objects.insert(id, Shape::Group(rest.clone()));
+            out.push(NexthopRequest::ReplaceGroup { id, members: rest, protocol: self.protocol });
+        }
+        out
+    }
+
     /// Creating object `id` failed: it does not exist. Its ID stays taken (it may be someone
     /// else's: EEXIST).
     pub fn failed(&mut self, id: u32) {
@@ -352,6 +392,38 @@ mod tests {
         }
         assert!(n.unused().is_empty());
         assert!(!n.exists(a));
+    }
+
+    #[test]
+    fn a_dead_gateway_leaves_each_group_in_one_replacement() {
+        let mut n = Nexthops::new(84);
+        n.load_objects(vec![]);
+        n.load_routes([]);
+        let mut create = Vec::new();
+        let (x, y, z) = ((ip("10.1.1.1"), 3), (ip("10.2.1.1"), 4), (ip("10.3.1.1"), 5));
+        let xy = n.object_for(&[x, y], &mut create);
+        let xyz = n.object_for(&[x, y, z], &mut create);
+        let only_x = n.object_for(&[x], &mut create);
+        let yz = n.object_for(&[y, z], &mut create);
+        let (oy, oz) = (ids(&create)[1], n.object_for(&[z], &mut create));
+        let replaced = n.without_gateway(ip("10.1.1.1"));
+        assert_eq!(
+            replaced,
+            vec![
+                NexthopRequest::ReplaceGroup { id: xy, members: vec![oy], protocol: 84 },
+                NexthopRequest::ReplaceGroup { id: xyz, members: vec![oy, oz], protocol: 84 },
+            ],
+            "groups without the gateway, the gateway's own object, are left alone"
+        );
+        assert_eq!(n.gateways(xy), Some(vec![ip("10.2.1.1")]));
+        assert_eq!(n.gateways(only_x), Some(vec![ip("10.1.1.1")]));
+        // The book-keeping follows: the old shape is free, so x coming back makes a new
+        // group, and {y, z} keeps its own object.
+        let mut again = Vec::new();
+        let back = n.object_for(&[x, y], &mut again);
+        assert_ne!(back, xy);
+        assert_eq!(n.object_for(&[y, z], &mut again), yz);
+        assert!(n.without_gateway(ip("10.9.9.9")).is_empty());
     }
 
     #[test]

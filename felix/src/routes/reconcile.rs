@@ -175,6 +175,13 @@ impl<K: Kernel> Programmer<K> {
     }
 
     /// Reads our routes from the kernel and writes the difference.
+    /// BFD found `gateway` dead: every ECMP route through it and another next hop leaves it
+    /// now, in one write per nexthop group. The learned routes are not changed here: BGP's
+    /// withdrawals arrive next and find the kernel already as they want it. Returns the writes.
+    pub async fn drop_gateway(&mut self, gateway: IpAddr) -> Result<usize, KernelError> {
+        self.kernel.drop_gateway(gateway).await
+    }
+
     pub async fn apply(&mut self, now: Instant) -> Result<ApplyReport, KernelError> {
         let hops: BTreeSet<IpAddr> =
             self.learned.values().flat_map(|h| h.iter()).copied().collect();

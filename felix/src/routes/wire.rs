@@ -113,6 +113,13 @@ pub enum NexthopRequest {
         members: Vec<u32>,
         protocol: u8,
     },
+    /// `ip nexthop replace id ID group A/B/... proto P`: the group changes in place, and with
+    /// it every route that names it, in one message.
+    ReplaceGroup {
+        id: u32,
+        members: Vec<u32>,
+        protocol: u8,
+    },
     Delete {
         id: u32,
     },
@@ -124,6 +131,7 @@ impl NexthopRequest {
         match self {
             NexthopRequest::Gateway { id, .. }
             | NexthopRequest::Group { id, .. }
+            | NexthopRequest::ReplaceGroup { id, .. }
             | NexthopRequest::Delete { id } => *id,
         }
     }
@@ -250,13 +258,15 @@ impl Request for NexthopRequest {
         let ack = if ack { NLM_F_ACK } else { 0 };
         let (kind, flags) = match self {
             NexthopRequest::Delete { .. } => (RTM_DELNEXTHOP, 0),
+            NexthopRequest::ReplaceGroup { .. } => (RTM_NEWNEXTHOP, NLM_F_CREATE | NLM_F_REPLACE),
             _ => (RTM_NEWNEXTHOP, NLM_F_CREATE | NLM_F_EXCL),
         };
         let at = begin(buf, kind, NLM_F_REQUEST | flags | ack, seq);
         // struct nhmsg: family, scope, protocol, reserved, flags.
         let (family, protocol) = match self {
             NexthopRequest::Gateway { gateway, protocol, .. } => (family(*gateway), *protocol),
-            NexthopRequest::Group { protocol, .. } => (AF_UNSPEC, *protocol),
+            NexthopRequest::Group { protocol, .. }
+            | NexthopRequest::ReplaceGroup { protocol, .. } => (AF_UNSPEC, *protocol),
             NexthopRequest::Delete { .. } => (AF_UNSPEC, 0),
         };
         buf.extend_from_slice(&[family, RT_SCOPE_UNIVERSE, protocol, 0]);
@@ -267,7 +277,8 @@ impl Request for NexthopRequest {
                 attr(buf, NHA_OIF, &oif.to_ne_bytes());
                 addr_attr(buf, NHA_GATEWAY, *gateway);
             }
-            NexthopRequest::Group { id, members, .. } => {
+            NexthopRequest::Group { id, members, .. }
+            | NexthopRequest::ReplaceGroup { id, members, .. } => {
                 attr(buf, NHA_ID, &id.to_ne_bytes());
                 // struct nexthop_grp: id, weight - 1, two reserved fields.
                 let mut group = Vec::with_capacity(members.len() * 8);
