@@ -120,6 +120,7 @@ fn calicoctl_manifests_apply_unchanged_and_round_trip() {
     assert_eq!(tor["spec"]["gracefulRestart"]["restartTime"], 120, "maxRestartTime");
     assert_eq!(tor["spec"]["keepaliveTime"], 20);
     assert_eq!(tor["spec"]["password"]["value"], "(redacted)");
+    assert_eq!(tor["spec"]["failureDetectionMode"], "BFDIfDirectlyConnected");
     let v6tor = s.get_json("bgppeer", "v6-tor");
     assert_eq!(
         (v6tor["spec"]["peerIP"].as_str(), v6tor["spec"]["asNumber"].as_u64()),
@@ -252,6 +253,26 @@ fn fields_tartan_cannot_honour_are_refused_with_what_to_do() {
             "without encapsulation",
         ),
         (doc("IPAMConfiguration", "default", "{autoAllocateBlocks: false}"), "maxBlocksPerHost"),
+        (
+            doc(
+                "BGPPeer",
+                "fast",
+                "{peerIP: 10.0.0.1, asNumber: 65001, bfd: {minimumSendInterval: 5ms}}",
+            ),
+            "bfd.minimumSendInterval: 5ms is out of range: 10ms to 60s",
+        ),
+        (
+            doc("BGPConfiguration", "default", "{bfd: {multiplier: 1}}"),
+            "bfd.multiplier: 1 is out of range: 2 to 255",
+        ),
+        (
+            doc(
+                "BGPPeer",
+                "fast",
+                "{peerIP: 10.0.0.1, asNumber: 65001, failureDetectionMode: Always}",
+            ),
+            "failureDetectionMode",
+        ),
     ];
     for (yaml, want) in cases {
         let out = s.apply(&yaml);

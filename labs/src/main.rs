@@ -179,6 +179,39 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// BFD: failover with a silent leaf and a silent host at each timer setting (Tartan's
+    /// outage, and silence-to-kernel for Tartan, FRR and BIRD in the same lab), and the CPU of
+    /// 100 sessions at 100 ms x 3 for Tartan, BIRD and FRR's bfdd.
+    #[command(after_help = "Example:\n  sudo tartanlab bench bfd --timers 300,100,50")]
+    Bfd {
+        /// Timer settings for the failover runs, in ms (each `T x 3`), comma-separated; none
+        /// (`--timers ''`) skips them.
+        #[arg(long, value_delimiter = ',', default_value = "300,100,50")]
+        timers: Vec<String>,
+        /// Daemons for the CPU runs, comma-separated; none (`--cpu ''`) skips them.
+        #[arg(long = "cpu", value_delimiter = ',', default_value = "tartan,bird,frr")]
+        cpu_targets: Vec<String>,
+        /// BFD sessions for the CPU runs.
+        #[arg(long, default_value_t = 100)]
+        sessions: usize,
+        /// The CPU window, in seconds.
+        #[arg(long, default_value_t = 20)]
+        cpu_seconds: u64,
+        /// After Tartan's CPU window: a BIRD peer announces and withdraws this many prefixes
+        /// over BGP to the same process, round after round, while its BFD sessions must stay
+        /// Up (0: skip).
+        #[arg(long, default_value_t = 200_000)]
+        load_prefixes: usize,
+        /// How long the load runs, in seconds (whole rounds).
+        #[arg(long, default_value_t = 60)]
+        load_seconds: u64,
+        /// Keep each run's lab directory (logs, configurations).
+        #[arg(long)]
+        keep_files: bool,
+        /// Print the results as JSON too.
+        #[arg(long)]
+        json: bool,
+    },
     /// Routes: the node agent's route programmer writing N /32 routes into a fresh network
     /// namespace and resyncing them unchanged, beside `ip -batch` adding the same routes.
     #[command(after_help = "Example:\n  sudo tartanlab bench routes --routes 10000")]
@@ -758,6 +791,43 @@ fn run(command: Command) -> Result<ExitCode> {
                 r.container_gbps / r.host_gbps
             );
             print_json(json, &r);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(BenchCommand::Bfd {
+            timers,
+            cpu_targets,
+            sessions,
+            cpu_seconds,
+            load_prefixes,
+            load_seconds,
+            keep_files,
+            json,
+        }) => {
+            require_root("tartanlab bench")?;
+            let o = tartan_labs::bench::bfd::BfdBenchOptions {
+                tartanlab: std::env::current_exe()
+                    .map_err(|source| LabError::Io { what: "finding tartanlab".into(), source })?,
+                work_dir: bench_dir(),
+                timers: timers
+                    .iter()
+                    .filter(|t| !t.is_empty())
+                    .map(|t| {
+                        t.parse().map_err(|_| LabError::Usage {
+                            message: format!("--timers: `{t}` is not a number of milliseconds"),
+                        })
+                    })
+                    .collect::<Result<_, _>>()?,
+                sessions,
+                cpu_seconds,
+                cpu_targets: cpu_targets.into_iter().filter(|t| !t.is_empty()).collect(),
+                load_prefixes,
+                load_seconds,
+                keep_files,
+            };
+            let result = tartan_labs::bench::bfd::run(&o)?;
+            println!("BFD: failover (every daemon at the same timers) and CPU");
+            print!("{}", tartan_labs::bench::bfd::table(&result));
+            print_json(json, &result);
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(BenchCommand::Routes { routes, runs, json }) => {

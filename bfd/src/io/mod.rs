@@ -31,8 +31,6 @@ use crate::session::{Intervals, Output, Session, Transition};
 pub enum BfdError {
     #[error("cannot listen on UDP {port}: {source} (is another BFD daemon running here?)", port = socket::CONTROL_PORT)]
     Listen { source: std::io::Error },
-    #[error("cannot open a BFD socket to {peer}: {source}")]
-    Sender { peer: IpAddr, source: std::io::Error },
     #[error("cannot start the BFD thread: {0}")]
     Thread(std::io::Error),
     #[error(transparent)]
@@ -84,6 +82,9 @@ pub struct SessionStatus {
     pub flaps: u64,
     pub packets_in: u64,
     pub packets_out: u64,
+    /// Why the session cannot send (its local address is missing, say), while it cannot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Counters for the whole BFD thread.
@@ -201,9 +202,64 @@ impl Bfd {
 struct Entry {
     session: Session,
     local: Option<IpAddr>,
-    socket: UdpSocket,
+    /// `None` while it cannot be opened (the local address is not there yet): the session
+    /// runs, its packets are lost, and the socket is tried again each second.
+    socket: Option<UdpSocket>,
+    socket_error: Option<String>,
+    retry_at: Instant,
     packets_in: u64,
     packets_out: u64,
+}
+
+/// The shortest time between two wake-ups of the BFD thread, and how early a periodic packet
+/// may go to share one (never more than a tenth of its interval; the jitter's floor rises by
+/// as much, so RFC 5880's 75 % holds). Detection and a Poll's Final wait at most this long.
+const BATCH: Duration = Duration::from_millis(2);
+
+/// How often a session without a socket tries to open one.
+const SOCKET_RETRY: Duration = Duration::from_secs(1);
+
+/// A sending socket for `peer` from the next free source port.
+fn open_sender(
+    peer: IpAddr,
+    local: Option<IpAddr>,
+    next_port: &mut u16,
+) -> std::io::Result<UdpSocket> {
+    let std_sock = socket::sender(peer, local, *next_port)?;
+    if let Ok(a) = std_sock.local_addr() {
+        *next_port = a.port().checked_add(1).unwrap_or(*socket::SOURCE_PORTS.start());
+    }
+    UdpSocket::from_std(std_sock)
+}
+
+impl Entry {
+    /// Sends `p`, opening the socket first if it is missing and a retry is due.
+    fn send(&mut self, peer: IpAddr, p: &Packet, next_port: &mut u16, now: Instant) {
+        if self.socket.is_none() && now >= self.retry_at {
+            match open_sender(peer, self.local, next_port) {
+                Ok(s) => {
+                    if self.socket_error.take().is_some() {
+                        info!(%peer, "BFD socket open");
+                    }
+                    self.socket = Some(s);
+                }
+                Err(e) => {
+                    let e = e.to_string();
+                    if self.socket_error.as_ref() != Some(&e) {
+                        warn!(%peer, local = ?self.local, "cannot open the BFD socket: {e}; trying again each second");
+                    }
+                    self.socket_error = Some(e);
+                    self.retry_at = now + SOCKET_RETRY;
+                }
+            }
+        }
+        let Some(sock) = &self.socket else { return };
+        // A full socket buffer loses this packet; BFD tolerates loss by design.
+        match sock.try_send(&p.encode()) {
+            Ok(_) => self.packets_out += 1,
+            Err(err) => debug!("BFD send to {peer}: {err}"),
+        }
+    }
 }
 
 struct Runner {
@@ -265,7 +321,19 @@ impl Runner {
                     None => return,
                 },
             }
-            self.tick(Instant::now());
+            let woke = Instant::now();
+            // Whatever else is ready by now goes in the same wake-up.
+            self.drain(false, &mut buf);
+            if self.v6.is_some() {
+                self.drain(true, &mut buf);
+            }
+            self.tick(woke);
+            // At most one wake-up per BATCH: with many sessions, packets are read and sent
+            // in groups (at 100 sessions x 100 ms, a few per wake-up instead of one).
+            let next = woke + BATCH;
+            if Instant::now() < next {
+                tokio::time::sleep_until(tokio::time::Instant::from_std(next)).await;
+            }
         }
     }
 
@@ -332,7 +400,7 @@ impl Runner {
         let due: Vec<IpAddr> = self
             .sessions
             .iter()
-            .filter(|(_, e)| e.session.deadline().is_some_and(|d| d <= now))
+            .filter(|(_, e)| e.session.deadline().is_some_and(|d| d <= now + BATCH))
             .map(|(p, _)| *p)
             .collect();
         for peer in due {
@@ -347,13 +415,7 @@ impl Runner {
         let Some(e) = self.sessions.get_mut(&peer) else { return };
         for o in out {
             match o {
-                Output::Send(p) => {
-                    // A full socket buffer loses this packet; BFD tolerates loss by design.
-                    match e.socket.try_send(&p.encode()) {
-                        Ok(_) => e.packets_out += 1,
-                        Err(err) => debug!("BFD send to {peer}: {err}"),
-                    }
-                }
+                Output::Send(p) => e.send(peer, &p, &mut self.next_port, now),
                 Output::Changed(t) => {
                     let note = if t.peer_restarted {
                         "; a new session at the peer, not a path failure"
@@ -387,7 +449,7 @@ impl Runner {
                     // A deconfigured session says AdminDown so the peer's clients do not act.
                     for o in e.session.admin_down(now) {
                         if let Output::Send(p) = o {
-                            let _ = e.socket.try_send(&p.encode());
+                            e.send(peer, &p, &mut self.next_port, now);
                         }
                     }
                     self.by_disc.remove(&e.session.local_disc());
@@ -429,18 +491,28 @@ impl Runner {
                 self.discriminators.release(old.session.local_disc());
             }
         }
-        let std_sock = socket::sender(peer, local, self.next_port)
-            .map_err(|source| BfdError::Sender { peer, source })?;
-        if let Ok(a) = std_sock.local_addr() {
-            self.next_port = a.port().checked_add(1).unwrap_or(*socket::SOURCE_PORTS.start());
-        }
-        let socket =
-            UdpSocket::from_std(std_sock).map_err(|source| BfdError::Sender { peer, source })?;
+        let (socket, socket_error) = match open_sender(peer, local, &mut self.next_port) {
+            Ok(s) => (Some(s), None),
+            Err(e) => {
+                warn!(%peer, ?local, "cannot open the BFD socket: {e}; trying again each second");
+                (None, Some(e.to_string()))
+            }
+        };
         let disc = self.discriminators.allocate();
         self.seed = self.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15).wrapping_add(u64::from(disc));
-        let session = Session::new(disc, intervals, self.seed, now);
+        let mut session = Session::new(disc, intervals, self.seed, now);
+        session.set_send_slack(BATCH);
         self.by_disc.insert(disc, peer);
-        self.sessions.insert(peer, Entry { session, local, socket, packets_in: 0, packets_out: 0 });
+        let entry = Entry {
+            session,
+            local,
+            socket,
+            socket_error,
+            retry_at: now + SOCKET_RETRY,
+            packets_in: 0,
+            packets_out: 0,
+        };
+        self.sessions.insert(peer, entry);
         info!(%peer, "BFD session added: {} ms x {}", intervals.min_tx.as_millis(), intervals.multiplier);
         Ok(())
     }
@@ -474,6 +546,7 @@ impl Runner {
                     flaps: s.flaps,
                     packets_in: e.packets_in,
                     packets_out: e.packets_out,
+                    error: e.socket_error.clone(),
                 }
             })
             .collect();

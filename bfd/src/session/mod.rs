@@ -186,6 +186,10 @@ pub struct Session {
     since: Instant,
     flaps: u64,
     rng: u64,
+    /// How early a periodic packet may go, so that its owner can send several sessions'
+    /// packets in one wake-up; the jitter's floor is raised by as much, so that no interval
+    /// falls below 75 % (§6.8.7).
+    send_slack: Duration,
 }
 
 impl Session {
@@ -215,6 +219,7 @@ impl Session {
             since: now,
             flaps: 0,
             rng: seed | 1,
+            send_slack: Duration::ZERO,
         }
     }
 
@@ -222,11 +227,22 @@ impl Session {
         self.state
     }
 
+    /// Lets periodic packets go up to `slack` early (see [`Session::poll`]), at most a tenth
+    /// of the transmit interval.
+    pub fn set_send_slack(&mut self, slack: Duration) {
+        self.send_slack = slack;
+    }
+
+    fn slack(&self) -> Duration {
+        self.send_slack.min(self.tx_interval() / 10)
+    }
+
     pub fn local_disc(&self) -> u32 {
         self.local_disc
     }
 
-    /// When [`Session::poll`] has something to do: a packet to send or a detection to check.
+    /// When [`Session::poll`] has something to do: a packet to send (up to the send slack
+    /// early) or a detection to check.
     pub fn deadline(&self) -> Option<Instant> {
         match (self.next_tx, self.detect_at) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -326,7 +342,7 @@ impl Session {
                 self.set_state(State::Down, diag, Why::default(), now, &mut out);
             }
         }
-        if self.next_tx.is_some_and(|t| t <= now) {
+        if self.next_tx.is_some_and(|t| t <= now + self.slack()) {
             self.next_tx = None;
             if self.remote_min_rx.is_zero() {
                 // The peer asked for no packets; look again when it says otherwise.
@@ -483,7 +499,9 @@ impl Session {
         self.rng ^= self.rng << 17;
         let (low, span) = if self.cfg.multiplier == 1 { (75, 15) } else { (75, 25) };
         let percent = low + (self.rng % (span + 1)) as u32;
-        interval * percent / 100
+        // Sent up to `slack` early, the interval must still be at least the floor.
+        let floor = interval * low / 100 + self.slack();
+        (interval * percent / 100).max(floor).min(interval)
     }
 }
 

@@ -413,3 +413,32 @@ fn after_a_detection_timeout_the_session_speaks_again_even_to_a_peer_that_wanted
     assert!(out.iter().any(|o| matches!(o, Output::Send(p) if p.state == State::Down)), "{out:?}");
     assert!(p.a.deadline().is_some(), "the next packet is scheduled");
 }
+
+#[test]
+fn with_send_slack_packets_may_go_early_but_never_below_three_quarters_of_the_interval() {
+    let mut p = Pair::new(iv(100, 100, 3), iv(100, 100, 3));
+    p.a.set_send_slack(ms(2));
+    p.run(ms(500));
+    let start = p.a_sent.len();
+    // Drive A alone, waking every 2 ms as its owner would, sending whatever is due.
+    let mut sent = Vec::new();
+    for step in 0..5000 {
+        let now = p.now + ms(step * 2) + Duration::from_micros(700);
+        for o in p.a.poll(now) {
+            if let Output::Send(pk) = o {
+                if !pk.final_ {
+                    sent.push(now);
+                }
+            }
+        }
+        let pk = p.b.packet();
+        let _ = p.a.receive(&pk, now);
+    }
+    assert!(p.a_sent.len() >= start);
+    for w in sent.windows(2) {
+        let gap = w[1] - w[0];
+        assert!(gap >= ms(75), "an interval of {gap:?} is below 75 % of 100 ms");
+        assert!(gap <= ms(102), "an interval of {gap:?}");
+    }
+    assert!(sent.len() > 90, "{} packets in 10 s", sent.len());
+}

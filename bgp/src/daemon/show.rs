@@ -138,7 +138,11 @@ pub fn bfd(s: &SpeakerStatus) -> String {
                 b.detection_time.map_or_else(|| "-".into(), |d| format!("{d}ms")),
                 format!("{}ms x {}", b.remote_transmit_interval, b.remote_detect_multiplier),
                 b.flaps.to_string(),
-                if b.diagnostic == "ok" { String::new() } else { b.diagnostic.clone() },
+                match &b.error {
+                    Some(e) => format!("cannot send: {e}"),
+                    None if b.diagnostic == "ok" => String::new(),
+                    None => b.diagnostic.clone(),
+                },
             ]
         })
         .collect();

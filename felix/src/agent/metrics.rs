@@ -375,6 +375,7 @@ mod tests {
                     flaps: 2,
                     packets_in: 10,
                     packets_out: 11,
+                    error: None,
                 }),
             }],
             routes: [("workload", 2), ("blackhole", 1)].into(),

@@ -1,6 +1,7 @@
 //! `tartanlab bench ...`: benchmarks that deploy their own labs and print Tartan's figures
 //! beside the reference implementations' from the same run (never timed assertions in tests).
 
+pub mod bfd;
 pub mod bgp;
 pub mod birdctl;
 pub mod fabric;
