@@ -12,6 +12,14 @@ fn iv(rx: u64, tx: u64, mult: u8) -> Intervals {
     Intervals { min_rx: ms(rx), min_tx: ms(tx), multiplier: mult }
 }
 
+/// The state change among `out`, if any.
+fn change(out: &[Output]) -> Option<Transition> {
+    out.iter().find_map(|o| match o {
+        Output::Changed(t) => Some(*t),
+        _ => None,
+    })
+}
+
 /// Two sessions and a wire between them that delivers at once, unless cut.
 struct Pair {
     a: Session,
@@ -364,13 +372,7 @@ fn a_new_session_at_the_peer_is_not_a_path_failure() {
     let out = fresh.poll(now);
     let Some(Output::Send(pk)) = out.first().cloned() else { panic!("{out:?}") };
     let out = p.a.receive(&pk, now).expect("accepted by source address");
-    let t = out
-        .iter()
-        .find_map(|o| match o {
-            Output::Changed(t) => Some(*t),
-            _ => None,
-        })
-        .expect("a change");
+    let t = change(&out).expect("a change");
     assert_eq!((t.from, t.to), (State::Up, State::Down));
     assert!(t.peer_restarted);
     assert!(!t.path_failed(), "its packet crossed the path: the path works");
@@ -387,13 +389,7 @@ fn a_peer_that_stopped_hearing_us_is_a_path_failure() {
     pk.diag = Diag::ControlDetectionTimeExpired;
     pk.your_disc = 0;
     let out = p.a.receive(&pk, now).expect("accepted");
-    let t = out
-        .iter()
-        .find_map(|o| match o {
-            Output::Changed(t) => Some(*t),
-            _ => None,
-        })
-        .expect("a change");
+    let t = change(&out).expect("a change");
     assert!(!t.peer_restarted);
     assert!(t.path_failed(), "the path towards the peer is broken");
 }

@@ -21,6 +21,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use super::{cpu_seconds, io};
 use crate::deploy::{DeployOptions, deploy};
 use crate::error::{LabError, Result};
 use crate::state::LabState;
@@ -137,10 +138,6 @@ pub fn run(o: &BfdBenchOptions) -> Result<BfdOutcome> {
         out.cpu.push(c);
     }
     Ok(out)
-}
-
-fn io(what: &'static str) -> impl Fn(std::io::Error) -> LabError {
-    move |source| LabError::Io { what: what.to_string(), source }
 }
 
 fn fail(message: impl Into<String>) -> LabError {
@@ -514,15 +511,6 @@ fn write_cpu_lab(dir: &Path, target: &str, n: usize, load: usize) -> Result<Path
         }
     }
     Ok(dir.join("bench.clab.yml"))
-}
-
-/// User plus system CPU seconds of a process and its threads.
-fn cpu_seconds(pid: i32) -> Option<f64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &s[s.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
-    Some(ticks as f64 / 100.0)
 }
 
 fn cpu(o: &BfdBenchOptions, target: &str) -> Result<Cpu> {

@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::birdctl::{BirdCtl, parse_protocol};
+use super::{cpu_seconds, io};
 use crate::deploy::{DeployOptions, deploy};
 use crate::error::{LabError, Result};
 use crate::supervisor::Status;
@@ -192,10 +193,6 @@ fn run_one(t: Target, o: &BenchOptions) -> Result<Outcome> {
     result
 }
 
-fn io(what: &'static str) -> impl Fn(std::io::Error) -> LabError {
-    move |source| LabError::Io { what: what.to_string(), source }
-}
-
 fn measure(
     t: Target,
     o: &BenchOptions,
@@ -364,15 +361,6 @@ fn peak_rss(pid: i32) -> Option<u64> {
     let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
-}
-
-/// User plus system CPU seconds of a process and its threads.
-fn cpu_seconds(pid: i32) -> Option<f64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &s[s.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
-    Some(ticks as f64 / 100.0)
 }
 
 /// The target's version, from its own binary.

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use super::io;
 use crate::deploy::{DeployOptions, deploy};
 use crate::error::{LabError, Result};
 use crate::state::LabState;
@@ -53,10 +54,6 @@ const POOL: &str = "apiVersion: tartan/v1\nkind: IPPool\nmetadata: {name: bench}
 const REFERENCE: &str = r#"{"cniVersion": "1.0.0", "name": "reference", "plugins": [
   {"type": "bridge", "bridge": "cni0", "isGateway": true, "ipMasq": false,
    "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.99.0.0/16"}]], "dataDir": "/run/bench-host-local"}}]}"#;
-
-fn io(what: &'static str) -> impl Fn(std::io::Error) -> LabError {
-    move |source| LabError::Io { what: what.to_string(), source }
-}
 
 fn usage(message: impl Into<String>) -> LabError {
     LabError::Usage { message: message.into() }
