@@ -282,10 +282,26 @@ fn bfd_takes_a_silent_leaf_or_host_out_of_the_fabric_within_its_detection_time()
     for host in HOSTS {
         lab.sh_ok(host, "ip link set eth2 down");
     }
-    let leaf_a: BTreeSet<String> = ["10.1.1.1".to_string()].into();
-    lab.wait_for("host1 through leaf-a alone", CONVERGE, || {
-        let hops = gateways(&lab, "host1", &h2_block)?;
-        if hops == leaf_a { Ok(()) } else { Err(format!("{hops:?}")) }
+    // Settled first, both ways: each host through leaf-a alone, its session with leaf-b over.
+    let h1_block = blocks["host1"][0].clone();
+    for (host, dst, via, other) in
+        [("host1", &h2_block, "10.1.1.1", "10.2.1.1"), ("host2", &h1_block, "10.1.2.1", "10.2.2.1")]
+    {
+        let want: BTreeSet<String> = [via.to_string()].into();
+        lab.wait_for(&format!("{host} through leaf-a alone"), CONVERGE, || {
+            let hops = gateways(&lab, host, dst)?;
+            if hops != want {
+                return Err(format!("{hops:?}"));
+            }
+            let v =
+                json(&lab, ctl_node(&lab), &format!("tartanctl get nodestatus {host} -o json"))?;
+            let peers = v["spec"]["peers"].as_array().cloned().unwrap_or_default();
+            let down = peers.iter().any(|p| p["peerIP"] == other && p["state"] != "Established");
+            if down { Ok(()) } else { Err(format!("{host}'s session with {other} is still up")) }
+        });
+    }
+    lab.wait_for("c1 pings c2 through leaf-a", Duration::from_secs(10), || {
+        ping(&lab, c1, &c2_addr)
     });
     // The restarted agent's session with leaf-a: Established since after `killed_at`.
     let leaf_a_up = |killed_at: u64| -> Result<(), String> {

@@ -525,7 +525,6 @@ impl Inner {
         self.rib.send(c).await.map_err(|_| SpeakerError::Stopped)
     }
 
-    /// Registers the peer with the RIB and starts its task.
     /// Makes BFD with the neighbour at `addr` match `want` (its timers and our source
     /// address), starting BFD on first use. BFD's own failures (UDP 3784 taken by another
     /// daemon) leave the BGP session running without it and show in the status.
@@ -544,6 +543,10 @@ impl Inner {
             },
         };
         match res {
+            // This neighbour's earlier failure is over.
+            Ok(()) if link.error.as_ref().is_some_and(|e| e.starts_with(&format!("{addr}: "))) => {
+                link.error = None;
+            }
             Ok(()) => {}
             Err(e) => {
                 warn!(peer = %addr, "BFD: {e}");
@@ -581,6 +584,7 @@ impl Inner {
         Ok(b)
     }
 
+    /// Registers the peer with the RIB and starts its task.
     async fn spawn_peer(
         &self,
         addr: IpAddr,
