@@ -46,7 +46,10 @@ fn a_tiny_bgp_benchmark_runs_for_tartan_and_bird() {
         assert!(r["peak_rss_bytes"].as_u64().is_some_and(|b| b > 0), "{r}");
     }
     assert!(stdout.contains("TIME VS BIRD"), "{stdout}");
-    assert!(!namespace_left("clab-bench-"), "a bench lab was left behind");
+    // Its own labs only: another bench test's lab may be up at the same time.
+    for lab in ["clab-bench-tartan-", "clab-bench-bird-"] {
+        assert!(!namespace_left(lab), "a bench lab ({lab}*) was left behind");
+    }
 }
 
 #[test]
@@ -89,4 +92,31 @@ fn tiny_cni_and_burst_benchmarks_run_on_their_own_labs() {
         );
     }
     assert!(!namespace_left("clab-fabric-bench"), "namespaces left behind");
+}
+
+/// The BFD bench's CPU scene with its BGP load, tiny: every session comes up, none flaps, and
+/// the lab is gone afterwards. (Its failover scene is what `labs/tests/bfd.rs` checks.)
+#[test]
+fn a_tiny_bfd_benchmark_runs_its_sessions_and_load() {
+    if !lab_tests_enabled() {
+        return;
+    }
+    let out = Command::new(tartanlab_bin())
+        .args(["bench", "bfd", "--timers", "", "--cpu", "tartan", "--sessions", "5"])
+        .args(["--cpu-seconds", "2", "--load-prefixes", "1000", "--load-seconds", "2", "--json"])
+        .output()
+        .expect("tartanlab runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let json_start = stdout.find('{').expect("JSON results");
+    let results: serde_json::Value =
+        serde_json::from_str(&stdout[json_start..]).expect("valid JSON");
+    let cpu = &results["cpu"][0];
+    assert_eq!(cpu["target"], "tartan", "{results}");
+    assert_eq!(cpu["up_at_end"], 5, "{results}");
+    assert!(cpu["cpu_percent"].is_number(), "{results}");
+    assert!(cpu["load"]["rounds"].as_u64().is_some_and(|r| r >= 1), "{results}");
+    assert_eq!(cpu["load"]["bfd_flaps"], 0, "{results}");
+    assert!(!namespace_left("clab-bench-bfd"), "a bench lab was left behind");
 }

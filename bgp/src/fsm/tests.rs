@@ -62,6 +62,14 @@ fn sent_notification(out: &[Output], conn: ConnId) -> Option<Notification> {
     })
 }
 
+/// The session's end among `out`, if it ended.
+fn session_down(out: &[Output]) -> Option<Down> {
+    out.iter().find_map(|o| match o {
+        Output::Down(d) => Some(d.clone()),
+        _ => None,
+    })
+}
+
 fn has(out: &[Output], want: &Output) -> bool {
     out.contains(want)
 }
@@ -544,13 +552,7 @@ fn a_new_connection_colliding_with_an_established_session_is_refused() {
 fn losing_the_connection_to_a_graceful_peer_keeps_its_routes_stale() {
     let mut fsm = established_with(gr_cfg(), peer_open_gr(true));
     let out = fsm.handle(Input::Closed(1));
-    let down = out
-        .iter()
-        .find_map(|o| match o {
-            Output::Down(d) => Some(d.clone()),
-            _ => None,
-        })
-        .expect("Down");
+    let down = session_down(&out).expect("Down");
     assert_eq!(down.reason, DownReason::ConnectionLost);
     assert_eq!(down.keep_stale, FamilySet::single(Family::Ipv4Unicast));
     assert_eq!(timer_set(&out, Timer::GrRestart), Some(Duration::from_secs(30)));
@@ -669,13 +671,7 @@ fn bfd_down_ends_the_session_with_cease_bfd_down_and_drops_every_route() {
     let out = fsm.handle(Input::BfdDown);
     assert_eq!(sent_notification(&out, 1), Some(Notification::cease(cease::BFD_DOWN)));
     assert!(has(&out, &Output::Close(1)));
-    let down = out
-        .iter()
-        .find_map(|o| match o {
-            Output::Down(d) => Some(d.clone()),
-            _ => None,
-        })
-        .expect("Down");
+    let down = session_down(&out).expect("Down");
     assert_eq!(down.keep_stale, FamilySet::EMPTY, "a graceful peer's routes go too");
     assert_eq!(timer_set(&out, Timer::IdleHold), Some(Duration::ZERO), "and we try again");
     assert_ne!(fsm.state(), State::Established);

@@ -21,10 +21,9 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use super::lab::BenchLab;
 use super::{cpu_seconds, io};
-use crate::deploy::{DeployOptions, deploy};
 use crate::error::{LabError, Result};
-use crate::state::LabState;
 use crate::supervisor::Status;
 
 const LAB: &str = include_str!("../../../containerlab/bfd.clab.yml");
@@ -144,68 +143,20 @@ fn fail(message: impl Into<String>) -> LabError {
     LabError::Usage { message: message.into() }
 }
 
-/// A deployed bench lab, destroyed (its files kept when asked or when it went wrong) on drop.
-struct Lab {
-    state: LabState,
-    supervisor: Option<std::process::Child>,
-    dir: PathBuf,
-    keep: bool,
+/// Runs a shell script in a node of a bench lab (a minute at most).
+fn sh(lab: &BenchLab, node: &str, script: &str) -> Result<String> {
+    lab.sh(node, script, Duration::from_secs(60))
 }
 
-impl Lab {
-    fn deploy(o: &BfdBenchOptions, dir: &Path, topo: &Path) -> Result<Lab> {
-        let mut opts = DeployOptions::new(o.tartanlab.clone());
-        opts.lab_dir_base = Some(dir.to_path_buf());
-        opts.strict_exec = true;
-        let deployed = deploy(topo, &opts)?;
-        Ok(Lab {
-            state: deployed.state,
-            supervisor: deployed.supervisor,
-            dir: dir.to_path_buf(),
-            keep: o.keep_files,
-        })
-    }
-
-    fn sh(&self, node: &str, script: &str) -> Result<String> {
-        let argv = ["sh".to_string(), "-c".to_string(), script.to_string()];
-        let out =
-            crate::exec::run(&self.state, self.state.node(node)?, &argv, Duration::from_secs(60))?;
-        if out.success() {
-            Ok(out.stdout)
-        } else {
-            Err(fail(format!("`{script}` in {node}: {} {}", out.stdout, out.stderr)))
-        }
-    }
-
-    /// Polls `check` every 100 ms until it holds or `secs` pass.
-    fn wait(&self, what: &str, secs: u64, mut check: impl FnMut() -> Result<bool>) -> Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            if check().unwrap_or(false) {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                return Err(fail(format!("timed out after {secs} s waiting for {what}")));
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        if let Err(e) = crate::destroy::destroy_lab(&self.state.lab, self.keep) {
-            eprintln!("bench: destroying {}: {e}", self.state.lab);
-        }
-        if let Some(mut c) = self.supervisor.take() {
-            let _ = c.wait();
-        }
-        if self.keep {
-            eprintln!("bench: files kept in {}", self.dir.display());
-        } else {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
+/// Polls `check` until it holds or `secs` pass; a failing check is a "not yet" (a daemon
+/// still starting, a report not written).
+fn wait(
+    lab: &BenchLab,
+    what: &str,
+    secs: u64,
+    mut check: impl FnMut() -> Result<bool>,
+) -> Result<()> {
+    lab.wait(what, Duration::from_secs(secs), || Ok(check().unwrap_or(false)))
 }
 
 /// The BFD lab with every daemon at `t` ms x 3.
@@ -259,7 +210,8 @@ fn failover(o: &BfdBenchOptions, t: u32) -> Result<Failover> {
     let dir = o.work_dir.join(format!("bfd-{t}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let topo = write_failover_lab(&dir, t)?;
-    let mut lab = Lab::deploy(o, &dir, &topo)?;
+    let mut lab = BenchLab::deploy(&o.tartanlab, &dir, &topo)?;
+    lab.keep = o.keep_files;
     let result = failover_in(&lab, t);
     if result.is_err() {
         lab.keep = true;
@@ -267,13 +219,13 @@ fn failover(o: &BfdBenchOptions, t: u32) -> Result<Failover> {
     result
 }
 
-fn node_status(lab: &Lab) -> Result<serde_json::Value> {
-    let out = lab.sh("apiserver", "tartanctl get nodestatus -o json")?;
+fn node_status(lab: &BenchLab) -> Result<serde_json::Value> {
+    let out = sh(lab, "apiserver", "tartanctl get nodestatus -o json")?;
     serde_json::from_str(&out).map_err(|e| fail(format!("nodestatus: {e}")))
 }
 
 /// Every host's two sessions Established with BFD up at `t`.
-fn all_up(lab: &Lab, t: u32) -> Result<bool> {
+fn all_up(lab: &BenchLab, t: u32) -> Result<bool> {
     let v = node_status(lab)?;
     let items = v["items"].as_array().cloned().unwrap_or_default();
     let good = |p: &serde_json::Value| {
@@ -290,10 +242,10 @@ fn all_up(lab: &Lab, t: u32) -> Result<bool> {
     Ok(hosts_ok == 2)
 }
 
-fn failover_in(lab: &Lab, t: u32) -> Result<Failover> {
+fn failover_in(lab: &BenchLab, t: u32) -> Result<Failover> {
     let mut f = Failover { timer_ms: t, ..Default::default() };
-    lab.wait("both hosts' sessions and BFD up", 120, || all_up(lab, t))?;
-    let wls = lab.sh("apiserver", "tartanctl get workloadendpoints -o json")?;
+    wait(lab, "both hosts' sessions and BFD up", 120, || all_up(lab, t))?;
+    let wls = sh(lab, "apiserver", "tartanctl get workloadendpoints -o json")?;
     let wls: serde_json::Value = serde_json::from_str(&wls).map_err(|e| fail(e.to_string()))?;
     let addr_of = |c: &str| -> Option<String> {
         wls["items"].as_array()?.iter().find(|i| i["spec"]["containerID"] == c).and_then(|i| {
@@ -310,19 +262,19 @@ fn failover_in(lab: &Lab, t: u32) -> Result<Failover> {
         _ => return Err(fail("the containers have no IPv4 addresses")),
     };
     // Both hosts' routes to each other over both leaves.
-    lab.wait("ECMP over both leaves", 60, || {
-        let r = lab.sh("host1", &format!("ip -j route get {c2}"))?;
-        let g = lab.sh("host1", "ip -j nexthop show")?;
+    wait(lab, "ECMP over both leaves", 60, || {
+        let r = sh(lab, "host1", &format!("ip -j route get {c2}"))?;
+        let g = sh(lab, "host1", "ip -j nexthop show")?;
         Ok(!r.is_empty() && g.contains("group"))
     })?;
     for node in ["host1", "leaf-a", "leaf-b"] {
-        lab.sh(node, "sh -c 'exec ip -ts monitor route nexthop' >/tmp/bench-mon.log 2>&1 &")?;
+        sh(lab, node, "sh -c 'exec ip -ts monitor route nexthop' >/tmp/bench-mon.log 2>&1 &")?;
     }
 
     // 1. The leaf that carries c1 -> c2 goes silent under 1000 pps each way (the flows keep
     // their ports, so their paths, from the burst to the end).
     let rx = |leaf: &str| -> u64 {
-        let v = lab.sh(leaf, "ip -j -s link show").unwrap_or_default();
+        let v = sh(lab, leaf, "ip -j -s link show").unwrap_or_default();
         let v: serde_json::Value = serde_json::from_str(&v).unwrap_or_default();
         v.as_array()
             .into_iter()
@@ -332,12 +284,14 @@ fn failover_in(lab: &Lab, t: u32) -> Result<Failover> {
             .sum()
     };
     let before = [rx("leaf-a"), rx("leaf-b")];
-    lab.sh(
+    sh(
+        lab,
         "host2",
         "tartan sandbox exec c2 -- tartanlab probe recv --port 9001 --idle 1 >/dev/null 2>&1 &",
     )?;
     std::thread::sleep(Duration::from_millis(300));
-    lab.sh(
+    sh(
+        lab,
         "host1",
         &format!(
             "tartan sandbox exec c1 -- tartanlab probe send --to {c2}:9001 --pps 1000 --count 500"
@@ -350,27 +304,40 @@ fn failover_in(lab: &Lab, t: u32) -> Result<Failover> {
         ("leaf-b", "10.2.1.1")
     };
     for (host, c, port) in [("host2", "c2", 9000), ("host1", "c1", 9000)] {
-        lab.sh(host, &format!("tartan sandbox exec {c} -- tartanlab probe recv --port {port} --idle 2 >/tmp/flow.json 2>&1 &"))?;
+        sh(
+            lab,
+            host,
+            &format!(
+                "tartan sandbox exec {c} -- tartanlab probe recv --port {port} --idle 2 >/tmp/flow.json 2>&1 &"
+            ),
+        )?;
     }
     std::thread::sleep(Duration::from_millis(300));
     for (host, c, to) in [("host1", "c1", &c2), ("host2", "c2", &c1)] {
-        lab.sh(host, &format!("tartan sandbox exec {c} -- tartanlab probe send --to {to}:9000 --pps 1000 --count 6000 >/dev/null 2>&1 &"))?;
+        sh(
+            lab,
+            host,
+            &format!(
+                "tartan sandbox exec {c} -- tartanlab probe send --to {to}:9000 --pps 1000 --count 6000 >/dev/null 2>&1 &"
+            ),
+        )?;
     }
     std::thread::sleep(Duration::from_secs(2));
-    let start = lab.sh(leaf, &format!("{NOW}; {SILENCE}"))?;
+    let start = sh(lab, leaf, &format!("{NOW}; {SILENCE}"))?;
     let start = seconds_of_day(start.trim()).ok_or_else(|| fail("no start time"))?;
     std::thread::sleep(Duration::from_secs(5));
     let mut gaps = Vec::new();
     for host in ["host2", "host1"] {
-        lab.wait("the flows' reports", 30, || {
-            Ok(lab.sh(host, "cat /tmp/flow.json")?.contains("longest_gap"))
+        wait(lab, "the flows' reports", 30, || {
+            Ok(sh(lab, host, "cat /tmp/flow.json")?.contains("longest_gap"))
         })?;
-        let r: serde_json::Value = serde_json::from_str(lab.sh(host, "cat /tmp/flow.json")?.trim())
-            .map_err(|e| fail(e.to_string()))?;
+        let r: serde_json::Value =
+            serde_json::from_str(sh(lab, host, "cat /tmp/flow.json")?.trim())
+                .map_err(|e| fail(e.to_string()))?;
         gaps.push(r["longest_gap"].as_u64().unwrap_or(u64::MAX));
     }
     f.tartan_outage_ms = gaps.iter().copied().max();
-    let mon = lab.sh("host1", "cat /tmp/bench-mon.log")?;
+    let mon = sh(lab, "host1", "cat /tmp/bench-mon.log")?;
     f.tartan_to_kernel_ms =
         first_change_ms(&mon, start, |l| l.contains(" group ") || l.contains("Deleted"));
     let log =
@@ -380,28 +347,28 @@ fn failover_in(lab: &Lab, t: u32) -> Result<Failover> {
         .rev()
         .find(|l| l.contains("nexthop group(s)") && l.contains(leaf_addr))
         .and_then(|l| l.split(" ms after detection").next()?.rsplit(' ').next()?.parse().ok());
-    lab.sh(leaf, UNSILENCE)?;
+    sh(lab, leaf, UNSILENCE)?;
     f.note = Some(format!("{leaf} silent"));
-    lab.wait("everything up again", 120, || all_up(lab, t))?;
+    wait(lab, "everything up again", 120, || all_up(lab, t))?;
 
     // 2. host2 goes silent: the leaves withdraw it.
     let block = {
-        let r = lab.sh("leaf-a", "ip -j route show proto bgp")?;
+        let r = sh(lab, "leaf-a", "ip -j route show proto bgp")?;
         let v: serde_json::Value = serde_json::from_str(&r).map_err(|e| fail(e.to_string()))?;
         v.as_array()
             .and_then(|a| a.iter().find(|r| r.to_string().contains("10.1.2.2")))
             .and_then(|r| r["dst"].as_str().map(String::from))
             .ok_or_else(|| fail("leaf-a has no route via host2"))?
     };
-    let start = lab.sh("host2", &format!("{NOW}; {SILENCE}"))?;
+    let start = sh(lab, "host2", &format!("{NOW}; {SILENCE}"))?;
     let start = seconds_of_day(start.trim()).ok_or_else(|| fail("no start time"))?;
     std::thread::sleep(Duration::from_secs(3).max(Duration::from_millis(u64::from(t) * 8)));
     let deleted = |l: &str| l.contains("Deleted") && l.contains(block.as_str());
     f.frr_to_kernel_ms =
-        first_change_ms(&lab.sh("leaf-a", "cat /tmp/bench-mon.log")?, start, deleted);
+        first_change_ms(&sh(lab, "leaf-a", "cat /tmp/bench-mon.log")?, start, deleted);
     f.bird_to_kernel_ms =
-        first_change_ms(&lab.sh("leaf-b", "cat /tmp/bench-mon.log")?, start, deleted);
-    lab.sh("host2", UNSILENCE)?;
+        first_change_ms(&sh(lab, "leaf-b", "cat /tmp/bench-mon.log")?, start, deleted);
+    sh(lab, "host2", UNSILENCE)?;
     Ok(f)
 }
 
@@ -517,7 +484,8 @@ fn cpu(o: &BfdBenchOptions, target: &str) -> Result<Cpu> {
     let dir = o.work_dir.join(format!("bfd-cpu-{target}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let topo = write_cpu_lab(&dir, target, o.sessions, o.load_prefixes)?;
-    let mut lab = Lab::deploy(o, &dir, &topo)?;
+    let mut lab = BenchLab::deploy(&o.tartanlab, &dir, &topo)?;
+    lab.keep = o.keep_files;
     let result = cpu_in(&lab, o, target);
     if result.is_err() {
         lab.keep = true;
@@ -525,13 +493,13 @@ fn cpu(o: &BfdBenchOptions, target: &str) -> Result<Cpu> {
     result
 }
 
-fn cpu_in(lab: &Lab, o: &BfdBenchOptions, target: &str) -> Result<Cpu> {
+fn cpu_in(lab: &BenchLab, o: &BfdBenchOptions, target: &str) -> Result<Cpu> {
     let mut c = Cpu { target: target.into(), sessions: o.sessions, ..Default::default() };
     let up = || -> Result<usize> {
-        let out = lab.sh("peer", "birdc -s /bench/peer.ctl show bfd sessions")?;
+        let out = sh(lab, "peer", "birdc -s /bench/peer.ctl show bfd sessions")?;
         Ok(out.lines().filter(|l| l.split_whitespace().nth(2) == Some("Up")).count())
     };
-    lab.wait("every session Up", 120, || Ok(up()? == o.sessions))?;
+    wait(lab, "every session Up", 120, || Ok(up()? == o.sessions))?;
     let process = match target {
         "tartan" => "tartan",
         "bird" => "bird",
@@ -567,26 +535,26 @@ fn cpu_in(lab: &Lab, o: &BfdBenchOptions, target: &str) -> Result<Cpu> {
 
 /// Tartan's BFD sessions while the same process takes `load_prefixes` routes from a BIRD peer
 /// and loses them again, round after round, for `load_seconds`.
-fn load(lab: &Lab, o: &BfdBenchOptions, up: &dyn Fn() -> Result<usize>) -> Result<Load> {
+fn load(lab: &BenchLab, o: &BfdBenchOptions, up: &dyn Fn() -> Result<usize>) -> Result<Load> {
     let status = || -> Result<serde_json::Value> {
-        let out = lab.sh("target", "tartan bgp status --json --socket /bench/tartan.sock")?;
+        let out = sh(lab, "target", "tartan bgp status --json --socket /bench/tartan.sock")?;
         serde_json::from_str(&out).map_err(|e| fail(format!("tartan bgp status: {e}")))
     };
     let flaps = |s: &serde_json::Value| -> u64 {
         s["bfd"].as_array().into_iter().flatten().filter_map(|b| b["flaps"].as_u64()).sum()
     };
     let prefixes = |s: &serde_json::Value| s["rib"]["prefixes_v4"].as_u64().unwrap_or(0) as usize;
-    lab.wait("the BGP load session", 60, || {
-        Ok(lab.sh("peer", "birdc -s /bench/peer.ctl show protocols load")?.contains("Established"))
+    wait(lab, "the BGP load session", 60, || {
+        Ok(sh(lab, "peer", "birdc -s /bench/peer.ctl show protocols load")?.contains("Established"))
     })?;
     let flaps_before = flaps(&status()?);
     let started = Instant::now();
     let mut rounds = 0;
     while started.elapsed() < Duration::from_secs(o.load_seconds) {
-        lab.sh("peer", "birdc -s /bench/peer.ctl enable injected")?;
-        lab.wait("the load announced", 600, || Ok(prefixes(&status()?) >= o.load_prefixes))?;
-        lab.sh("peer", "birdc -s /bench/peer.ctl disable injected")?;
-        lab.wait("the load withdrawn", 600, || Ok(prefixes(&status()?) < 10))?;
+        sh(lab, "peer", "birdc -s /bench/peer.ctl enable injected")?;
+        wait(lab, "the load announced", 600, || Ok(prefixes(&status()?) >= o.load_prefixes))?;
+        sh(lab, "peer", "birdc -s /bench/peer.ctl disable injected")?;
+        wait(lab, "the load withdrawn", 600, || Ok(prefixes(&status()?) < 10))?;
         rounds += 1;
     }
     Ok(Load {

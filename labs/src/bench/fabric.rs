@@ -9,15 +9,14 @@
 //!   own throughput over the same link.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 use super::io;
-use crate::deploy::{DeployOptions, deploy};
+use super::lab::BenchLab;
 use crate::error::{LabError, Result};
-use crate::state::LabState;
 
 const TOPOLOGY: &str = "\
 # Written by `tartanlab bench`: an API server and two Tartan hosts.
@@ -59,95 +58,28 @@ fn usage(message: impl Into<String>) -> LabError {
     LabError::Usage { message: message.into() }
 }
 
-/// A deployed bench lab, destroyed on drop.
-struct Lab {
-    state: LabState,
-    dir: PathBuf,
-    keep: bool,
-    supervisor: Option<std::process::Child>,
-}
-
-impl Lab {
-    fn deploy(tartanlab: &Path, work_dir: &Path) -> Result<Lab> {
-        let dir = work_dir.join(format!("fabric-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let bench = dir.join("files");
-        std::fs::create_dir_all(&bench).map_err(io("creating the bench directory"))?;
-        std::fs::write(bench.join("pool.yaml"), POOL).map_err(io("writing the pool"))?;
-        std::fs::create_dir_all(bench.join("reference.d"))
-            .map_err(io("writing the reference network"))?;
-        std::fs::write(bench.join("reference.d/10-reference.conflist"), REFERENCE)
-            .map_err(io("writing the reference network"))?;
-        std::fs::write(bench.join("times.sh"), TIMES).map_err(io("writing the timing script"))?;
-        let topo = dir.join("fabric-bench.clab.yml");
-        std::fs::write(&topo, TOPOLOGY.replace("BENCH", &bench.display().to_string()))
-            .map_err(io("writing the topology"))?;
-        let mut opts = DeployOptions::new(tartanlab.to_path_buf());
-        opts.lab_dir_base = Some(dir.clone());
-        opts.strict_exec = true;
-        let deployed = deploy(&topo, &opts)?;
-        Ok(Lab { state: deployed.state, dir, keep: false, supervisor: deployed.supervisor })
-    }
-
-    /// Runs a shell script in a node; its stdout, or an error with its stderr.
-    fn sh(&self, node: &str, script: &str, timeout: Duration) -> Result<String> {
-        let n = self.state.node(node)?;
-        let argv = vec!["bash".to_string(), "-c".to_string(), script.to_string()];
-        let out = crate::exec::run(&self.state, n, &argv, timeout)?;
-        if out.success() {
-            Ok(out.stdout)
-        } else {
-            Err(usage(format!(
-                "{node}: `{script}` failed ({}): {}",
-                out.summary(),
-                out.stderr.trim()
-            )))
-        }
-    }
-
-    fn wait(
-        &self,
-        what: &str,
-        timeout: Duration,
-        mut f: impl FnMut() -> Result<bool>,
-    ) -> Result<()> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if f()? {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                return Err(usage(format!("timed out waiting for {what}")));
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    /// Waits until both hosts' agents peer.
-    fn ready(&self) -> Result<()> {
-        self.wait("the hosts' BGP session", Duration::from_secs(60), || {
-            let v =
-                self.sh("apiserver", "tartanctl get nodestatus -o json", Duration::from_secs(10))?;
-            Ok(v.matches("\"Established\"").count() >= 2)
-        })
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let lab = self.state.lab.clone();
-        if let Err(e) = crate::destroy::destroy_lab(&lab, self.keep) {
-            eprintln!("bench: destroying {lab}: {e}");
-        }
-        if let Some(mut c) = self.supervisor.take() {
-            let _ = c.wait();
-        }
-        if self.keep {
-            eprintln!("bench: files kept in {}", self.dir.display());
-        } else {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
+/// Deploys the fabric bench's lab (two hosts and an API server) and waits until the hosts
+/// peer.
+fn fabric_lab(tartanlab: &Path, work_dir: &Path) -> Result<BenchLab> {
+    let dir = work_dir.join(format!("fabric-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let bench = dir.join("files");
+    std::fs::create_dir_all(&bench).map_err(io("creating the bench directory"))?;
+    std::fs::write(bench.join("pool.yaml"), POOL).map_err(io("writing the pool"))?;
+    std::fs::create_dir_all(bench.join("reference.d"))
+        .map_err(io("writing the reference network"))?;
+    std::fs::write(bench.join("reference.d/10-reference.conflist"), REFERENCE)
+        .map_err(io("writing the reference network"))?;
+    std::fs::write(bench.join("times.sh"), TIMES).map_err(io("writing the timing script"))?;
+    let topo = dir.join("fabric-bench.clab.yml");
+    std::fs::write(&topo, TOPOLOGY.replace("BENCH", &bench.display().to_string()))
+        .map_err(io("writing the topology"))?;
+    let lab = BenchLab::deploy(tartanlab, &dir, &topo)?;
+    lab.wait("the hosts' BGP session", Duration::from_secs(60), || {
+        let v = lab.sh("apiserver", "tartanctl get nodestatus -o json", Duration::from_secs(10))?;
+        Ok(v.matches("\"Established\"").count() >= 2)
+    })?;
+    Ok(lab)
 }
 
 /// Times N sandbox ADDs then N DELs with bash's clock (no process per sample), printing
@@ -205,8 +137,7 @@ fn latency(target: &str, out: &str) -> Latency {
 
 /// `bench cni`: ADD/DEL latency of the tartan network and of bridge + host-local.
 pub fn cni(tartanlab: &Path, work_dir: &Path, count: usize) -> Result<Vec<Latency>> {
-    let lab = Lab::deploy(tartanlab, work_dir)?;
-    lab.ready()?;
+    let lab = fabric_lab(tartanlab, work_dir)?;
     let limit = Duration::from_secs(60 + count as u64);
     // One warm-up each (the first ADD claims a block, the first bridge ADD makes the bridge).
     lab.sh("host1", "bash /bench/times.sh 1 warm", limit)?;
@@ -260,8 +191,7 @@ pub struct Burst {
 /// `bench burst`: `count` containers on host1 at once (`parallel` ADDs in flight), pinged
 /// from a container on host2 until all answer.
 pub fn burst(tartanlab: &Path, work_dir: &Path, count: usize, parallel: usize) -> Result<Burst> {
-    let lab = Lab::deploy(tartanlab, work_dir)?;
-    lab.ready()?;
+    let lab = fabric_lab(tartanlab, work_dir)?;
     lab.sh("host2", "tartan sandbox add prober >/dev/null", Duration::from_secs(60))?;
     let started = Instant::now();
     let adds = format!(
@@ -351,8 +281,7 @@ fn iperf_gbps(json: &str) -> Result<f64> {
 
 /// `bench datapath`: iperf3 container to container across hosts, and host to host.
 pub fn datapath(tartanlab: &Path, work_dir: &Path, seconds: u32) -> Result<Datapath> {
-    let lab = Lab::deploy(tartanlab, work_dir)?;
-    lab.ready()?;
+    let lab = fabric_lab(tartanlab, work_dir)?;
     let limit = Duration::from_secs(u64::from(seconds) + 60);
     lab.sh("host1", "tartan sandbox add c1 >/dev/null", limit)?;
     lab.sh("host2", "tartan sandbox add c2 >/dev/null", limit)?;

@@ -6,6 +6,7 @@ pub mod bgp;
 pub mod birdctl;
 pub mod fabric;
 pub mod ipam;
+mod lab;
 pub mod routes;
 
 use crate::error::LabError;
