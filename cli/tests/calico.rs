@@ -85,7 +85,7 @@ const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/calico");
 #[test]
 fn calicoctl_manifests_apply_unchanged_and_round_trip() {
     let s = Server::start("corpus");
-    for file in ["ippools.yaml", "bgp.yaml"] {
+    for file in ["ippools.yaml", "bgp.yaml", "policy.yaml"] {
         let path = format!("{CORPUS}/{file}");
         let out = s.ctl(&["apply", "-f", &path], None).ok();
         assert!(out.contains("Successfully applied"), "{file}: {out}");
@@ -132,9 +132,26 @@ fn calicoctl_manifests_apply_unchanged_and_round_trip() {
     let ipam = s.get_json("ipamconfig", "default");
     assert_eq!(ipam["spec"]["strictAffinity"], true);
     assert_eq!(ipam["spec"]["maxBlocksPerHost"], 20, "Calico's 0 means 20");
+    let gnp = s.get_json("gnp", "allow-web-to-db");
+    assert_eq!(gnp["spec"]["order"], 100.0);
+    assert_eq!(gnp["spec"]["ingress"][0]["destination"]["ports"][1], "6000:6010");
+    assert!(gnp["spec"].get("tier").is_none() && gnp["spec"].get("doNotTrack").is_none(), "{gnp}");
+    let egress = s.get_json("globalnetworkpolicy", "default-deny-egress");
+    assert_eq!(egress["spec"]["types"], serde_json::json!(["Egress"]), "Calico's default types");
+    assert_eq!(s.get_json("gns", "partners")["spec"]["nets"][1], "2001:db8:100::/48");
+    assert_eq!(s.get_json("profile", "net1")["spec"]["labelsToApply"]["net1"], "");
 
     // Read back as Calico writes it, and applied again: the same resources.
-    for kind in ["ippools", "bgpconfigs", "bgppeers", "nodes", "ipamconfigs"] {
+    for kind in [
+        "ippools",
+        "bgpconfigs",
+        "bgppeers",
+        "nodes",
+        "ipamconfigs",
+        "globalnetworkpolicies",
+        "globalnetworksets",
+        "profiles",
+    ] {
         let yaml =
             s.ctl(&["get", kind, "-o", "yaml", "--api-version", "projectcalico.org/v3"], None).ok();
         assert!(yaml.contains("apiVersion: projectcalico.org/v3"), "{yaml}");

@@ -643,3 +643,91 @@ fn errors_say_what_to_do_and_config_is_layered() {
             .contains("cannot read /nonexistent.yaml")
     );
 }
+
+const POLICY: &str = "\
+apiVersion: tartan/v1
+kind: GlobalNetworkPolicy
+metadata: {name: db-ingress}
+spec:
+  order: 10
+  selector: app == 'db'
+  ingress:
+  - action: Allow
+    protocol: TCP
+    source: {selector: app == 'web'}
+    destination: {ports: [5432]}
+---
+apiVersion: tartan/v1
+kind: Profile
+metadata: {name: net1}
+spec:
+  labelsToApply: {net1: ''}
+  ingress: [{action: Allow}]
+  egress: [{action: Allow}]
+---
+apiVersion: tartan/v1
+kind: GlobalNetworkSet
+metadata: {name: partners, labels: {role: partner}}
+spec: {nets: [198.51.100.0/24]}
+";
+
+#[test]
+fn policy_apply_get_and_explain() {
+    let s = Server::start();
+    let applied = s.ctl(&["apply", "-f", &s.file("policy.yaml", POLICY)]);
+    assert!(applied.stdout.contains("Successfully applied"), "{}", applied.stdout);
+    assert!(applied.stderr.contains("do not enforce it yet"), "{}", applied.stderr);
+    let wide = s.ctl(&["get", "gnp", "-o", "wide"]).ok();
+    assert_eq!(row(&wide, "db-ingress"), ["db-ingress", "10.0", "app", "==", "'db'", "Ingress"]);
+    assert_eq!(
+        row(&s.ctl(&["get", "netsets", "-o", "wide"]).ok(), "partners")[1],
+        "198.51.100.0/24"
+    );
+
+    // Two workloads, as their agents report them (the test plays the agents).
+    let token = std::fs::read_to_string(&s.token_file).expect("token").trim().to_string();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+    runtime.block_on(async {
+        let client = tartan_ipam::client::Client::new(&s.url, Some(token)).expect("client");
+        for (name, app, ip, id) in [
+            ("node1.tvweb", "web", "10.65.0.4/32", "web-1"),
+            ("node2.tvdb", "db", "10.65.1.9/32", "db-1"),
+        ] {
+            let wep = serde_json::json!({
+                "apiVersion": "tartan/v1", "kind": "WorkloadEndpoint",
+                "metadata": {"name": name, "labels": {"app": app}},
+                "spec": {"node": &name[..5], "containerID": id, "handle": format!("net1.{id}"),
+                         "interfaceName": &name[6..], "ipNetworks": [ip]},
+            });
+            let _: serde_json::Value = client
+                .call(hyper::Method::PUT, &format!("/v1/workloadendpoints/{name}"), Some(&wep))
+                .await
+                .expect("put WorkloadEndpoint");
+        }
+    });
+
+    let ok = s.ctl(&["policy", "explain", "web-1", "db-1", "tcp/5432"]).ok();
+    assert!(ok.starts_with("tcp 10.65.0.4 -> 10.65.1.9 port 5432: ALLOWED\n"), "{ok}");
+    assert!(ok.contains("egress of node1.tvweb: allowed by Profile net1 egress rule 1"), "{ok}");
+    assert!(
+        ok.contains("allowed by GlobalNetworkPolicy db-ingress ingress rule 1 (Allow)"),
+        "{ok}"
+    );
+    let denied = s.ctl(&["policy", "explain", "198.51.100.7", "node2.tvdb", "5432"]).ok();
+    assert!(denied.contains(": DENIED\n"), "{denied}");
+    assert!(denied.contains("egress: 198.51.100.7 is not a workload"), "{denied}");
+    assert!(
+        denied.contains("default deny: selected by GlobalNetworkPolicy db-ingress"),
+        "{denied}"
+    );
+    // The db's egress is not selected: its profile allows.
+    assert!(s.ctl(&["policy", "explain", "db-1", "web-1", "icmp"]).ok().contains("ALLOWED"));
+
+    let err = s.ctl(&["policy", "explain", "nobody", "db-1", "tcp/1"]).fails();
+    assert!(err.contains("neither an IP address nor a workload"), "{err}");
+    let err = s.ctl(&["policy", "explain", "web-1", "db-1", "tcp"]).fails();
+    assert!(err.contains("the port is missing"), "{err}");
+    let bad = "apiVersion: tartan/v1\nkind: GlobalNetworkPolicy\nmetadata: {name: bad}\nspec:\n  ingress: [{action: Allow, destination: {ports: [80]}}]\n";
+    let err = s.ctl(&["apply", "-f", &s.file("bad.yaml", bad)]).fails();
+    assert!(err.contains("spec.ingress[0].destination.ports needs protocol"), "{err}");
+}

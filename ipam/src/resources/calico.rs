@@ -63,6 +63,8 @@ pub fn to_tartan(kind: Kind, mut doc: Value) -> Result<Value, String> {
         Kind::BgpPeer => peer(spec)?,
         Kind::Node => node(spec)?,
         Kind::IpamConfig => ipam_config(spec, calico)?,
+        Kind::GlobalNetworkPolicy => super::calico_policy::global_network_policy(spec)?,
+        Kind::Profile => super::calico_policy::profile(spec)?,
         _ => {}
     }
     Ok(doc)
@@ -114,7 +116,7 @@ fn short(v: &Value) -> String {
 }
 
 /// Removes `field`; `allowed` says which values Tartan honours (anything else is refused).
-fn only(
+pub(crate) fn only(
     spec: &mut Map<String, Value>,
     field: &str,
     allowed: &[&str],
@@ -132,7 +134,7 @@ fn only(
 }
 
 /// Removes `field` when it is empty, false or zero; refuses anything else.
-fn unset(spec: &mut Map<String, Value>, field: &str, why: &str) -> Result<(), String> {
+pub(crate) fn unset(spec: &mut Map<String, Value>, field: &str, why: &str) -> Result<(), String> {
     match spec.remove(field) {
         None | Some(Value::Null) | Some(Value::Bool(false)) => Ok(()),
         Some(Value::String(s)) if s.is_empty() => Ok(()),

@@ -17,6 +17,9 @@ pub enum Kind {
     IpamBlock,
     BlockAffinity,
     IpamHandle,
+    GlobalNetworkPolicy,
+    Profile,
+    GlobalNetworkSet,
 }
 
 /// Who may write a kind.
@@ -179,6 +182,49 @@ const KINDS: &[(Kind, KindInfo)] = &[
             summary: "the addresses held under one handle (read-only)",
         },
     ),
+    (
+        Kind::GlobalNetworkPolicy,
+        KindInfo {
+            kind: "GlobalNetworkPolicy",
+            calico_kind: None,
+            plural: "globalnetworkpolicies",
+            aliases: &[
+                "globalnetworkpolicy",
+                "globalnetworkpolicies",
+                "gnp",
+                "gnps",
+                "policy",
+                "policies",
+            ],
+            writer: Writer::Operator,
+            singleton: None,
+            summary: "rules for the workloads a selector picks (ingress, egress; Allow, Deny, Pass, Log)",
+        },
+    ),
+    (
+        Kind::Profile,
+        KindInfo {
+            kind: "Profile",
+            calico_kind: None,
+            plural: "profiles",
+            aliases: &["profile", "profiles", "pro", "pros"],
+            writer: Writer::Operator,
+            singleton: None,
+            summary: "a network's labels for its workloads and the rules when no policy decides",
+        },
+    ),
+    (
+        Kind::GlobalNetworkSet,
+        KindInfo {
+            kind: "GlobalNetworkSet",
+            calico_kind: None,
+            plural: "globalnetworksets",
+            aliases: &["globalnetworkset", "globalnetworksets", "gns", "netset", "netsets"],
+            writer: Writer::Operator,
+            singleton: None,
+            summary: "labelled addresses outside the fabric, for rules to select",
+        },
+    ),
 ];
 
 impl Kind {
@@ -251,7 +297,8 @@ mod tests {
                 assert_eq!(Kind::lookup(alias), Some(kind));
             }
         }
-        assert_eq!(KINDS.len(), 11);
+        assert_eq!(KINDS.len(), 14);
+        assert_eq!(Kind::lookup("gnp"), Some(Kind::GlobalNetworkPolicy));
         assert_eq!(Kind::lookup("IPPool"), Some(Kind::IpPool));
         assert_eq!(Kind::lookup("bgpPeer"), Some(Kind::BgpPeer));
         assert_eq!(Kind::lookup("nonsense"), None);

@@ -7,17 +7,21 @@
 //! a raw resource into a checked, defaulted one. Nothing here touches storage.
 
 pub mod calico;
+mod calico_policy;
 pub mod duration;
 pub mod kinds;
+pub mod policy;
 pub mod selector;
 pub mod specs;
 pub mod validate;
+pub mod validate_policy;
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 pub use kinds::{Kind, KindInfo};
+pub use policy::{GlobalNetworkPolicySpec, GlobalNetworkSetSpec, ProfileSpec};
 pub use selector::Selector;
 pub use specs::*;
 
@@ -44,6 +48,9 @@ spec_of! {
     WorkloadEndpointSpec => WorkloadEndpoint,
     NodeStatusSpec => NodeStatus,
     NodeCredentialSpec => NodeCredential,
+    GlobalNetworkPolicySpec => GlobalNetworkPolicy,
+    ProfileSpec => Profile,
+    GlobalNetworkSetSpec => GlobalNetworkSet,
 }
 
 /// The only API version this build speaks.

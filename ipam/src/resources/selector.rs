@@ -1,8 +1,11 @@
 //! Label selectors in Calico's syntax: `all()`, `has(k)`, `!has(k)`, `k == 'v'`, `k != 'v'`,
-//! `k in {'a', 'b'}`, `k not in {...}`, `!`, `&&`, `||` and parentheses.
+//! `k in {'a', 'b'}`, `k not in {...}`, `k contains 'v'`, `k starts with 'v'`,
+//! `k ends with 'v'`, `!`, `&&`, `||` and parentheses, with Calico's precedence (the match
+//! operators, then parentheses, `!`, `&&`, `||`). `!=` and `not in` match when the label is
+//! absent; the other comparisons need it.
 //!
-//! Used by `IPPool.nodeSelector`, `BGPPeer.nodeSelector` and list queries. A selector is parsed
-//! once when a resource is validated; evaluation never fails.
+//! Used by `IPPool.nodeSelector`, `BGPPeer.nodeSelector`, the policy kinds and list queries. A
+//! selector is parsed once when a resource is validated; evaluation never fails.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -16,10 +19,19 @@ pub enum Selector {
     Ne(String, String),
     In(String, Vec<String>),
     NotIn(String, Vec<String>),
+    Contains(String, String),
+    StartsWith(String, String),
+    EndsWith(String, String),
     Not(Box<Selector>),
     And(Box<Selector>, Box<Selector>),
     Or(Box<Selector>, Box<Selector>),
 }
+
+/// Calico's longest selector, in characters.
+pub const MAX_SELECTOR_LEN: usize = 1024;
+
+/// How deep parentheses and `!` may nest (a bound on the parser's recursion).
+const MAX_DEPTH: usize = 128;
 
 /// Why a selector did not parse, with the character offset where it went wrong.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -33,7 +45,14 @@ pub struct SelectorError {
 impl Selector {
     /// Parses a selector; the empty string means `all()`.
     pub fn parse(input: &str) -> Result<Selector, SelectorError> {
-        let mut p = Parser { s: input.as_bytes(), pos: 0, input };
+        let mut p = Parser { s: input.as_bytes(), pos: 0, input, depth: 0 };
+        if input.chars().count() > MAX_SELECTOR_LEN {
+            return Err(SelectorError {
+                input: input.chars().take(64).chain("...".chars()).collect(),
+                offset: MAX_SELECTOR_LEN,
+                what: format!("a selector is at most {MAX_SELECTOR_LEN} characters"),
+            });
+        }
         p.skip_ws();
         if p.pos == p.s.len() {
             return Ok(Selector::All);
@@ -55,6 +74,9 @@ impl Selector {
             Selector::Ne(k, v) => labels.get(k) != Some(v),
             Selector::In(k, vs) => labels.get(k).is_some_and(|v| vs.contains(v)),
             Selector::NotIn(k, vs) => !labels.get(k).is_some_and(|v| vs.contains(v)),
+            Selector::Contains(k, s) => labels.get(k).is_some_and(|v| v.contains(s.as_str())),
+            Selector::StartsWith(k, s) => labels.get(k).is_some_and(|v| v.starts_with(s.as_str())),
+            Selector::EndsWith(k, s) => labels.get(k).is_some_and(|v| v.ends_with(s.as_str())),
             Selector::Not(s) => !s.matches(labels),
             Selector::And(a, b) => a.matches(labels) && b.matches(labels),
             Selector::Or(a, b) => a.matches(labels) || b.matches(labels),
@@ -79,6 +101,9 @@ impl fmt::Display for Selector {
             Selector::Ne(k, v) => write!(f, "{k} != {}", quoted(v)),
             Selector::In(k, vs) => write!(f, "{k} in {{{}}}", list(vs)),
             Selector::NotIn(k, vs) => write!(f, "{k} not in {{{}}}", list(vs)),
+            Selector::Contains(k, v) => write!(f, "{k} contains {}", quoted(v)),
+            Selector::StartsWith(k, v) => write!(f, "{k} starts with {}", quoted(v)),
+            Selector::EndsWith(k, v) => write!(f, "{k} ends with {}", quoted(v)),
             Selector::Not(s) => write!(f, "!({s})"),
             Selector::And(a, b) => write!(f, "({a}) && ({b})"),
             Selector::Or(a, b) => write!(f, "({a}) || ({b})"),
@@ -90,6 +115,7 @@ struct Parser<'a> {
     s: &'a [u8],
     pos: usize,
     input: &'a str,
+    depth: usize,
 }
 
 impl Parser<'_> {
@@ -113,6 +139,23 @@ impl Parser<'_> {
         }
     }
 
+    /// Words separated by any whitespace (`not in`, `starts  with`), the last one not run
+    /// into a label name (`contains` but not `containsx`).
+    fn eat_words(&mut self, words: &[&str]) -> bool {
+        let start = self.pos;
+        for w in words {
+            if !self.eat(w) {
+                self.pos = start;
+                return false;
+            }
+        }
+        if self.s.get(self.pos).is_some_and(|c| c.is_ascii_alphanumeric() || b"_./-".contains(c)) {
+            self.pos = start;
+            return false;
+        }
+        true
+    }
+
     fn or(&mut self) -> Result<Selector, SelectorError> {
         let mut left = self.and()?;
         while self.eat("||") {
@@ -130,6 +173,16 @@ impl Parser<'_> {
     }
 
     fn unary(&mut self) -> Result<Selector, SelectorError> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(self.error(&format!("nested more than {MAX_DEPTH} deep")));
+        }
+        let r = self.term();
+        self.depth -= 1;
+        r
+    }
+
+    fn term(&mut self) -> Result<Selector, SelectorError> {
         if self.eat("!") {
             return Ok(Selector::Not(Box::new(self.unary()?)));
         }
@@ -140,8 +193,13 @@ impl Parser<'_> {
             }
             return Ok(inner);
         }
-        if self.eat("all()") {
+        if self.eat_call("all") {
             return Ok(Selector::All);
+        }
+        if self.eat_call("global") {
+            return Err(self.error(
+                "global() selects what has no namespace, and Tartan has no namespaces: use all()",
+            ));
         }
         if self.eat("has(") {
             let key = self.key()?;
@@ -155,13 +213,31 @@ impl Parser<'_> {
             Ok(Selector::Eq(key, self.string()?))
         } else if self.eat("!=") {
             Ok(Selector::Ne(key, self.string()?))
-        } else if self.eat("not in") {
+        } else if self.eat_words(&["not", "in"]) {
             Ok(Selector::NotIn(key, self.set()?))
-        } else if self.eat("in") {
+        } else if self.eat_words(&["in"]) {
             Ok(Selector::In(key, self.set()?))
+        } else if self.eat_words(&["contains"]) {
+            Ok(Selector::Contains(key, self.string()?))
+        } else if self.eat_words(&["starts", "with"]) {
+            Ok(Selector::StartsWith(key, self.string()?))
+        } else if self.eat_words(&["ends", "with"]) {
+            Ok(Selector::EndsWith(key, self.string()?))
         } else {
-            Err(self.error("expected `==`, `!=`, `in` or `not in` after the label name"))
+            Err(self.error(
+                "expected `==`, `!=`, `in`, `not in`, `contains`, `starts with` or `ends with` after the label name",
+            ))
         }
+    }
+
+    /// `name()` with any whitespace inside the parentheses.
+    fn eat_call(&mut self, name: &str) -> bool {
+        let start = self.pos;
+        if self.eat(name) && self.eat("(") && self.eat(")") {
+            return true;
+        }
+        self.pos = start;
+        false
     }
 
     fn key(&mut self) -> Result<String, SelectorError> {
@@ -207,6 +283,10 @@ impl Parser<'_> {
             if !self.eat(",") {
                 return Err(self.error("expected `,` or `}` in a set of values"));
             }
+            // A trailing comma, as Calico allows.
+            if self.eat("}") {
+                return Ok(values);
+            }
         }
     }
 }
@@ -241,8 +321,40 @@ mod tests {
     }
 
     #[test]
+    fn substring_operators_need_the_label() {
+        let s = Selector::parse(
+            "name contains 'web' && zone starts  with \"eu-\" && !(host ends with '-old')",
+        )
+        .expect("parses");
+        assert!(s.matches(&labels(&[("name", "my-web-1"), ("zone", "eu-west"), ("host", "h1")])));
+        assert!(s.matches(&labels(&[("name", "web"), ("zone", "eu-")])), "host absent");
+        assert!(!s.matches(&labels(&[("name", "web"), ("zone", "us-east")])));
+        assert!(!s.matches(&labels(&[("zone", "eu-west")])), "name absent");
+        assert!(!s.matches(&labels(&[("name", "web"), ("zone", "eu-1"), ("host", "h-old")])));
+        // Keywords are words: a label may start with one.
+        let k = Selector::parse("containsx == 'a' && all() && has(in) && notin notin {'b'}")
+            .expect("parses");
+        assert!(k.matches(&labels(&[("containsx", "a"), ("in", "")])));
+        assert!(Selector::parse("all( )").is_ok());
+        assert!(Selector::parse("a in {'x',}").is_ok_and(|s| s.matches(&labels(&[("a", "x")]))));
+    }
+
+    #[test]
+    fn limits_and_global() {
+        let long = format!("a == '{}'", "x".repeat(1100));
+        assert!(Selector::parse(&long).expect_err("too long").to_string().contains("1024"));
+        let deep = format!("{}has(a){}", "(".repeat(200), ")".repeat(200));
+        assert!(Selector::parse(&deep).expect_err("too deep").to_string().contains("nested"));
+        let nots = format!("{}has(a)", "!".repeat(100));
+        assert!(Selector::parse(&nots).is_ok());
+        assert!(
+            Selector::parse("global()").expect_err("no namespaces").to_string().contains("all()")
+        );
+    }
+
+    #[test]
     fn display_round_trips_through_parse() {
-        let s = Selector::parse("a == 'x' || !has(b) && c in {'1','2'}").expect("parses");
+        let s = Selector::parse("a == 'x' || !has(b) && c in {'1','2'} || d contains 'y' && e starts with 'z' || f ends with '.'").expect("parses");
         assert_eq!(Selector::parse(&s.to_string()), Ok(s));
         // A value holding a single quote prints in double quotes (found by the fuzzer).
         for text in ["n != \"'\"", "n in {\"it's\", 'b'}", "!!n == \"a'b\""] {

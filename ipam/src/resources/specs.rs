@@ -417,6 +417,23 @@ pub struct WorkloadEndpointSpec {
     pub mac: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub attributes: BTreeMap<String, String>,
+    /// The profiles consulted when no policy decides, in order (its network's by default).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub profiles: Vec<String>,
+}
+
+impl WorkloadEndpointSpec {
+    /// `profiles`, or the workload's network (the handle's `<network>.` prefix) when none are
+    /// recorded.
+    pub fn profile_names(&self) -> Vec<String> {
+        if !self.profiles.is_empty() {
+            return self.profiles.clone();
+        }
+        match self.handle.rsplit_once('.') {
+            Some((network, _)) if !network.is_empty() => vec![network.to_string()],
+            _ => Vec::new(),
+        }
+    }
 }
 
 /// `NodeCredential` (named after its node): the SHA-256 of the secret part of a node agent's

@@ -12,8 +12,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::kinds::Kind;
+use super::policy::{GlobalNetworkPolicySpec, GlobalNetworkSetSpec, ProfileSpec};
 use super::selector::Selector;
 use super::specs::*;
+use super::validate_policy;
 use super::{API_VERSION, RawResource, Resource};
 
 /// What validation needs to know about the rest of the store.
@@ -65,6 +67,15 @@ pub fn validate(kind: Kind, raw: RawResource, ctx: &Context<'_>) -> Result<RawRe
         Kind::NodeCredential => {
             typed(&raw, |r: &mut Resource<NodeCredentialSpec>| node_credential(r))
         }
+        Kind::GlobalNetworkPolicy => typed(&raw, |r: &mut Resource<GlobalNetworkPolicySpec>| {
+            validate_policy::global_network_policy(&mut r.spec)
+        }),
+        Kind::Profile => {
+            typed(&raw, |r: &mut Resource<ProfileSpec>| validate_policy::profile(&r.spec))
+        }
+        Kind::GlobalNetworkSet => typed(&raw, |r: &mut Resource<GlobalNetworkSetSpec>| {
+            validate_policy::network_set(&mut r.spec)
+        }),
         Kind::IpamBlock | Kind::BlockAffinity | Kind::IpamHandle => Err(format!(
             "{kind} is a read-only view of the IPAM; change it through `tartanctl ipam ...`"
         )),
@@ -100,7 +111,7 @@ pub fn check_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn check_labels(labels: &BTreeMap<String, String>) -> Result<(), String> {
+pub(crate) fn check_labels(labels: &BTreeMap<String, String>) -> Result<(), String> {
     let ok = |s: &str| s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c));
     for (k, v) in labels {
         if k.is_empty() || k.len() > 253 || !ok(k) {

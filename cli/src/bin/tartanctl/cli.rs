@@ -111,6 +111,9 @@ pub enum Command {
     /// Datastore commands: migrate a sled datastore into etcd.
     #[command(subcommand)]
     Datastore(DatastoreCommand),
+    /// Network policy: explain what the policies do to a packet.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
     /// Print the client's version and the API server's.
     #[command(after_help = VERSION_EXAMPLES)]
     Version(VersionArgs),
@@ -552,6 +555,35 @@ report is shown, since a node that stopped reporting keeps its last one.
 Examples:
   tartanctl node status
   tartanctl node status node1";
+
+#[derive(Subcommand, Debug)]
+pub enum PolicyCommand {
+    /// Which policy (or profile, or default) allows or denies a packet from SRC to DST, and why.
+    #[command(after_help = EXPLAIN_EXAMPLES)]
+    Explain(ExplainArgs),
+}
+
+const EXPLAIN_EXAMPLES: &str = "\
+The workloads' labels, the GlobalNetworkPolicies, Profiles and GlobalNetworkSets are read from
+the API and evaluated as the node agents enforce them: the source's egress, then the
+destination's ingress. A side that is not a workload of the fabric is not policed.
+
+Examples:
+  tartanctl policy explain node1.tvethab12cd 10.65.0.9 tcp/5432
+  tartanctl policy explain web-1 db-1 udp/53          (container IDs)
+  tartanctl policy explain 192.0.2.7 10.65.0.9 icmp/8
+  tartanctl policy explain fd00::5 fd00::9 icmpv6/128";
+
+#[derive(Args, Debug)]
+pub struct ExplainArgs {
+    /// The source: a workload (its name or container ID) or an IP address.
+    pub src: String,
+    /// The destination: a workload (its name or container ID) or an IP address.
+    pub dst: String,
+    /// The packet: tcp/PORT, udp/PORT, sctp/PORT, PORT (TCP), icmp[/TYPE[/CODE]],
+    /// icmpv6[/TYPE[/CODE]] or proto/NUMBER.
+    pub packet: String,
+}
 
 #[derive(Args, Debug)]
 pub struct NodeStatusArgs {

@@ -205,6 +205,13 @@ impl Api {
         self.client.call_with(method, path, body, headers).await.map_err(|e| self.error(e))
     }
 
+    /// Every resource of a kind, typed.
+    pub async fn list<S: tartan_ipam::resources::Spec>(
+        &self,
+    ) -> Result<Vec<tartan_ipam::resources::Resource<S>>> {
+        self.client.list::<S>(None).await.map(|l| l.items).map_err(|e| self.error(e))
+    }
+
     /// A GET whose 404 is an answer, not an error.
     pub async fn get_optional<T: DeserializeOwned>(&self, path: &str) -> Result<Option<T>> {
         match self.get(path).await {

@@ -266,6 +266,39 @@ pub const VIEWS: &[View] = &[
         wide: &[],
         needs_default_as: false,
     },
+    View {
+        kind: Kind::GlobalNetworkPolicy,
+        columns: &[col("NAME", name)],
+        wide: &[
+            col("ORDER", |r, _| spec(r, "/order")),
+            col("SELECTOR", |r, _| match spec(r, "/selector") {
+                s if s.is_empty() => "all()".into(),
+                s => s,
+            }),
+            col("TYPES", |r, _| spec(r, "/types")),
+        ],
+        needs_default_as: false,
+    },
+    View {
+        kind: Kind::Profile,
+        columns: &[col("NAME", name)],
+        wide: &[col("LABELSTOAPPLY", |r, _| {
+            let labels = r.spec.pointer("/labelsToApply").and_then(Value::as_object);
+            labels
+                .map(|l| {
+                    l.iter().map(|(k, v)| format!("{k}={}", text(Some(v)))).collect::<Vec<_>>()
+                })
+                .unwrap_or_default()
+                .join(",")
+        })],
+        needs_default_as: false,
+    },
+    View {
+        kind: Kind::GlobalNetworkSet,
+        columns: &[col("NAME", name)],
+        wide: &[col("NETS", |r, _| spec(r, "/nets")), col("LABELS", labels)],
+        needs_default_as: false,
+    },
 ];
 
 /// The row of a kind (every kind has one: the `every_kind_has_a_view` test holds this).

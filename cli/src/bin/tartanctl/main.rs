@@ -15,6 +15,7 @@ mod ipam_show;
 mod kinds;
 mod node;
 mod output;
+mod policy;
 mod resources;
 
 use std::process::ExitCode;
@@ -22,7 +23,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser};
 use serde_json::Value;
 
-use cli::{Cli, Command, DatastoreCommand, IpamCommand, NodeCommand, VersionArgs};
+use cli::{Cli, Command, DatastoreCommand, IpamCommand, NodeCommand, PolicyCommand, VersionArgs};
 use context::{Ctx, Error, Result};
 use output::emit;
 use resources::Write;
@@ -82,6 +83,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Ipam(IpamCommand::Allocate(args)) => ipam::allocate(&ctx, args).await,
         Command::Node(NodeCommand::Status(args)) => node::status(&ctx, args).await,
         Command::Node(NodeCommand::Credential(cmd)) => credential::run(&ctx, cmd).await,
+        Command::Policy(PolicyCommand::Explain(args)) => policy::explain(&ctx, args).await,
         Command::Version(args) => version(&ctx, args).await,
         Command::Datastore(_) => Ok(()),
         Command::Completion(_) => Ok(()),

@@ -220,6 +220,14 @@ pub async fn write(ctx: &Ctx, args: FileArgs, how: Write) -> Result<()> {
         }
     }
     emit(&format!("Successfully {done} {}\n", count_by_kind(&docs)));
+    if docs.iter().any(|d| {
+        matches!(d.kind, Kind::GlobalNetworkPolicy | Kind::Profile | Kind::GlobalNetworkSet)
+    }) {
+        eprintln!(
+            "note: this build stores and explains policy (`tartanctl policy explain`), but the \
+             node agents do not enforce it yet: traffic is not filtered"
+        );
+    }
     Ok(())
 }
 
