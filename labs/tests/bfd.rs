@@ -3,6 +3,7 @@
 //!
 //! - BFD comes up with FRR and with BIRD; FRR's `show bfd peers json` shows our timers; a
 //!   peer that asks for slower packets slows ours, and faster again.
+//! - FRR's AdminDown (`shutdown` in its BFD profile) takes neither BGP nor a route down.
 //! - A leaf that goes silent (nft drops everything inside it, links stay up) during a 1000
 //!   pps ping between containers on the two hosts: both hosts drop it within the detection
 //!   time, far inside the 9 s hold time; traffic comes back to both leaves when it recovers.
@@ -163,6 +164,39 @@ fn bfd_takes_a_silent_leaf_or_host_out_of_the_fabric_within_its_detection_time()
         if hops == both { Ok(()) } else { Err(format!("{hops:?}")) }
     });
     lab.wait_for("c1 pings c2", Duration::from_secs(10), || ping(&lab, c1, &c2_addr));
+
+    // FRR puts its BFD sessions in AdminDown: a peer's AdminDown is not a path failure (RFC
+    // 5882 §3.2), so BGP stays up and the routes through leaf-a stay; back up after.
+    let frr_shutdown = |down: bool| {
+        let no = if down { "" } else { "no " };
+        lab.sh_ok(
+            "leaf-a",
+            &format!("vtysh -c 'configure terminal' -c 'bfd' -c 'profile fast' -c '{no}shutdown'"),
+        );
+    };
+    frr_shutdown(true);
+    lab.wait_for("both hosts see leaf-a's AdminDown", CONVERGE, || {
+        for host in HOSTS {
+            let s = host_bfd(&lab, host)?;
+            let leaf_a = s.iter().find(|(p, _)| p.starts_with("10.1.")).map(|(_, b)| b.clone());
+            match leaf_a {
+                Some(b)
+                    if b["state"] == "down"
+                        && b["diagnostic"] == "neighbor signaled session down" => {}
+                other => return Err(format!("{host}: {other:?}")),
+            }
+        }
+        Ok(())
+    });
+    for _ in 0..4 {
+        // Well past the 300 ms detection time, again and again: nothing was torn down.
+        std::thread::sleep(Duration::from_millis(500));
+        sessions_established(&lab, &HOSTS, 2).expect("BGP stays up through AdminDown");
+        let hops = gateways(&lab, "host1", &h2_block).expect("route");
+        assert_eq!(hops, both, "routes through leaf-a stay through its AdminDown");
+    }
+    frr_shutdown(false);
+    lab.wait_for("BFD up again after AdminDown", CONVERGE, || hosts_bfd_up(&lab, 100));
 
     // The leaf that carries c1 -> c2: a burst, then the leaves' counters.
     let c1_addr = c1.v4.clone().expect("c1 has an IPv4 address");

@@ -1,7 +1,7 @@
-//! BFD's I/O edge: a thread of its own with a single-threaded tokio runtime that owns every
-//! session, the receiving sockets and one sending socket per session. Nothing else runs on it,
-//! so a RIB busy with a full table cannot delay a packet or a detection (BIRD runs BFD in its
-//! own thread for the same reason).
+//! BFD's I/O edge: a thread of its own that owns every session, the receiving sockets and one
+//! sending socket per session, and sleeps in `ppoll(2)` between deadlines ([`wait`]). Nothing
+//! else runs on it, so a RIB busy with a full table cannot delay a packet or a detection (BIRD
+//! runs BFD in its own thread for the same reason).
 //!
 //! The owner talks to it through [`Bfd`]: add, change and remove sessions by peer address,
 //! subscribe to state changes, read status. Packets are matched to sessions by Your
@@ -9,16 +9,17 @@
 //! packet whose TTL is not 255 never reaches a session (RFC 5881 §5).
 
 pub mod socket;
+mod wait;
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr, UdpSocket as StdUdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixDatagram;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, Sender, TryRecvError};
 use std::time::{Duration, Instant};
 
-use tokio::io::Interest;
-use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
@@ -116,7 +117,8 @@ enum Command {
 /// (some implementations flush on AdminDown, against RFC 5882 §4.2).
 #[derive(Debug, Clone)]
 pub struct Bfd {
-    commands: mpsc::UnboundedSender<Command>,
+    commands: Sender<Command>,
+    nudge: Arc<wait::Nudge>,
     counters: Arc<Counters>,
 }
 
@@ -133,25 +135,17 @@ impl Bfd {
             }
             Err(source) => return Err(BfdError::Listen { source }),
         };
-        let (commands, rx) = mpsc::unbounded_channel();
+        let (commands, rx) = std::sync::mpsc::channel();
+        let (nudge, woken) = wait::Nudge::pair().map_err(BfdError::Thread)?;
         let counters = Arc::new(Counters::default());
-        let thread_counters = counters.clone();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(BfdError::Thread)?;
+        let runner = Runner::new(v4, v6, counters.clone());
         std::thread::Builder::new()
             .name("bfd".into())
             .spawn(move || {
-                runtime.block_on(async move {
-                    match Runner::new(v4, v6, thread_counters) {
-                        Ok(r) => r.run(rx).await,
-                        Err(e) => warn!("BFD cannot run: {e}"),
-                    }
-                });
+                runner.run(&rx, &woken);
             })
             .map_err(BfdError::Thread)?;
-        Ok(Bfd { commands, counters })
+        Ok(Bfd { commands, nudge: Arc::new(nudge), counters })
     }
 
     /// Starts (or reconfigures) the session with `peer`, sending from `local` when given.
@@ -195,7 +189,9 @@ impl Bfd {
     }
 
     fn send(&self, c: Command) -> Result<(), BfdError> {
-        self.commands.send(c).map_err(|_| BfdError::Stopped)
+        self.commands.send(c).map_err(|_| BfdError::Stopped)?;
+        self.nudge.nudge();
+        Ok(())
     }
 }
 
@@ -203,7 +199,9 @@ struct Entry {
     session: Session,
     local: Option<IpAddr>,
     /// `None` while it cannot be opened (the local address is not there yet): the session
-    /// runs, its packets are lost, and the socket is tried again each second.
+    /// runs, its packets are lost, and the socket is tried again each second. Non-blocking and
+    /// not registered with the runtime: a full buffer loses the packet, and no readiness event
+    /// follows every send (each sent packet would otherwise wake the poller again).
     socket: Option<UdpSocket>,
     socket_error: Option<String>,
     retry_at: Instant,
@@ -219,17 +217,26 @@ const BATCH: Duration = Duration::from_millis(2);
 /// How often a session without a socket tries to open one.
 const SOCKET_RETRY: Duration = Duration::from_secs(1);
 
+/// When the next deadline is at most this far away, the thread sleeps to it without waking
+/// for packets, which wait in the socket until then (with many sessions there is always a
+/// deadline this close, so wake-ups follow the send schedule alone). Detection is not
+/// delayed: the sockets are read before any deadline is acted on.
+const PACKET_DELAY: Duration = Duration::from_millis(5);
+
+/// The longest sleep: a dropped last handle ends the thread within this.
+const IDLE: Duration = Duration::from_secs(1);
+
 /// A sending socket for `peer` from the next free source port.
 fn open_sender(
     peer: IpAddr,
     local: Option<IpAddr>,
     next_port: &mut u16,
 ) -> std::io::Result<UdpSocket> {
-    let std_sock = socket::sender(peer, local, *next_port)?;
-    if let Ok(a) = std_sock.local_addr() {
+    let sock = socket::sender(peer, local, *next_port)?;
+    if let Ok(a) = sock.local_addr() {
         *next_port = a.port().checked_add(1).unwrap_or(*socket::SOURCE_PORTS.start());
     }
-    UdpSocket::from_std(std_sock)
+    Ok(sock)
 }
 
 impl Entry {
@@ -254,8 +261,15 @@ impl Entry {
             }
         }
         let Some(sock) = &self.socket else { return };
-        // A full socket buffer loses this packet; BFD tolerates loss by design.
-        match sock.try_send(&p.encode()) {
+        // A full socket buffer loses this packet; BFD tolerates loss by design. A connected
+        // socket reports an earlier ICMP unreachable on the next send, without sending: once
+        // more, then (the peer not listening yet, say).
+        let bytes = p.encode();
+        let sent = match sock.send(&bytes) {
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => sock.send(&bytes),
+            other => other,
+        };
+        match sent {
             Ok(_) => self.packets_out += 1,
             Err(err) => debug!("BFD send to {peer}: {err}"),
         }
@@ -275,16 +289,12 @@ struct Runner {
 }
 
 impl Runner {
-    fn new(
-        v4: StdUdpSocket,
-        v6: Option<StdUdpSocket>,
-        counters: Arc<Counters>,
-    ) -> std::io::Result<Runner> {
+    fn new(v4: UdpSocket, v6: Option<UdpSocket>, counters: Arc<Counters>) -> Runner {
         let mut discriminators = Discriminators::default();
         let seed = u64::from(discriminators.allocate()) << 32 | u64::from(std::process::id());
-        Ok(Runner {
-            v4: UdpSocket::from_std(v4)?,
-            v6: v6.map(UdpSocket::from_std).transpose()?,
+        Runner {
+            v4,
+            v6,
             sessions: HashMap::new(),
             by_disc: HashMap::new(),
             discriminators,
@@ -292,48 +302,53 @@ impl Runner {
             counters,
             next_port: socket::SOURCE_PORTS.start() + (seed % 16384) as u16,
             seed,
-        })
+        }
     }
 
-    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+    /// Until the last handle is dropped.
+    fn run(mut self, commands: &Receiver<Command>, woken: &UnixDatagram) {
         let mut buf = [0u8; 512];
+        let mut fds = vec![woken.as_raw_fd(), self.v4.as_raw_fd()];
+        fds.extend(self.v6.as_ref().map(AsRawFd::as_raw_fd));
+        let mut woke = Instant::now();
         loop {
-            let deadline = self.sessions.values().filter_map(|e| e.session.deadline()).min();
-            let sleep = async {
-                match deadline {
-                    Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
-                    None => std::future::pending().await,
+            loop {
+                match commands.try_recv() {
+                    Ok(c) => self.command(c),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => return,
                 }
-            };
-            let v6_ready = async {
-                match &self.v6 {
-                    Some(s) => s.readable().await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                biased;
-                r = self.v4.readable() => if r.is_ok() { self.drain(false, &mut buf) },
-                r = v6_ready => if r.is_ok() { self.drain(true, &mut buf) },
-                () = sleep => {}
-                c = commands.recv() => match c {
-                    Some(c) => self.command(c),
-                    None => return,
-                },
             }
-            let woke = Instant::now();
-            // Whatever else is ready by now goes in the same wake-up.
-            self.drain(false, &mut buf);
-            if self.v6.is_some() {
+            let now = Instant::now();
+            let deadline = self.sessions.values().filter_map(|e| e.session.deadline()).min();
+            // At most one wake-up per BATCH: with many sessions, packets are read and sent in
+            // groups (at 100 sessions x 100 ms, a few per wake-up instead of one).
+            let until = deadline.unwrap_or(now + IDLE).min(now + IDLE).max(woke + BATCH);
+            let timeout = until.saturating_duration_since(now);
+            let watched = if timeout <= PACKET_DELAY { &fds[..1] } else { &fds[..] };
+            let everything = u8::MAX;
+            let mut ready = wait::wait(watched, timeout).unwrap_or_else(|e| {
+                // ppoll fails only without memory: look at everything, as after a timeout.
+                warn!("BFD cannot wait for packets: {e}");
+                std::thread::sleep(BATCH);
+                everything
+            });
+            if ready & 1 != 0 {
+                wait::drain_nudges(woken);
+            }
+            if watched.len() < fds.len() {
+                // Slept past the sockets: one look at all of them (cheaper than a read each).
+                let sockets = wait::wait(&fds[1..], Duration::ZERO).unwrap_or(everything);
+                ready = (ready & 1) | sockets << 1;
+            }
+            woke = Instant::now();
+            if ready & 0b10 != 0 {
+                self.drain(false, &mut buf);
+            }
+            if ready & 0b100 != 0 {
                 self.drain(true, &mut buf);
             }
             self.tick(woke);
-            // At most one wake-up per BATCH: with many sessions, packets are read and sent
-            // in groups (at 100 sessions x 100 ms, a few per wake-up instead of one).
-            let next = woke + BATCH;
-            if Instant::now() < next {
-                tokio::time::sleep_until(tokio::time::Instant::from_std(next)).await;
-            }
         }
     }
 
@@ -341,9 +356,7 @@ impl Runner {
         loop {
             let sock = if v6 { self.v6.as_ref() } else { Some(&self.v4) };
             let Some(sock) = sock else { return };
-            let fd = sock.as_raw_fd();
-            let res = sock.try_io(Interest::READABLE, || socket::recv_with_ttl(fd, buf));
-            match res {
+            match socket::recv_with_ttl(sock.as_raw_fd(), buf) {
                 Ok((n, from, ttl)) => self.datagram(&buf[..n.min(buf.len())], from, ttl),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
                 Err(e) => {
@@ -397,45 +410,54 @@ impl Runner {
     }
 
     fn tick(&mut self, now: Instant) {
-        let due: Vec<IpAddr> = self
-            .sessions
-            .iter()
-            .filter(|(_, e)| e.session.deadline().is_some_and(|d| d <= now + BATCH))
-            .map(|(p, _)| *p)
-            .collect();
-        for peer in due {
-            if let Some(e) = self.sessions.get_mut(&peer) {
+        for (peer, e) in &mut self.sessions {
+            if e.session.deadline().is_some_and(|d| d <= now + BATCH) {
                 let out = e.session.poll(now);
-                self.outputs(peer, out, now);
+                emit(*peer, e, out, &mut self.next_port, &mut self.subscribers, now);
             }
         }
     }
 
     fn outputs(&mut self, peer: IpAddr, out: Vec<Output>, now: Instant) {
-        let Some(e) = self.sessions.get_mut(&peer) else { return };
-        for o in out {
-            match o {
-                Output::Send(p) => e.send(peer, &p, &mut self.next_port, now),
-                Output::Changed(t) => {
-                    let note = if t.peer_restarted {
-                        "; a new session at the peer, not a path failure"
-                    } else if t.remote_admin_down {
-                        "; the peer's AdminDown, not a path failure"
-                    } else {
-                        ""
-                    };
-                    if t.to == State::Up || t.from == State::Up {
-                        info!(%peer, "BFD session {} -> {} ({}{note})", t.from, t.to, t.diag);
-                    } else {
-                        debug!(%peer, "BFD session {} -> {} ({}{note})", t.from, t.to, t.diag);
-                    }
-                    let ev = Event { peer, transition: t, at: now };
-                    self.subscribers.retain(|s| s.send(ev).is_ok());
+        if let Some(e) = self.sessions.get_mut(&peer) {
+            emit(peer, e, out, &mut self.next_port, &mut self.subscribers, now);
+        }
+    }
+}
+
+/// A session's outputs: packets sent, state changes logged and told to the subscribers.
+fn emit(
+    peer: IpAddr,
+    e: &mut Entry,
+    out: Vec<Output>,
+    next_port: &mut u16,
+    subscribers: &mut Vec<mpsc::UnboundedSender<Event>>,
+    now: Instant,
+) {
+    for o in out {
+        match o {
+            Output::Send(p) => e.send(peer, &p, next_port, now),
+            Output::Changed(t) => {
+                let note = if t.peer_restarted {
+                    "; a new session at the peer, not a path failure"
+                } else if t.remote_admin_down {
+                    "; the peer's AdminDown, not a path failure"
+                } else {
+                    ""
+                };
+                if t.to == State::Up || t.from == State::Up {
+                    info!(%peer, "BFD session {} -> {} ({}{note})", t.from, t.to, t.diag);
+                } else {
+                    debug!(%peer, "BFD session {} -> {} ({}{note})", t.from, t.to, t.diag);
                 }
+                let ev = Event { peer, transition: t, at: now };
+                subscribers.retain(|s| s.send(ev).is_ok());
             }
         }
     }
+}
 
+impl Runner {
     fn command(&mut self, c: Command) {
         let now = Instant::now();
         match c {
