@@ -118,6 +118,47 @@ fn quickstart_fabric_routes_containers_across_hosts_over_bgp() {
     let show = lab.sh_ok("host1", "tartanctl ipam show");
     assert!(show.matches("| 6 (0%)").count() == 2, "{show}");
 
+    // Labels from the runtime (args.cni.labels) and Kubernetes' CNI_ARGS reach the workload's
+    // record; policy is explained over them, and a label changed by the operator counts.
+    lab.sh_ok(
+        "host1",
+        "tartan sandbox add shop --label app=shop --label tier= --args 'K8S_POD_NAMESPACE=team-a;K8S_POD_NAME=shop-0'",
+    );
+    let weps: serde_json::Value =
+        serde_json::from_str(&lab.sh_ok("host1", "tartanctl get weps -o json")).expect("json");
+    let shop = weps["items"]
+        .as_array()
+        .and_then(|l| l.iter().find(|w| w["spec"]["containerID"] == "shop"))
+        .cloned()
+        .unwrap_or_default();
+    let labels = &shop["metadata"]["labels"];
+    assert_eq!(
+        (labels["app"].as_str(), labels["tier"].as_str()),
+        (Some("shop"), Some("")),
+        "{shop}"
+    );
+    assert_eq!(labels["tartan.io/namespace"], "team-a", "{shop}");
+    assert_eq!(labels["tartan.io/pod"], "shop-0", "{shop}");
+    assert_eq!(labels["tartan.io/node"], "host1", "{shop}");
+    assert_eq!(shop["spec"]["profiles"][0], "tartan", "{shop}");
+    let policy = "cat > /tmp/shop.yaml <<'END'
+apiVersion: tartan/v1
+kind: GlobalNetworkPolicy
+metadata: {name: shop}
+spec:
+  selector: app == 'shop'
+  ingress: [{action: Allow, protocol: TCP, source: {selector: tartan.io/namespace == 'team-a'}}]
+END
+tartanctl apply -f /tmp/shop.yaml";
+    lab.sh_ok("host1", policy);
+    let explain = lab.sh_ok("host1", "tartanctl policy explain web3 shop tcp/80");
+    assert!(explain.contains(": DENIED"), "{explain}");
+    let wep = shop["metadata"]["name"].as_str().unwrap_or_default();
+    lab.sh_ok("host1", &format!("tartanctl label wep {wep} app=other --overwrite"));
+    let explain = lab.sh_ok("host1", "tartanctl policy explain web3 shop tcp/80");
+    assert!(explain.contains(": ALLOWED") && explain.contains("Profile tartan"), "{explain}");
+    lab.sh_ok("host1", "tartanctl delete gnp shop && tartan sandbox del shop");
+
     // Removing a container removes its route and frees its address.
     let web2 = wls["web2"].clone();
     let web2_v4 = web2.v4.clone().unwrap_or_default();

@@ -241,6 +241,10 @@ async fn add(shared: &Shared, req: &Request) -> Result<CniResult, CniError> {
         ));
     }
     let node = shared.cfg.node_name.clone();
+    // Checked before any address is taken: a bad label fails the ADD with nothing to undo.
+    let labels =
+        super::labels::workload_labels(&node, &req.network, req.args.as_deref(), &req.labels)
+            .map_err(|e| CniError::new(code::INVALID_CONFIG, e, ""))?;
     let handle = handle_of(req);
     let (v4, v6) = families(shared).await?;
     let body = json!({"node": node, "handle": handle, "ipv4": v4, "ipv6": v6,
@@ -259,7 +263,7 @@ async fn add(shared: &Shared, req: &Request) -> Result<CniResult, CniError> {
         .collect();
     let host_if = veth::host_name(&req.network, &req.container_id, &req.ifname);
     let wired = if ips.len() as u32 == v4 + v6 {
-        wire(shared, req, &netns, &host_if, &ips).await
+        wire(shared, req, &netns, &host_if, &ips, &labels).await
     } else {
         Err(CniError::new(
             code::AGENT_FAILED,
@@ -298,6 +302,7 @@ async fn wire(
     netns: &Path,
     host_if: &str,
     ips: &[IpNet],
+    labels: &std::collections::BTreeMap<String, String>,
 ) -> Result<CniResult, CniError> {
     let io = |what: &str| {
         let what = what.to_string();
@@ -324,9 +329,9 @@ async fn wire(
         handle: handle_of(req),
     };
     let wep = json!({"apiVersion": "tartan/v1", "kind": "WorkloadEndpoint",
-        "metadata": {"name": endpoint_name(&shared.cfg.node_name, host_if)},
+        "metadata": {"name": endpoint_name(&shared.cfg.node_name, host_if), "labels": labels},
         "spec": {"node": shared.cfg.node_name, "containerID": req.container_id, "handle": ep.handle,
-                 "interfaceName": host_if, "ipNetworks": ips, "mac": mac}});
+                 "interfaceName": host_if, "ipNetworks": ips, "mac": mac, "profiles": [req.network]}});
     shared
         .client
         .call::<serde_json::Value>(

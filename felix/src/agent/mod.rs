@@ -14,6 +14,7 @@ mod config;
 mod datastore;
 pub mod endpoints;
 mod error;
+pub mod labels;
 pub mod metrics;
 pub mod nat;
 pub mod peerings;

@@ -139,7 +139,12 @@ pub fn run(env: impl Fn(&str) -> Option<String>, stdin: &[u8]) -> Outcome {
             ),
         );
     }
+    let labels = match conf.labels() {
+        Ok(l) => l,
+        Err(e) => return fail(&version, CniError::new(code::INVALID_CONFIG, e, "")),
+    };
     let request = Request {
+        labels,
         command,
         network: conf.name.clone(),
         container_id,

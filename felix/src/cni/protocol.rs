@@ -34,6 +34,9 @@ pub struct Request {
     pub mtu: Option<u32>,
     #[serde(default)]
     pub prev_result: Option<CniResult>,
+    /// The workload's labels from `args.cni.labels` of the network configuration.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]

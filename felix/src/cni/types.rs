@@ -47,6 +47,33 @@ pub struct NetConf {
     pub mtu: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prev_result: Option<serde_json::Value>,
+    /// Arguments from the runtime (CNI's conventions); `args.cni.labels` label the workload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args: Option<serde_json::Value>,
+}
+
+impl NetConf {
+    /// `args.cni.labels`: `[{"key": K, "value": V}, ...]`; later pairs win.
+    pub fn labels(&self) -> Result<std::collections::BTreeMap<String, String>, String> {
+        let Some(list) = self.args.as_ref().and_then(|a| a.pointer("/cni/labels")) else {
+            return Ok(Default::default());
+        };
+        let bad = || {
+            format!("args.cni.labels must be a list of {{\"key\": K, \"value\": V}}, not {list}")
+        };
+        let items = list.as_array().ok_or_else(bad)?;
+        items
+            .iter()
+            .map(|item| {
+                let key = item.get("key").and_then(serde_json::Value::as_str).ok_or_else(bad)?;
+                let value = match item.get("value") {
+                    None | Some(serde_json::Value::Null) => "",
+                    Some(v) => v.as_str().ok_or_else(bad)?,
+                };
+                Ok((key.to_string(), value.to_string()))
+            })
+            .collect()
+    }
 }
 
 /// The spec's error object.

@@ -31,6 +31,8 @@ pub struct Invocation<'a> {
     pub ifname: &'a str,
     /// `K=V;K=V`, or empty.
     pub args: &'a str,
+    /// `args.cni.labels` for every plugin's configuration (none: the key is left out).
+    pub labels: &'a [(String, String)],
     pub cni_path: &'a [PathBuf],
     pub timeout: Duration,
 }
@@ -49,14 +51,37 @@ pub fn join_path(cni_path: &[PathBuf]) -> String {
     dirs.join(":")
 }
 
-/// Plugin `i`'s stdin: its object with `name` and `cniVersion` from the list, and
-/// `prevResult` (libcni's `buildOneConfig`).
-pub fn plugin_stdin(list: &NetworkConfigList, i: usize, prev: Option<&Value>) -> Vec<u8> {
+/// Plugin `i`'s stdin: its object with `name` and `cniVersion` from the list,
+/// `prevResult` (libcni's `buildOneConfig`), and `labels` as `args.cni.labels` (CNI's
+/// conventions: `[{"key": K, "value": V}]`, beside any other `args` the list has).
+pub fn plugin_stdin(
+    list: &NetworkConfigList,
+    i: usize,
+    prev: Option<&Value>,
+    labels: &[(String, String)],
+) -> Vec<u8> {
     let mut conf: Map<String, Value> = list.plugins.get(i).cloned().unwrap_or_default();
     conf.insert("name".into(), Value::String(list.name.clone()));
     conf.insert("cniVersion".into(), Value::String(list.cni_version.clone()));
     if let Some(prev) = prev {
         conf.insert("prevResult".into(), prev.clone());
+    }
+    if !labels.is_empty() {
+        let list: Vec<Value> =
+            labels.iter().map(|(k, v)| serde_json::json!({"key": k, "value": v})).collect();
+        let args = conf.entry("args").or_insert_with(|| Value::Object(Map::new()));
+        if !args.is_object() {
+            *args = Value::Object(Map::new());
+        }
+        if let Some(args) = args.as_object_mut() {
+            let cni = args.entry("cni").or_insert_with(|| Value::Object(Map::new()));
+            if !cni.is_object() {
+                *cni = Value::Object(Map::new());
+            }
+            if let Some(cni) = cni.as_object_mut() {
+                cni.insert("labels".into(), Value::Array(list));
+            }
+        }
     }
     serde_json::to_vec(&Value::Object(conf)).unwrap_or_default()
 }
@@ -71,7 +96,7 @@ pub fn run(
 ) -> Result<Value> {
     let plugin = list.plugin_type(i);
     let path = find_in_path(plugin, inv.cni_path)?;
-    let stdin = plugin_stdin(list, i, prev);
+    let stdin = plugin_stdin(list, i, prev, inv.labels);
     tracing::debug!(
         plugin, command = inv.command, container = inv.container_id,
         stdin = %String::from_utf8_lossy(&stdin), "running CNI plugin"
@@ -243,13 +268,28 @@ mod tests {
     fn stdin_injects_name_version_and_prev_result() {
         let prev = serde_json::json!({"cniVersion":"1.0.0","ips":[]});
         let v: Value =
-            serde_json::from_slice(&plugin_stdin(&list(), 0, Some(&prev))).expect("json");
+            serde_json::from_slice(&plugin_stdin(&list(), 0, Some(&prev), &[])).expect("json");
         assert_eq!(v["name"], "n");
         assert_eq!(v["cniVersion"], "1.0.0");
         assert_eq!(v["type"], "bridge");
         assert_eq!(v["prevResult"], prev);
-        let v: Value = serde_json::from_slice(&plugin_stdin(&list(), 0, None)).expect("json");
-        assert!(v.get("prevResult").is_none());
+        let v: Value = serde_json::from_slice(&plugin_stdin(&list(), 0, None, &[])).expect("json");
+        assert!(v.get("prevResult").is_none() && v.get("args").is_none());
+    }
+
+    #[test]
+    fn labels_go_in_args_cni_labels_beside_other_args() {
+        let bytes = br#"{"cniVersion":"1.0.0","name":"n","plugins":[{"type":"tartan","args":{"other":1,"cni":{"ips":["10.0.0.1"]}}}]}"#;
+        let list = super::super::conf::from_bytes(bytes.to_vec(), Path::new("t")).expect("list");
+        let labels = [("app".to_string(), "web".to_string()), ("tier".into(), "".into())];
+        let v: Value =
+            serde_json::from_slice(&plugin_stdin(&list, 0, None, &labels)).expect("json");
+        assert_eq!(v["args"]["other"], 1);
+        assert_eq!(v["args"]["cni"]["ips"][0], "10.0.0.1");
+        assert_eq!(
+            v["args"]["cni"]["labels"],
+            serde_json::json!([{"key": "app", "value": "web"}, {"key": "tier", "value": ""}])
+        );
     }
 
     #[test]

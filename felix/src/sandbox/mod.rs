@@ -58,6 +58,9 @@ pub struct SandboxOptions {
     pub ifname: String,
     /// `K=V;K=V` for `CNI_ARGS`.
     pub args: Option<String>,
+    /// Labels for the workload, passed to the plugins as `args.cni.labels` (CNI's
+    /// conventions), on ADD.
+    pub labels: Vec<(String, String)>,
 }
 
 impl Default for SandboxOptions {
@@ -69,6 +72,7 @@ impl Default for SandboxOptions {
             network: None,
             ifname: "eth0".into(),
             args: None,
+            labels: Vec::new(),
         }
     }
 }
@@ -123,6 +127,7 @@ impl Target {
             netns,
             ifname: &opts.ifname,
             args: &self.args_env,
+            labels: if command == "ADD" { &opts.labels } else { &[] },
             cni_path: &opts.cni_path,
             timeout: exec::PLUGIN_TIMEOUT,
         }

@@ -33,8 +33,11 @@ pub enum Reason {
     Rule(RuleRef),
     /// These policies applied and none allowed the packet: default deny.
     PoliciesDidNotAllow(Vec<String>),
-    /// No policy decided and no profile allowed (the profiles named; a missing one says so).
-    ProfilesDidNotAllow { profiles: Vec<String>, missing: Vec<String> },
+    /// No policy decided and no profile allowed.
+    ProfilesDidNotAllow(Vec<String>),
+    /// No policy decided and the workload's profile was never created: a network's profile
+    /// allows everything until an operator writes one (today's behaviour without policy).
+    ProfileNotCreated(String),
 }
 
 /// One direction's outcome.
@@ -118,11 +121,11 @@ impl Model {
             return d;
         }
         let profiles = self.endpoints.get(i).map(|e| e.profiles.clone()).unwrap_or_default();
-        let mut missing = Vec::new();
         for name in &profiles {
             let Some(p) = self.profiles.get(name) else {
-                missing.push(name.clone());
-                continue;
+                d.allowed = true;
+                d.reason = Reason::ProfileNotCreated(name.clone());
+                return d;
             };
             let rules = match direction {
                 Direction::Egress => &p.egress,
@@ -140,7 +143,7 @@ impl Model {
                 None => {}
             }
         }
-        d.reason = Reason::ProfilesDidNotAllow { profiles, missing };
+        d.reason = Reason::ProfilesDidNotAllow(profiles);
         d
     }
 
@@ -264,20 +267,18 @@ impl fmt::Display for Decision {
                     .collect::<Vec<_>>()
                     .join(", ")
             )?,
-            Reason::ProfilesDidNotAllow { profiles, missing } => {
-                if profiles.is_empty() {
-                    write!(f, "default deny: no policy decided and the workload has no profile")?;
-                } else {
-                    write!(
-                        f,
-                        "default deny: no policy decided and no rule of profile {} allowed it",
-                        profiles.join(", ")
-                    )?;
-                }
-                if !missing.is_empty() {
-                    write!(f, " (profile {} does not exist)", missing.join(", "))?;
-                }
+            Reason::ProfilesDidNotAllow(profiles) if profiles.is_empty() => {
+                write!(f, "default deny: no policy decided and the workload has no profile")?
             }
+            Reason::ProfilesDidNotAllow(profiles) => write!(
+                f,
+                "default deny: no policy decided and no rule of profile {} allowed it",
+                profiles.join(", ")
+            )?,
+            Reason::ProfileNotCreated(name) => write!(
+                f,
+                "Profile {name}, which does not exist: until it is created it allows everything"
+            )?,
         }
         if let Some(p) = &self.passed_by {
             write!(f, "; passed to the profiles by {p}")?;

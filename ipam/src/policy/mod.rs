@@ -7,7 +7,9 @@
 //! that select the workload and list that direction in `types`, in `order` then name. The
 //! first rule that matches and says Allow or Deny decides; Log goes on; Pass skips the
 //! remaining policies. If policies applied and none decided (and none passed), the packet is
-//! denied. Otherwise the workload's profiles decide, in turn; if none allows, it is denied.
+//! denied. Otherwise the workload's profiles decide, in turn; if none allows, it is denied. A
+//! profile that was never created allows everything (a network without a Profile behaves as
+//! it did before policy existed).
 //! A packet between two workloads must be allowed by the source's egress and the
 //! destination's ingress; a side that is not a workload of the fabric is not policed here.
 

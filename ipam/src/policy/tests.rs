@@ -201,13 +201,21 @@ fn profile_labels_are_inherited_and_the_workloads_own_win() {
     let m = model(&[p], vec![]);
     assert_eq!(m.effective_labels("cache").map(|l| l.contains_key("net1")), Some(true));
     assert!(!tcp(&m, "10.0.0.1", "10.0.0.3", 80).allowed());
-    // Without its profile a workload is denied, and the explanation says why.
+    // A profile never created allows everything; one without an allowing rule denies.
     let mut lone = workload("lone", "10.0.0.9", &[]);
-    lone.profiles = vec!["gone".into()];
-    let m = Model::new(vec![lone], vec![], &[], &[]).expect("model");
+    lone.profiles = vec!["none-yet".into()];
+    let m = Model::new(vec![lone.clone()], vec![], &[], &[]).expect("model");
     let v = tcp(&m, "192.0.2.1", "10.0.0.9", 80);
-    assert!(!v.allowed());
-    assert!(v.to_string().contains("profile gone does not exist"), "{v}");
+    assert!(v.allowed());
+    assert!(v.to_string().contains("until it is created it allows everything"), "{v}");
+    let strict: ProfileSpec =
+        serde_json::from_value(json!({"egress": [{"action": "Allow"}]})).expect("profile");
+    let m = Model::new(vec![lone], vec![], &[], &[("none-yet".into(), strict)]).expect("model");
+    let v = tcp(&m, "192.0.2.1", "10.0.0.9", 80);
+    assert_eq!(
+        v.ingress.map(|d| d.reason),
+        Some(Reason::ProfilesDidNotAllow(vec!["none-yet".into()]))
+    );
 }
 
 #[test]

@@ -111,7 +111,7 @@ pub fn check_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-pub(crate) fn check_labels(labels: &BTreeMap<String, String>) -> Result<(), String> {
+pub fn check_labels(labels: &BTreeMap<String, String>) -> Result<(), String> {
     let ok = |s: &str| s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c));
     for (k, v) in labels {
         if k.is_empty() || k.len() > 253 || !ok(k) {

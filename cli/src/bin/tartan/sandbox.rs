@@ -82,6 +82,10 @@ enum SandboxCommand {
         /// Print the final CNI result as JSON.
         #[arg(long)]
         json: bool,
+        /// A label for the workload, for policy selectors (repeatable); passed to the plugins
+        /// as `args.cni.labels`.
+        #[arg(long = "label", value_name = "KEY=VALUE", value_parser = label)]
+        labels: Vec<(String, String)>,
     },
     /// Detach sandbox NAME from the network and remove it (succeeds if it is already gone).
     Del {
@@ -114,6 +118,14 @@ enum SandboxCommand {
     },
 }
 
+/// `KEY=VALUE` (the value may be empty).
+fn label(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("{text:?} is not KEY=VALUE (e.g. --label app=web)")),
+    }
+}
+
 pub fn run(args: SandboxArgs) -> ExitCode {
     let level = if args.verbose {
         tracing_subscriber::filter::LevelFilter::DEBUG
@@ -136,9 +148,13 @@ pub fn run(args: SandboxArgs) -> ExitCode {
         network: args.net,
         ifname: args.ifname,
         args: args.args.filter(|a| !a.is_empty()),
+        labels: match &args.command {
+            SandboxCommand::Add { labels, .. } => labels.clone(),
+            _ => Vec::new(),
+        },
     };
     let done = match args.command {
-        SandboxCommand::Add { name, json } => sandbox::add(&name, &opts).map(|result| {
+        SandboxCommand::Add { name, json, .. } => sandbox::add(&name, &opts).map(|result| {
             if json {
                 out(&format!("{}\n", serde_json::to_string_pretty(&result).unwrap_or_default()));
             } else {
