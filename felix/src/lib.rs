@@ -5,5 +5,6 @@ pub mod agent;
 pub mod cni;
 pub mod netns;
 pub mod nft;
+pub mod policy;
 pub mod routes;
 pub mod sandbox;

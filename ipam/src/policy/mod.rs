@@ -17,7 +17,10 @@ mod eval;
 mod model;
 
 pub use eval::{Decision, Direction, Reason, RuleRef, Verdict};
-pub use model::{Endpoint, Flow, Model, ModelError, NetworkSet, effective_types, policy_order};
+pub use model::{
+    CompiledEntity, CompiledPolicy, CompiledProfile, CompiledRule, Endpoint, Flow, Model,
+    ModelError, NetworkSet, effective_types, policy_order,
+};
 
 #[cfg(test)]
 mod tests;

@@ -76,20 +76,22 @@ pub struct ModelError {
 
 /// A rule with its selectors parsed.
 #[derive(Debug, Clone)]
-pub(crate) struct CompiledRule {
+pub struct CompiledRule {
     pub rule: Rule,
     pub source: CompiledEntity,
     pub destination: CompiledEntity,
 }
 
+/// A source or destination side with its selectors parsed.
 #[derive(Debug, Clone)]
-pub(crate) struct CompiledEntity {
+pub struct CompiledEntity {
     pub selector: Option<Selector>,
     pub not_selector: Option<Selector>,
 }
 
+/// A GlobalNetworkPolicy with its selectors parsed and its types written out.
 #[derive(Debug, Clone)]
-pub(crate) struct CompiledPolicy {
+pub struct CompiledPolicy {
     pub name: String,
     pub order: Option<f64>,
     pub selector: Selector,
@@ -98,8 +100,9 @@ pub(crate) struct CompiledPolicy {
     pub egress: Vec<CompiledRule>,
 }
 
+/// A Profile with its selectors parsed.
 #[derive(Debug, Clone)]
-pub(crate) struct CompiledProfile {
+pub struct CompiledProfile {
     pub labels_to_apply: BTreeMap<String, String>,
     pub ingress: Vec<CompiledRule>,
     pub egress: Vec<CompiledRule>,
@@ -209,6 +212,11 @@ impl Model {
         self.endpoints.iter().position(|e| e.addresses.contains(&address))
     }
 
+    /// Every workload, as given.
+    pub fn endpoints(&self) -> &[Endpoint] {
+        &self.endpoints
+    }
+
     /// An endpoint by name.
     pub fn endpoint(&self, name: &str) -> Option<&Endpoint> {
         self.endpoints.iter().find(|e| e.name == name)
@@ -220,6 +228,41 @@ impl Model {
     }
 
     /// The names of the policies that apply to endpoint `i` in `types` direction `t`, in order.
+    /// The policies that apply to the endpoint named `name` in direction `t`, in order.
+    pub fn applying_to(&self, name: &str, t: PolicyType) -> Vec<&CompiledPolicy> {
+        match self.endpoints.iter().position(|e| e.name == name) {
+            Some(i) => self.applying(i, t),
+            None => Vec::new(),
+        }
+    }
+
+    /// A profile by name (`None`: never created, which allows everything).
+    pub fn profile(&self, name: &str) -> Option<&CompiledProfile> {
+        self.profiles.get(name)
+    }
+
+    /// The addresses `s` selects, of one IP version: its workloads' addresses and its network
+    /// sets' nets, sorted and without duplicates.
+    pub fn members(&self, s: &Selector, v4: bool) -> Vec<IpNet> {
+        let mut out: Vec<IpNet> = self
+            .endpoints
+            .iter()
+            .zip(&self.effective)
+            .filter(|(_, labels)| s.matches(labels))
+            .flat_map(|(e, _)| e.addresses.iter().map(|a| IpNet::from(*a)))
+            .chain(
+                self.sets
+                    .iter()
+                    .filter(|n| s.matches(&n.labels))
+                    .flat_map(|n| n.nets.iter().copied()),
+            )
+            .filter(|n| n.addr().is_ipv4() == v4)
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
     pub(crate) fn applying(&self, i: usize, t: PolicyType) -> Vec<&CompiledPolicy> {
         let Some(labels) = self.effective.get(i) else { return Vec::new() };
         self.policies
