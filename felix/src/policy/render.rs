@@ -19,9 +19,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use ipnet::IpNet;
-use tartan_ipam::policy::{CompiledRule, Model};
+use tartan_ipam::policy::{CompiledEntity, CompiledRule, Model};
 use tartan_ipam::resources::policy::{Action, EntityRule, IcmpMatch, PolicyType, Port};
-use tartan_ipam::resources::selector::Selector;
 
 /// The table's name.
 pub const TABLE: &str = "tartan_policy";
@@ -118,8 +117,7 @@ fn side(
     model: &Model,
     sets: &mut Sets,
     e: &EntityRule,
-    selector: Option<&Selector>,
-    not_selector: Option<&Selector>,
+    c: &CompiledEntity,
     source: bool,
     v4: bool,
 ) -> Vec<String> {
@@ -136,10 +134,10 @@ fn side(
     if !e.not_nets.is_empty() {
         m.push(format!("{ip} {dir} != @{}", sets.addresses(&e.not_nets, v4)));
     }
-    if let Some(s) = selector {
+    if let Some(s) = &c.selector {
         m.push(format!("{ip} {dir} @{}", sets.addresses(&model.members(s, v4), v4)));
     }
-    if let Some(s) = not_selector {
+    if let Some(s) = &c.not_selector {
         m.push(format!("{ip} {dir} != @{}", sets.addresses(&model.members(s, v4), v4)));
     }
     if !e.ports.is_empty() {
@@ -187,24 +185,8 @@ fn rule_lines(
                 _ => {}
             }
         }
-        m.extend(side(
-            model,
-            sets,
-            &rule.source,
-            r.source.selector.as_ref(),
-            r.source.not_selector.as_ref(),
-            true,
-            v4,
-        ));
-        m.extend(side(
-            model,
-            sets,
-            &rule.destination,
-            r.destination.selector.as_ref(),
-            r.destination.not_selector.as_ref(),
-            false,
-            v4,
-        ));
+        m.extend(side(model, sets, &rule.source, &r.source, true, v4));
+        m.extend(side(model, sets, &rule.destination, &r.destination, false, v4));
         let verdict = match rule.action {
             Action::Allow => format!("meta mark set meta mark | {ACCEPT_MARK:#x} return"),
             Action::Pass => format!("meta mark set meta mark | {PASS_MARK:#x} return"),
@@ -237,11 +219,46 @@ fn chain(out: &mut String, name: &str, comment: &str, lines: &[String]) {
     out.push_str("  }\n");
 }
 
+/// What a script is built from: its sets, its chains, the rule chains already written.
+#[derive(Default)]
+struct Script {
+    sets: Sets,
+    chains: String,
+    rendered: std::collections::BTreeSet<String>,
+}
+
+impl Script {
+    /// The chain `name` holding `rules` (a policy's or a profile's, one direction), once.
+    fn rules_chain(&mut self, model: &Model, name: &str, owner: &str, rules: &[CompiledRule]) {
+        if !self.rendered.insert(name.to_string()) {
+            return;
+        }
+        let body: Vec<String> = rules
+            .iter()
+            .enumerate()
+            .flat_map(|(i, r)| rule_lines(model, &mut self.sets, r, owner, i + 1))
+            .collect();
+        chain(&mut self.chains, name, owner, &body);
+    }
+}
+
+/// `egress` or `ingress`, for comments.
+trait DirectionName {
+    fn direction(self) -> &'static str;
+}
+
+impl DirectionName for PolicyType {
+    fn direction(self) -> &'static str {
+        match self {
+            PolicyType::Egress => "egress",
+            PolicyType::Ingress => "ingress",
+        }
+    }
+}
+
 /// The whole script: the table replaced in one transaction.
 pub fn render(model: &Model, local: &[LocalEndpoint]) -> String {
-    let mut sets = Sets::default();
-    let mut chains = String::new();
-    let mut rendered: BTreeMap<String, ()> = BTreeMap::new();
+    let mut out = Script::default();
     let mut from_wl = Vec::new();
     let mut to_wl = Vec::new();
     let clear = format!("meta mark set meta mark & {:#x}", !(ACCEPT_MARK | PASS_MARK));
@@ -261,19 +278,8 @@ pub fn render(model: &Model, local: &[LocalEndpoint]) -> String {
             for p in &policies {
                 let (pfx, rules) = if egress { ("po", &p.egress) } else { ("pi", &p.ingress) };
                 let name = format!("{pfx}-{}", tag(&p.name));
-                if rendered.insert(name.clone(), ()).is_none() {
-                    let owner = format!(
-                        "GlobalNetworkPolicy {} {}",
-                        p.name,
-                        if egress { "egress" } else { "ingress" }
-                    );
-                    let body: Vec<String> = rules
-                        .iter()
-                        .enumerate()
-                        .flat_map(|(i, r)| rule_lines(model, &mut sets, r, &owner, i + 1))
-                        .collect();
-                    chain(&mut chains, &name, &owner, &body);
-                }
+                let owner = format!("GlobalNetworkPolicy {} {}", p.name, t.direction());
+                out.rules_chain(model, &name, &owner, rules);
                 lines.push(format!("meta mark & {PASS_MARK:#x} == 0 jump {name}"));
                 lines.push(format!("meta mark & {ACCEPT_MARK:#x} != 0 return"));
             }
@@ -292,18 +298,8 @@ pub fn render(model: &Model, local: &[LocalEndpoint]) -> String {
                         let (pfx, rules) =
                             if egress { ("ro", &p.egress) } else { ("ri", &p.ingress) };
                         let name = format!("{pfx}-{}", tag(prof));
-                        if rendered.insert(name.clone(), ()).is_none() {
-                            let owner = format!(
-                                "Profile {prof} {}",
-                                if egress { "egress" } else { "ingress" }
-                            );
-                            let body: Vec<String> = rules
-                                .iter()
-                                .enumerate()
-                                .flat_map(|(i, r)| rule_lines(model, &mut sets, r, &owner, i + 1))
-                                .collect();
-                            chain(&mut chains, &name, &owner, &body);
-                        }
+                        let owner = format!("Profile {prof} {}", t.direction());
+                        out.rules_chain(model, &name, &owner, rules);
                         lines.push(clear.clone());
                         lines.push(format!("jump {name}"));
                         lines.push(format!("meta mark & {ACCEPT_MARK:#x} != 0 return"));
@@ -313,10 +309,11 @@ pub fn render(model: &Model, local: &[LocalEndpoint]) -> String {
             lines.push("drop".to_string());
             let name = format!("{prefix}-{}", ep.host_if);
             let what = if egress { "from" } else { "to" };
-            chain(&mut chains, &name, &format!("{what} workload {}", ep.name), &lines);
+            chain(&mut out.chains, &name, &format!("{what} workload {}", ep.name), &lines);
             map.push(format!("\"{}\" : jump {name}", ep.host_if));
         }
     }
+    let Script { sets, chains, .. } = out;
     let mut out =
         format!("table inet {TABLE} {{}}\ndelete table inet {TABLE}\ntable inet {TABLE} {{\n");
     out.push_str("  set nd {\n    type icmpv6_type\n    elements = { nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert }\n  }\n");
