@@ -1,5 +1,6 @@
 //! Any text as a Calico selector: parsing never panics; a selector that parses prints back to
-//! text that parses to the same selector, which matches the same label sets.
+//! text that (within the length limit) parses to the same selector, which matches the same
+//! label sets.
 #![no_main]
 
 use std::collections::BTreeMap;
@@ -11,6 +12,11 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
     let Ok(selector) = Selector::parse(text) else { return };
     let printed = selector.to_string();
+    // Printing spells things out (`a == 'x'` for `a=='x'`): past the length limit the printed
+    // text is refused as any other would be.
+    if printed.chars().count() > tartan_ipam::resources::selector::MAX_SELECTOR_LEN {
+        return;
+    }
     let again = Selector::parse(&printed)
         .unwrap_or_else(|e| panic!("{text:?} printed as {printed:?}, which does not parse: {e}"));
     assert_eq!(again, selector, "{text:?} printed as {printed:?}");

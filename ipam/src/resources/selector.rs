@@ -91,23 +91,69 @@ fn quoted(v: &str) -> String {
     if v.contains('\'') { format!("\"{v}\"") } else { format!("'{v}'") }
 }
 
+/// Where a selector is printed, for the parentheses it needs there.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Place {
+    /// At the top, or left of `||`.
+    Free,
+    /// Right of `||`.
+    OrRight,
+    /// Left of `&&`.
+    AndLeft,
+    /// Right of `&&`.
+    AndRight,
+    /// After `!`.
+    Negated,
+}
+
+impl Selector {
+    /// Prints with the parentheses the structure needs and no more, so the text parses back to
+    /// the same tree and nests no deeper than the text it was parsed from.
+    fn write(&self, f: &mut fmt::Formatter<'_>, place: Place) -> fmt::Result {
+        let list = |vs: &[String]| vs.iter().map(|v| quoted(v)).collect::<Vec<_>>().join(", ");
+        let parens = match self {
+            Selector::Or(..) => place != Place::Free,
+            Selector::And(..) => matches!(place, Place::AndRight | Place::Negated),
+            _ => false,
+        };
+        if parens {
+            f.write_str("(")?;
+        }
+        match self {
+            Selector::All => write!(f, "all()")?,
+            Selector::Has(k) => write!(f, "has({k})")?,
+            Selector::Eq(k, v) => write!(f, "{k} == {}", quoted(v))?,
+            Selector::Ne(k, v) => write!(f, "{k} != {}", quoted(v))?,
+            Selector::In(k, vs) => write!(f, "{k} in {{{}}}", list(vs))?,
+            Selector::NotIn(k, vs) => write!(f, "{k} not in {{{}}}", list(vs))?,
+            Selector::Contains(k, v) => write!(f, "{k} contains {}", quoted(v))?,
+            Selector::StartsWith(k, v) => write!(f, "{k} starts with {}", quoted(v))?,
+            Selector::EndsWith(k, v) => write!(f, "{k} ends with {}", quoted(v))?,
+            Selector::Not(s) => {
+                f.write_str("!")?;
+                s.write(f, Place::Negated)?;
+            }
+            Selector::And(a, b) => {
+                a.write(f, Place::AndLeft)?;
+                f.write_str(" && ")?;
+                b.write(f, Place::AndRight)?;
+            }
+            Selector::Or(a, b) => {
+                a.write(f, Place::Free)?;
+                f.write_str(" || ")?;
+                b.write(f, Place::OrRight)?;
+            }
+        }
+        if parens {
+            f.write_str(")")?;
+        }
+        Ok(())
+    }
+}
+
 impl fmt::Display for Selector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let list = |vs: &[String]| vs.iter().map(|v| quoted(v)).collect::<Vec<_>>().join(", ");
-        match self {
-            Selector::All => write!(f, "all()"),
-            Selector::Has(k) => write!(f, "has({k})"),
-            Selector::Eq(k, v) => write!(f, "{k} == {}", quoted(v)),
-            Selector::Ne(k, v) => write!(f, "{k} != {}", quoted(v)),
-            Selector::In(k, vs) => write!(f, "{k} in {{{}}}", list(vs)),
-            Selector::NotIn(k, vs) => write!(f, "{k} not in {{{}}}", list(vs)),
-            Selector::Contains(k, v) => write!(f, "{k} contains {}", quoted(v)),
-            Selector::StartsWith(k, v) => write!(f, "{k} starts with {}", quoted(v)),
-            Selector::EndsWith(k, v) => write!(f, "{k} ends with {}", quoted(v)),
-            Selector::Not(s) => write!(f, "!({s})"),
-            Selector::And(a, b) => write!(f, "({a}) && ({b})"),
-            Selector::Or(a, b) => write!(f, "({a}) || ({b})"),
-        }
+        self.write(f, Place::Free)
     }
 }
 
@@ -356,8 +402,14 @@ mod tests {
     fn display_round_trips_through_parse() {
         let s = Selector::parse("a == 'x' || !has(b) && c in {'1','2'} || d contains 'y' && e starts with 'z' || f ends with '.'").expect("parses");
         assert_eq!(Selector::parse(&s.to_string()), Ok(s));
-        // A value holding a single quote prints in double quotes (found by the fuzzer).
-        for text in ["n != \"'\"", "n in {\"it's\", 'b'}", "!!n == \"a'b\""] {
+        // A value holding a single quote prints in double quotes (found by the fuzzer); the
+        // printed text nests no deeper than what was parsed (found by the fuzzer: 69 `!`s
+        // printed as `!(!(...))` went past the nesting limit).
+        let nots = format!("{}a contains 'x'", "!".repeat(100));
+        let chain = (0..60).map(|i| format!("k{i} == 'v'")).collect::<Vec<_>>().join(" && ");
+        let shapes = "!(a == 'x' || b == 'y') && (c == 'z' || d == 'w') && (e == '1' && f == '2') || !!has(g)";
+        for text in ["n != \"'\"", "n in {\"it's\", 'b'}", "!!n == \"a'b\"", &nots, &chain, shapes]
+        {
             let s = Selector::parse(text).expect("parses");
             assert_eq!(Selector::parse(&s.to_string()), Ok(s), "{text}");
         }
