@@ -97,13 +97,9 @@ fn gateways(lab: &TestLab, node: &str, dst: &str) -> Result<BTreeSet<String>, St
 
 /// Packets `leaf` received on its host-facing links.
 fn leaf_rx(lab: &TestLab, leaf: &str) -> u64 {
-    let v = json(lab, leaf, "ip -j -s link show").unwrap_or_default();
-    v.as_array()
-        .into_iter()
-        .flatten()
-        .filter(|l| l["ifname"] == "eth1" || l["ifname"] == "eth2")
-        .filter_map(|l| l["stats64"]["rx"]["packets"].as_u64())
-        .sum()
+    tartan_labs::bench::bfd::host_links_rx(
+        &json(lab, leaf, "ip -j -s link show").unwrap_or_default(),
+    )
 }
 
 #[test]

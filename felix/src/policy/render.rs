@@ -263,6 +263,9 @@ pub fn render(model: &Model, local: &[LocalEndpoint]) -> String {
     let mut to_wl = Vec::new();
     let clear = format!("meta mark set meta mark & {:#x}", !(ACCEPT_MARK | PASS_MARK));
     for ep in local {
+        // A workload whose record the model does not have yet is left out of the verdict
+        // maps (not policed) rather than given a chain with no profile, which drops all.
+        let Some(known) = model.endpoint(&ep.name) else { continue };
         for (t, prefix, map) in
             [(PolicyType::Egress, "fw", &mut from_wl), (PolicyType::Ingress, "tw", &mut to_wl)]
         {
@@ -286,8 +289,7 @@ pub fn render(model: &Model, local: &[LocalEndpoint]) -> String {
             if !policies.is_empty() {
                 lines.push(format!("meta mark & {PASS_MARK:#x} == 0 drop"));
             }
-            let profiles = model.endpoint(&ep.name).map(|e| e.profiles.clone()).unwrap_or_default();
-            for prof in &profiles {
+            for prof in &known.profiles {
                 match model.profile(prof) {
                     None => {
                         // Never created: allows everything (as before policy).
@@ -386,5 +388,9 @@ mod tests {
         assert!(script.contains("icmpv6 type . icmpv6 code != @i-"), "{script}");
         // The same input renders the same script (set and chain names are stable).
         assert_eq!(script, render(&model(), &local));
+        // A local workload the model does not know yet is not policed (not dropped).
+        let unknown = [LocalEndpoint { name: "node1.tv9".into(), host_if: "tv9".into() }];
+        let script = render(&model(), &unknown);
+        assert!(!script.contains("tv9"), "{script}");
     }
 }

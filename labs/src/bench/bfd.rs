@@ -275,13 +275,7 @@ fn failover_in(lab: &BenchLab, t: u32) -> Result<Failover> {
     // their ports, so their paths, from the burst to the end).
     let rx = |leaf: &str| -> u64 {
         let v = sh(lab, leaf, "ip -j -s link show").unwrap_or_default();
-        let v: serde_json::Value = serde_json::from_str(&v).unwrap_or_default();
-        v.as_array()
-            .into_iter()
-            .flatten()
-            .filter(|l| l["ifname"] == "eth1" || l["ifname"] == "eth2")
-            .filter_map(|l| l["stats64"]["rx"]["packets"].as_u64())
-            .sum()
+        host_links_rx(&serde_json::from_str(&v).unwrap_or_default())
     };
     let before = [rx("leaf-a"), rx("leaf-b")];
     sh(
@@ -370,6 +364,17 @@ fn failover_in(lab: &BenchLab, t: u32) -> Result<Failover> {
         first_change_ms(&sh(lab, "leaf-b", "cat /tmp/bench-mon.log")?, start, deleted);
     sh(lab, "host2", UNSILENCE)?;
     Ok(f)
+}
+
+/// Packets received on a leaf's host-facing links (`eth1`, `eth2`) in `ip -j -s link show`.
+pub fn host_links_rx(links: &serde_json::Value) -> u64 {
+    links
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|l| l["ifname"] == "eth1" || l["ifname"] == "eth2")
+        .filter_map(|l| l["stats64"]["rx"]["packets"].as_u64())
+        .sum()
 }
 
 /// The CPU lab: `target` and a BIRD `peer` joined by `n` links, a session on each (as the
